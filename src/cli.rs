@@ -1,0 +1,366 @@
+//! The command line: clap definitions, and how flags fall back to the seed's environment
+//! variables (`PGHOST PGHOST2 PGDATABASE PGSUPERUSER BUCARDOUSER BUCARDOPASS HERE THERE`), then to
+//! libpq's (`PGPORT PGUSER PGPASSWORD PGPASSFILE PGSSLMODE ...`), then to defaults. The result is a
+//! [`Draft`]: plain, editable strings that the wizard's Connect screen edits too, and that
+//! [`Draft::build`] turns into engine [`Settings`] with passwords resolved.
+
+use crate::engine::conn::{default_passfile, ConnDefaults, ConnSpec, Env, SslMode};
+use crate::engine::ident::parse_table_list;
+use crate::engine::secret::Secret;
+use crate::engine::settings::{
+    default_jobs, default_state_dir, BucardoSettings, Names, SequenceMode, Settings, TableSelection,
+};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "bucardo-bootstrap", version, about = "Bootstrap Bucardo master/master replication from a live PostgreSQL database to a new one, with no downtime and no lost row.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Use plain prompts instead of the full-screen wizard.
+    #[arg(long, global = true)]
+    pub plain: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Carry out the bootstrap headless.
+    Run {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Do not ask for confirmation (required without a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Replay a plan file written by the wizard or `plan --save`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the steps and exact commands, secrets masked.
+    Plan {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Also write an equivalent standalone bash script.
+        #[arg(long)]
+        script: Option<PathBuf>,
+        /// Also write a plan file for `run --config`.
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
+    /// Compare HERE and THERE: exit 0 identical, 1 differences (listed), 2 error.
+    Verify {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Start throwaway clusters with a sample database and a writer, and open the wizard.
+    Demo {
+        /// Keep the clusters and files on exit.
+        #[arg(long)]
+        keep: bool,
+        /// Size of the sample database (1 = about 125k rows).
+        #[arg(long, default_value_t = 1)]
+        scale: u32,
+    },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SeqArg {
+    Interleave,
+    Keep,
+}
+
+/// Connection and naming flags shared by every subcommand. Empty means "from the environment".
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConnArgs {
+    /// HERE, the live database: postgres://user@host:port/db (default from PGHOST, PGPORT, PGDATABASE, PGSUPERUSER/PGUSER).
+    #[arg(long, global = true)]
+    pub here: Option<String>,
+    /// THERE, the new database (default: PGHOST2 with HERE's port, database and user).
+    #[arg(long, global = true)]
+    pub there: Option<String>,
+    /// Bucardo's control database (default: bucardo@HERE's server/bucardo).
+    #[arg(long = "bucardo-db", global = true)]
+    pub bucardo_db: Option<String>,
+    #[arg(long = "bucardo-piddir", global = true)]
+    pub bucardo_piddir: Option<PathBuf>,
+    #[arg(long = "bucardo-logdir", global = true)]
+    pub bucardo_logdir: Option<PathBuf>,
+    /// Where logs and state go (default: ~/.local/state/bucardo-bootstrap).
+    #[arg(long = "log-dir", global = true)]
+    pub log_dir: Option<PathBuf>,
+    /// public.foo,public.bar or all.
+    #[arg(long, global = true)]
+    pub tables: Option<String>,
+    #[arg(long, global = true)]
+    pub sync: Option<String>,
+    #[arg(long, global = true)]
+    pub relgroup: Option<String>,
+    #[arg(long, global = true)]
+    pub dbgroup: Option<String>,
+    /// Copy roles with pg_dumpall --roles-only first.
+    #[arg(long = "copy-roles", global = true)]
+    pub copy_roles: bool,
+    /// interleave (default): odd ids on HERE, even on THERE; keep: leave sequences alone.
+    #[arg(long, value_enum, global = true)]
+    pub sequences: Option<SeqArg>,
+    /// Parallel copy workers.
+    #[arg(long, global = true)]
+    pub jobs: Option<usize>,
+    /// Seconds to wait for the interim deltas after the kick.
+    #[arg(long = "kick-timeout", global = true)]
+    pub kick_timeout: Option<u64>,
+}
+
+impl ConnArgs {
+    /// Subcommand flags win over the top-level ones.
+    pub fn merged(&self, top: &ConnArgs) -> ConnArgs {
+        ConnArgs {
+            here: self.here.clone().or(top.here.clone()),
+            there: self.there.clone().or(top.there.clone()),
+            bucardo_db: self.bucardo_db.clone().or(top.bucardo_db.clone()),
+            bucardo_piddir: self.bucardo_piddir.clone().or(top.bucardo_piddir.clone()),
+            bucardo_logdir: self.bucardo_logdir.clone().or(top.bucardo_logdir.clone()),
+            log_dir: self.log_dir.clone().or(top.log_dir.clone()),
+            tables: self.tables.clone().or(top.tables.clone()),
+            sync: self.sync.clone().or(top.sync.clone()),
+            relgroup: self.relgroup.clone().or(top.relgroup.clone()),
+            dbgroup: self.dbgroup.clone().or(top.dbgroup.clone()),
+            copy_roles: self.copy_roles || top.copy_roles,
+            sequences: self.sequences.or(top.sequences),
+            jobs: self.jobs.or(top.jobs),
+            kick_timeout: self.kick_timeout.or(top.kick_timeout),
+        }
+    }
+}
+
+/// Every setting as an editable string, before validation. Passwords are kept apart as
+/// [`Secret`]s and are never part of what a screen shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Draft {
+    pub here: String,
+    pub there: String,
+    pub bucardo_db: String,
+    pub bucardo_user: String,
+    pub bucardo_piddir: String,
+    pub bucardo_logdir: String,
+    pub log_dir: String,
+    pub tables: String,
+    pub here_name: String,
+    pub there_name: String,
+    pub sync: String,
+    pub relgroup: String,
+    pub dbgroup: String,
+    pub copy_roles: bool,
+    pub sequences: SequenceMode,
+    pub jobs: usize,
+    pub kick_timeout_s: u64,
+    /// PGPASSWORD, or one typed at a prompt: HERE's and THERE's superuser.
+    #[serde(skip)]
+    pub pg_password: Option<Secret>,
+    /// BUCARDOPASS, or one typed at a prompt.
+    #[serde(skip)]
+    pub bucardo_password: Option<Secret>,
+    #[serde(skip)]
+    pub passfile: Option<PathBuf>,
+}
+
+impl Draft {
+    /// Flags, then the seed's and libpq's environment, then defaults.
+    pub fn from_args(a: &ConnArgs, env: &dyn Env) -> Draft {
+        let db = env.var("PGDATABASE").unwrap_or_else(|| "widgets".into());
+        let user = env
+            .var("PGSUPERUSER")
+            .or_else(|| env.var("PGUSER"))
+            .unwrap_or_else(|| "postgres".into());
+        let host = env.var("PGHOST").unwrap_or_else(|| "localhost".into());
+        let port = env.var("PGPORT").unwrap_or_else(|| "5432".into());
+        let host2 = env.var("PGHOST2").unwrap_or_else(|| host.clone());
+        let ssl = env.var("PGSSLMODE").map(|m| format!("?sslmode={m}")).unwrap_or_default();
+        let uri = |h: &str, u: &str, d: &str| format!("postgres://{u}@{}:{port}/{d}{ssl}", bracket(h));
+        let bucardo_user = env.var("BUCARDOUSER").unwrap_or_else(|| "bucardo".into());
+        let state = a.log_dir.clone().unwrap_or_else(default_state_dir);
+        let names = Names::seed_defaults(env.var("HERE").as_deref(), env.var("THERE").as_deref(), &db);
+        Draft {
+            here: a.here.clone().unwrap_or_else(|| uri(&host, &user, &db)),
+            there: a.there.clone().unwrap_or_else(|| uri(&host2, &user, &db)),
+            bucardo_db: a.bucardo_db.clone().unwrap_or_else(|| uri(&host, &bucardo_user, "bucardo")),
+            bucardo_user,
+            bucardo_piddir: path_str(a.bucardo_piddir.clone().unwrap_or_else(|| state.join("bucardo/run"))),
+            bucardo_logdir: path_str(a.bucardo_logdir.clone().unwrap_or_else(|| state.join("bucardo/log"))),
+            log_dir: path_str(state),
+            tables: a.tables.clone().unwrap_or_default(),
+            here_name: names.here_db,
+            there_name: names.there_db,
+            sync: a.sync.clone().unwrap_or(names.sync),
+            relgroup: a.relgroup.clone().unwrap_or(names.relgroup),
+            dbgroup: a.dbgroup.clone().unwrap_or(names.dbgroup),
+            copy_roles: a.copy_roles,
+            sequences: match a.sequences {
+                Some(SeqArg::Keep) => SequenceMode::Keep,
+                _ => SequenceMode::Interleave,
+            },
+            jobs: a.jobs.unwrap_or_else(default_jobs),
+            kick_timeout_s: a.kick_timeout.unwrap_or(600),
+            pg_password: env.var("PGPASSWORD").map(Secret::new),
+            bucardo_password: env.var("BUCARDOPASS").map(Secret::new),
+            passfile: default_passfile(env),
+        }
+    }
+
+    /// Validates everything and resolves passwords (URI, PGPASSWORD/BUCARDOPASS, passfile).
+    /// Errors say which field is wrong and what to write instead.
+    pub fn build(&self) -> Result<Settings, String> {
+        let none = ConnDefaults::default();
+        let parse = |what: &str, uri: &str| {
+            ConnSpec::parse_uri(uri.trim(), &none).map_err(|e| format!("{what}: {e}"))
+        };
+        let pw = self.pg_password.as_ref().map(|s| s.expose().to_string());
+        let pf = self.passfile.as_deref();
+        let mut here = parse("HERE", &self.here)?;
+        here.resolve_password(pw.as_deref(), pf);
+        let mut there = parse("THERE", &self.there)?;
+        there.resolve_password(pw.as_deref(), pf);
+        if here.host == there.host && here.port == there.port && here.dbname == there.dbname {
+            return Err("HERE and THERE are the same database; THERE must be another one".into());
+        }
+        let mut control = parse("Bucardo control database", &self.bucardo_db)?;
+        let bpw = self.bucardo_password.as_ref().map(|s| s.expose().to_string());
+        control.resolve_password(bpw.as_deref(), pf);
+        let mut admin = control.with_user(&here.user, None).with_db("postgres");
+        admin.resolve_password(pw.as_deref(), pf);
+        let tables = match self.tables.trim() {
+            "" => return Err("no tables chosen: give --tables schema.table,... or --tables all".into()),
+            "all" => TableSelection::All,
+            list => TableSelection::List(parse_table_list(list).map_err(|e| format!("--tables: {e}"))?),
+        };
+        let names = Names {
+            here_db: self.here_name.clone(),
+            there_db: self.there_name.clone(),
+            relgroup: self.relgroup.clone(),
+            dbgroup: self.dbgroup.clone(),
+            sync: self.sync.clone(),
+        };
+        names.validate()?;
+        if self.jobs == 0 || self.jobs > 64 {
+            return Err(format!("--jobs must be between 1 and 64, not {}", self.jobs));
+        }
+        if self.bucardo_user.is_empty() {
+            return Err("BUCARDOUSER is empty".into());
+        }
+        Ok(Settings {
+            bucardo: BucardoSettings {
+                password: control.password.clone(),
+                control,
+                admin,
+                user: self.bucardo_user.clone(),
+                piddir: PathBuf::from(&self.bucardo_piddir),
+                logdir: PathBuf::from(&self.bucardo_logdir),
+                program: PathBuf::from(std::env::var("BUCARDO_BIN").unwrap_or_else(|_| "bucardo".into())),
+            },
+            here,
+            there,
+            names,
+            tables,
+            copy_roles: self.copy_roles,
+            sequences: self.sequences,
+            jobs: self.jobs,
+            log_dir: PathBuf::from(&self.log_dir),
+            kick_timeout_s: self.kick_timeout_s,
+        })
+    }
+}
+
+fn bracket(h: &str) -> String {
+    if h.contains(':') && !h.starts_with('[') {
+        format!("[{h}]")
+    } else {
+        h.to_string()
+    }
+}
+
+fn path_str(p: PathBuf) -> String {
+    p.display().to_string()
+}
+
+/// `sslmode` from a string, for the Connect screen.
+pub fn parse_sslmode(s: &str) -> Result<SslMode, String> {
+    SslMode::parse(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_environment_fills_everything() {
+        let env = [
+            ("PGDATABASE", "widgets"),
+            ("PGHOST", "here.example.com"),
+            ("PGHOST2", "there.example.com"),
+            ("PGSUPERUSER", "postgres"),
+            ("BUCARDOUSER", "bucardo"),
+            ("BUCARDOPASS", "bucardo-pass-1"),
+            ("HERE", "here"),
+            ("THERE", "there"),
+            ("PGPORT", "5433"),
+            ("PGPASSWORD", "super-pass-1"),
+            ("HOME", "/nonexistent"),
+        ];
+        let mut d = Draft::from_args(&ConnArgs::default(), &env);
+        assert_eq!(d.here, "postgres://postgres@here.example.com:5433/widgets");
+        assert_eq!(d.there, "postgres://postgres@there.example.com:5433/widgets");
+        assert_eq!(d.bucardo_db, "postgres://bucardo@here.example.com:5433/bucardo");
+        assert_eq!((d.here_name.as_str(), d.there_name.as_str()), ("herewidgets", "therewidgets"));
+        d.tables = "public.foo,public.bar".into();
+        let s = d.build().unwrap();
+        assert_eq!(s.here.password.as_ref().unwrap().expose(), "super-pass-1");
+        assert_eq!(s.bucardo.password.as_ref().unwrap().expose(), "bucardo-pass-1");
+        assert_eq!(s.bucardo.admin.user, "postgres");
+        assert_eq!(s.names.sync, "mysync");
+        assert!(!format!("{s:?}").contains("super-pass-1"));
+    }
+
+    #[test]
+    fn flags_win_over_environment() {
+        let env = [("PGHOST", "envhost"), ("HOME", "/nonexistent")];
+        let args = ConnArgs {
+            here: Some("postgres://u@flaghost:1/a".into()),
+            there: Some("postgres://u@flaghost:2/a".into()),
+            tables: Some("all".into()),
+            sync: Some("other".into()),
+            ..Default::default()
+        };
+        let d = Draft::from_args(&args, &env);
+        let s = d.build().unwrap();
+        assert_eq!(s.here.host, "flaghost");
+        assert_eq!(s.names.sync, "other");
+        assert_eq!(s.tables, TableSelection::All);
+    }
+
+    #[test]
+    fn bad_input_gets_a_clear_error() {
+        let env = [("HOME", "/nonexistent")];
+        let mut base = Draft::from_args(&ConnArgs::default(), &env);
+        base.there = "postgres://postgres@localhost:5432/other".into();
+        let mut d = base.clone();
+        d.tables = "public.foo".into();
+        d.here = "postgres://h:99999/x".into();
+        assert!(d.build().unwrap_err().starts_with("HERE:"));
+        let mut d = base.clone();
+        d.tables = String::new();
+        assert!(d.build().unwrap_err().contains("--tables"));
+        let mut d = base.clone();
+        d.tables = "a.b.c".into();
+        assert!(d.build().unwrap_err().contains("--tables"));
+        let mut d = base.clone();
+        d.tables = "all".into();
+        d.there = d.here.clone();
+        assert!(d.build().unwrap_err().contains("same database"));
+        let mut d = base;
+        d.tables = "all".into();
+        d.sync = "bad name".into();
+        assert!(d.build().unwrap_err().contains("sync"));
+    }
+}

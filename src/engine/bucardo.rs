@@ -1,0 +1,404 @@
+//! Bucardo: typed CLI commands turned into argv in one place, and the facts read from SQL instead
+//! of the CLI's text (which has no machine mode and several exit codes that lie): whether the
+//! control database is installed, whether the daemon answers a ping, sync runs, pending deltas.
+
+use crate::engine::conn::{ConnSpec, Side};
+use crate::engine::error::EngineError;
+use crate::engine::ident::TableName;
+use crate::engine::process::Invocation;
+use crate::engine::settings::Settings;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_postgres::Client;
+
+/// One Bucardo CLI command. Object parameters always use the `key=value` form: the `--dbname`
+/// style options are consumed as control-database options by the CLI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BucardoCmd {
+    Install { admin_user: String, admin_db: String },
+    Start { reason: String },
+    Stop,
+    AddDb { name: String, dbname: String, host: String, port: u16, user: String, conn: Option<String> },
+    AddTables { tables: Vec<TableName>, relgroup: String, db: String },
+    AddDbgroup { name: String, sources: Vec<String> },
+    AddSync { name: String, relgroup: String, dbgroup: String },
+    ActivateSync { name: String },
+    ReloadConfig,
+    Kick { sync: String, timeout_s: u64 },
+    RemoveSync { name: String },
+    RemoveDbgroup { name: String },
+    RemoveRelgroup { name: String },
+    RemoveTables { tables: Vec<TableName> },
+    RemoveDb { name: String },
+}
+
+/// How every call reaches the control database: explicit flags, never `/etc/bucardorc`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucardoCli {
+    pub program: PathBuf,
+    pub control: ConnSpec,
+    pub piddir: PathBuf,
+    pub logdir: PathBuf,
+    /// Where Bucardo writes its reason files (it uses the current directory).
+    pub workdir: PathBuf,
+}
+
+impl BucardoCli {
+    pub fn from_settings(s: &Settings) -> Self {
+        BucardoCli {
+            program: s.bucardo.program.clone(),
+            control: s.bucardo.control.clone(),
+            piddir: s.bucardo.piddir.clone(),
+            logdir: s.bucardo.logdir.clone(),
+            workdir: s.bucardo.piddir.clone(),
+        }
+    }
+
+    /// The full argv for a command.
+    pub fn argv(&self, cmd: &BucardoCmd) -> Vec<String> {
+        let mut a: Vec<String> = vec![self.program.display().to_string(), "--no-bucardorc".into()];
+        let (user, db) = match cmd {
+            BucardoCmd::Install { admin_user, admin_db } => (admin_user.clone(), admin_db.clone()),
+            _ => (self.control.user.clone(), self.control.dbname.clone()),
+        };
+        a.extend([
+            "--dbhost".into(),
+            self.control.host.clone(),
+            "--dbport".into(),
+            self.control.port.to_string(),
+            "--dbname".into(),
+            db,
+            "--dbuser".into(),
+            user,
+            "--piddir".into(),
+            self.piddir.display().to_string(),
+            "--log-destination".into(),
+            self.logdir.display().to_string(),
+        ]);
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        match cmd {
+            BucardoCmd::Install { .. } => a.extend(s(&["install", "--batch"])),
+            BucardoCmd::Start { reason } => {
+                a.extend(s(&["start"]));
+                a.push(reason.clone());
+            }
+            BucardoCmd::Stop => a.extend(s(&["stop", "bucardo-bootstrap"])),
+            BucardoCmd::AddDb { name, dbname, host, port, user, conn } => {
+                a.extend(s(&["add", "db"]));
+                a.push(name.clone());
+                a.push(format!("dbname={dbname}"));
+                a.push(format!("host={host}"));
+                a.push(format!("port={port}"));
+                a.push(format!("user={user}"));
+                if let Some(c) = conn {
+                    a.push(format!("conn={c}"));
+                }
+            }
+            BucardoCmd::AddTables { tables, relgroup, db } => {
+                a.extend(s(&["add", "table"]));
+                a.extend(tables.iter().map(TableName::raw));
+                a.push(format!("relgroup={relgroup}"));
+                a.push(format!("db={db}"));
+            }
+            BucardoCmd::AddDbgroup { name, sources } => {
+                a.extend(s(&["add", "dbgroup"]));
+                a.push(name.clone());
+                a.extend(sources.iter().map(|d| format!("{d}:source")));
+            }
+            BucardoCmd::AddSync { name, relgroup, dbgroup } => {
+                a.extend(s(&["add", "sync"]));
+                a.push(name.clone());
+                a.push(format!("relgroup={relgroup}"));
+                a.push(format!("dbs={dbgroup}"));
+                // Inactive: the daemon must not run it while THERE is being loaded. The triggers
+                // are created all the same, so deltas are logged from this commit on.
+                a.extend(s(&["autokick=0", "status=inactive"]));
+            }
+            BucardoCmd::ActivateSync { name } => {
+                a.extend(s(&["update", "sync"]));
+                a.push(name.clone());
+                a.extend(s(&["autokick=1", "status=active"]));
+            }
+            BucardoCmd::ReloadConfig => a.extend(s(&["reload", "config"])),
+            BucardoCmd::Kick { sync, timeout_s } => {
+                a.extend(s(&["kick", "sync"]));
+                a.push(sync.clone());
+                a.push(timeout_s.to_string());
+                a.push("--notimer".into());
+            }
+            BucardoCmd::RemoveSync { name } => {
+                a.extend(s(&["remove", "sync"]));
+                a.push(name.clone());
+            }
+            BucardoCmd::RemoveDbgroup { name } => {
+                a.extend(s(&["remove", "dbgroup"]));
+                a.push(name.clone());
+            }
+            BucardoCmd::RemoveRelgroup { name } => {
+                a.extend(s(&["remove", "relgroup"]));
+                a.push(name.clone());
+            }
+            BucardoCmd::RemoveTables { tables } => {
+                a.extend(s(&["remove", "table"]));
+                a.extend(tables.iter().map(TableName::raw));
+            }
+            BucardoCmd::RemoveDb { name } => {
+                a.extend(s(&["remove", "db"]));
+                a.push(name.clone());
+                a.push("--force".into());
+            }
+        }
+        a
+    }
+
+    pub fn invocation(&self, cmd: &BucardoCmd, passfile: &Path) -> Invocation {
+        Invocation::new(self.argv(cmd))
+            .envs(self.control.child_env(passfile))
+            .cwd(&self.workdir)
+    }
+}
+
+/// Is Bucardo's schema installed in the control database?
+pub async fn control_installed(control: &ConnSpec) -> Result<bool, EngineError> {
+    match control.connect(Side::Control).await {
+        Ok(c) => {
+            let r = c
+                .query_one("SELECT to_regclass('bucardo.sync') IS NOT NULL", &[])
+                .await
+                .map_err(|e| EngineError::sql(Side::Control, "checking the Bucardo schema", &e))?;
+            Ok(r.get(0))
+        }
+        Err(EngineError::Connect { message, .. })
+            if message.contains("does not exist") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Asks the daemon for a pong through the control database: it answers wherever it runs, which a
+/// local PID file cannot tell.
+pub async fn daemon_alive(control: &ConnSpec, wait: Duration) -> Result<Option<i32>, EngineError> {
+    let (client, mut notes) = control.connect_listening(Side::Control).await?;
+    client
+        .batch_execute("LISTEN bucardo_mcp_pong; NOTIFY bucardo_mcp_ping;")
+        .await
+        .map_err(|e| EngineError::sql(Side::Control, "pinging the daemon", &e))?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, notes.recv()).await {
+            Ok(Some(n)) if n.channel() == "bucardo_mcp_pong" => return Ok(Some(n.process_id())),
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// The newest run of a sync, read from `bucardo.syncrun`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncRunInfo {
+    pub runs: i64,
+    pub running: bool,
+    pub last_good_ended: Option<String>,
+    pub last_bad_status: Option<String>,
+    pub last_status: Option<String>,
+}
+
+pub async fn sync_runs(control: &Client, sync: &str) -> Result<SyncRunInfo, EngineError> {
+    let r = control
+        .query_one(
+            "SELECT count(*),
+                    bool_or(ended IS NULL),
+                    max(ended) FILTER (WHERE lastgood OR lastempty)::text,
+                    (SELECT status FROM bucardo.syncrun WHERE sync = $1 AND lastbad LIMIT 1),
+                    (SELECT status FROM bucardo.syncrun WHERE sync = $1 ORDER BY started DESC LIMIT 1)
+               FROM bucardo.syncrun WHERE sync = $1",
+            &[&sync],
+        )
+        .await
+        .map_err(|e| EngineError::sql(Side::Control, "reading bucardo.syncrun", &e))?;
+    Ok(SyncRunInfo {
+        runs: r.get(0),
+        running: r.get::<_, Option<bool>>(1).unwrap_or(false),
+        last_good_ended: r.get(2),
+        last_bad_status: r.get(3),
+        last_status: r.get(4),
+    })
+}
+
+/// Tables with deltas not yet replicated to the dbgroup, on one source database.
+pub async fn pending_tables(
+    db: &Client,
+    side: Side,
+    sync: &str,
+    dbgroup: &str,
+) -> Result<Vec<String>, EngineError> {
+    let rows = db
+        .query(
+            "SELECT x FROM bucardo.bucardo_delta_check($1, $2) AS x",
+            &[&sync, &format!("dbgroup {dbgroup}")],
+        )
+        .await
+        .map_err(|e| EngineError::sql(side, "checking pending deltas", &e))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let v: String = r.get(0);
+            let (flag, table) = v.split_once(',')?;
+            (flag != "0").then(|| table.to_string())
+        })
+        .collect())
+}
+
+/// Deltas logged on one source before `before` (that server's clock) and not yet replicated to
+/// the dbgroup, per table: the interim deltas. Unlike "nothing pending", this settles under live
+/// writes, because later deltas do not count.
+pub async fn pending_before(
+    db: &Client,
+    side: Side,
+    sync: &str,
+    dbgroup: &str,
+    before: &str,
+) -> Result<Vec<(String, i64)>, EngineError> {
+    let names = db
+        .query(
+            "SELECT tablename::regclass::text, deltaname, trackname FROM bucardo.bucardo_delta_names WHERE sync = $1",
+            &[&sync],
+        )
+        .await
+        .map_err(|e| EngineError::sql(side, "reading bucardo_delta_names", &e))?;
+    let target = format!("dbgroup {dbgroup}");
+    let mut out = Vec::new();
+    for r in names {
+        let (table, delta, track): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let sql = format!(
+            "SELECT count(*) FROM bucardo.{} d WHERE d.txntime < $1::text::timestamptz AND NOT EXISTS (SELECT 1 FROM bucardo.{} t WHERE t.txntime = d.txntime AND t.target = $2)",
+            stored_ident(&delta),
+            stored_ident(&track)
+        );
+        let n: i64 = db
+            .query_one(sql.as_str(), &[&before, &target])
+            .await
+            .map_err(|e| EngineError::sql(side, format!("counting pending deltas of {table}"), &e))?
+            .get(0);
+        if n > 0 {
+            out.push((table, n));
+        }
+    }
+    Ok(out)
+}
+
+/// Bucardo stores delta/track names already quoted when they need it.
+fn stored_ident(name: &str) -> String {
+    if name.starts_with('"') {
+        name.to_string()
+    } else {
+        crate::engine::ident::quote_ident(name)
+    }
+}
+
+/// The server's clock, as text that casts back to timestamptz.
+pub async fn server_now(db: &Client, side: Side) -> Result<String, EngineError> {
+    db.query_one("SELECT clock_timestamp()::text", &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| EngineError::sql(side, "reading the clock", &e))
+}
+
+/// Names that already exist in Bucardo's control database: (kind, name).
+pub async fn existing_names(
+    control: &Client,
+    s: &Settings,
+) -> Result<Vec<(&'static str, String)>, EngineError> {
+    let n = &s.names;
+    let mut out = Vec::new();
+    for (kind, table, names) in [
+        ("database", "bucardo.db", vec![n.here_db.clone(), n.there_db.clone()]),
+        ("relgroup", "bucardo.herd", vec![n.relgroup.clone()]),
+        ("dbgroup", "bucardo.dbgroup", vec![n.dbgroup.clone()]),
+        ("sync", "bucardo.sync", vec![n.sync.clone()]),
+    ] {
+        let sql = format!("SELECT name FROM {table} WHERE name = ANY($1)");
+        for r in control
+            .query(&sql, &[&names])
+            .await
+            .map_err(|e| EngineError::sql(Side::Control, "reading Bucardo's names", &e))?
+        {
+            out.push((kind, r.get::<_, String>(0)));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::conn::ConnDefaults;
+
+    fn cli() -> BucardoCli {
+        BucardoCli {
+            program: "bucardo".into(),
+            control: ConnSpec::parse_uri("postgres://bucardo@ctl:5433/bucardo", &ConnDefaults::default())
+                .unwrap(),
+            piddir: "/run/bb".into(),
+            logdir: "/var/log/bb".into(),
+            workdir: "/run/bb".into(),
+        }
+    }
+
+    #[test]
+    fn every_call_names_the_control_db_and_dirs() {
+        let a = cli().argv(&BucardoCmd::ReloadConfig);
+        assert_eq!(
+            a.join(" "),
+            "bucardo --no-bucardorc --dbhost ctl --dbport 5433 --dbname bucardo --dbuser bucardo \
+             --piddir /run/bb --log-destination /var/log/bb reload config"
+        );
+    }
+
+    #[test]
+    fn tables_are_one_raw_word_each() {
+        let a = cli().argv(&BucardoCmd::AddTables {
+            tables: vec![TableName::new("Sales", "Order Items"), TableName::new("public", "foo")],
+            relgroup: "myrels".into(),
+            db: "herewidgets".into(),
+        });
+        let tail = &a[a.len() - 6..];
+        assert_eq!(
+            tail,
+            ["add", "table", "Sales.Order Items", "public.foo", "relgroup=myrels", "db=herewidgets"]
+        );
+    }
+
+    #[test]
+    fn sync_is_created_inactive_without_autokick() {
+        let a = cli().argv(&BucardoCmd::AddSync {
+            name: "mysync".into(),
+            relgroup: "myrels".into(),
+            dbgroup: "mydbs".into(),
+        });
+        assert!(a.ends_with(&[
+            "add".into(),
+            "sync".into(),
+            "mysync".into(),
+            "relgroup=myrels".into(),
+            "dbs=mydbs".into(),
+            "autokick=0".into(),
+            "status=inactive".into()
+        ]));
+    }
+
+    #[test]
+    fn add_db_never_carries_a_password() {
+        let a = cli().argv(&BucardoCmd::AddDb {
+            name: "herewidgets".into(),
+            dbname: "widgets".into(),
+            host: "h".into(),
+            port: 5432,
+            user: "bucardo".into(),
+            conn: None,
+        });
+        assert!(!a.iter().any(|w| w.starts_with("pass")), "{a:?}");
+    }
+}

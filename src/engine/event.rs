@@ -1,0 +1,73 @@
+//! What the runner reports while it works, and what it waits for at a confirm gate. Front ends
+//! reduce these events into their own state; the engine keeps no UI state.
+
+use crate::engine::ident::TableName;
+use serde::Serialize;
+use std::time::Duration;
+
+pub type StepId = usize;
+
+/// How the runner treats steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfirmMode {
+    /// Run every step without asking.
+    Automatic,
+    /// Park before each step until a [`GateReply`] arrives.
+    EachStep,
+}
+
+/// The operator's answer at a confirm gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateReply {
+    Proceed,
+    Skip,
+    Abort,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum StepOutcome {
+    Done,
+    Skipped,
+    Failed(String),
+    Aborted,
+}
+
+/// Per-table copy progress. `Advanced` carries deltas since the previous event for that table.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum CopyEvent {
+    TableStarted { table: TableName, est_rows: i64, est_bytes: i64 },
+    Advanced { table: TableName, rows: u64, bytes: u64 },
+    TableFinished { table: TableName, rows: u64, bytes: u64, elapsed: Duration },
+    TableFailed { table: TableName, error: String },
+}
+
+/// The verdict for one table after the bootstrap.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TableVerdict {
+    pub table: TableName,
+    pub here_rows: i64,
+    pub there_rows: i64,
+    pub matches: bool,
+    /// The table kept changing while it was compared (live writes); it matched on no attempt.
+    pub changing: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum RunEvent {
+    Started { steps: usize },
+    AwaitingConfirm { step: StepId },
+    StepStarted { step: StepId },
+    StepFinished { step: StepId, outcome: StepOutcome, elapsed: Duration },
+    Copy(CopyEvent),
+    Verified(TableVerdict),
+    /// A line for the log pane (already redacted).
+    Log { level: LogLevel, message: String },
+    Finished { ok: bool, summary: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum LogLevel {
+    Info,
+    Warn,
+    Error,
+}

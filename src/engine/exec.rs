@@ -1,0 +1,601 @@
+//! The live executor: prepares a run (passfiles, probing the servers, resolving the table
+//! selection) and carries out each plan step against the real servers and tools. Steps that run
+//! commands run exactly the ones the plan shows; the others (copy, drain, verify) are engine code.
+
+use crate::engine::bucardo::{self, BucardoCli, BucardoCmd};
+use crate::engine::catalog::{self, TableInfo};
+use crate::engine::conn::{ConnSpec, Passfile, Side};
+use crate::engine::copy::{self, Snapshot};
+use crate::engine::error::EngineError;
+use crate::engine::event::{LogLevel, RunEvent, TableVerdict};
+use crate::engine::ident::{quote_ident, quote_literal, TableName};
+use crate::engine::plan::{
+    self, Command, Facts, Plan, SqlSecret, Step, StepKind, BUCARDO_PASS_VAR, DAEMON_PASSFILE,
+    RUN_PASSFILE,
+};
+use crate::engine::process::{self, Invocation};
+use crate::engine::runner::{log, StepExecutor};
+use crate::engine::secret::Secret;
+use crate::engine::settings::{Settings, TableSelection};
+use crate::engine::verify;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const TOOL_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+const BUCARDO_TIMEOUT: Duration = Duration::from_secs(120);
+const DAEMON_START_WAIT: Duration = Duration::from_secs(20);
+const PING_WAIT: Duration = Duration::from_secs(3);
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Creates a directory (and parents) private to this user.
+pub fn private_dir(dir: &Path) -> Result<(), EngineError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+/// Everything a live run holds: settings with passwords resolved, and the two passfiles.
+pub struct LiveExecutor {
+    pub settings: Settings,
+    run_passfile: Passfile,
+    daemon_passfile: Passfile,
+    bucardo_password: Secret,
+}
+
+impl LiveExecutor {
+    /// Writes the run's temporary passfile (every credential, removed when the run ends) and the
+    /// daemon's persistent one (only the Bucardo role's lines: the daemon reconnects for as long as
+    /// it runs). Both are 0600 in the 0700 state directory.
+    pub fn new(settings: Settings) -> Result<LiveExecutor, EngineError> {
+        let bucardo_password = settings.bucardo.password.clone().ok_or_else(|| {
+            EngineError::Config(
+                "no password for Bucardo's role: set BUCARDOPASS (or add it to ~/.pgpass for the control database)"
+                    .into(),
+            )
+        })?;
+        let dir = settings.state_dir();
+        private_dir(&dir)?;
+        private_dir(&settings.bucardo.piddir)?;
+        private_dir(&settings.bucardo.logdir)?;
+        let bucardo_role = |c: &ConnSpec| c.with_user(&settings.bucardo.user, Some(bucardo_password.clone()));
+        let b_here = bucardo_role(&settings.here);
+        let b_there = bucardo_role(&settings.there);
+        let b_control = settings.bucardo.control.with_user(&settings.bucardo.control.user, Some(bucardo_password.clone()));
+        let run_passfile = Passfile::write(
+            &dir.join(format!("run-{}.pgpass", std::process::id())),
+            &[&settings.here, &settings.there, &settings.bucardo.admin, &b_control, &b_here, &b_there],
+            true,
+        )?;
+        let daemon_passfile =
+            Passfile::write(&dir.join("bucardo.pgpass"), &[&b_control, &b_here, &b_there], false)?;
+        Ok(LiveExecutor { settings, run_passfile, daemon_passfile, bucardo_password })
+    }
+
+    fn cli(&self) -> BucardoCli {
+        BucardoCli::from_settings(&self.settings)
+    }
+
+    /// Swaps the plan's passfile placeholders for the real paths.
+    fn real(&self, inv: &Invocation) -> Invocation {
+        let mut inv = inv.clone();
+        for (k, v) in inv.env.iter_mut() {
+            if k == "PGPASSFILE" {
+                if v == RUN_PASSFILE {
+                    *v = self.run_passfile.path().display().to_string();
+                } else if v == DAEMON_PASSFILE {
+                    *v = self.daemon_passfile.path().display().to_string();
+                }
+            }
+        }
+        inv
+    }
+
+    async fn run_logged(&self, inv: &Invocation, events: &mpsc::Sender<RunEvent>, timeout: Duration) -> Result<process::Output, EngineError> {
+        log(events, LogLevel::Info, format!("$ {}", plan::display_invocation(inv))).await;
+        let out = process::run(&self.real(inv), timeout).await?;
+        for line in out.stdout.lines().chain(out.stderr.lines()).filter(|l| !l.trim().is_empty()) {
+            log(events, LogLevel::Info, format!("  {line}")).await;
+        }
+        Ok(out)
+    }
+
+    async fn run_ok(&self, inv: &Invocation, events: &mpsc::Sender<RunEvent>) -> Result<process::Output, EngineError> {
+        let out = self.run_logged(inv, events, BUCARDO_TIMEOUT).await?;
+        if out.status != 0 {
+            return Err(EngineError::Command {
+                program: inv.program().rsplit('/').next().unwrap_or("").to_string(),
+                status: format!("exit {}", out.status),
+                stderr_tail: out.tail(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn pipe(&self, a: &Invocation, b: &Invocation, events: &mpsc::Sender<RunEvent>) -> Result<process::Output, EngineError> {
+        log(events, LogLevel::Info, format!("$ {} | {}", plan::display_invocation(a), plan::display_invocation(b))).await;
+        let (_, out) = process::pipe(&self.real(a), &self.real(b), TOOL_TIMEOUT).await?;
+        Ok(out)
+    }
+
+    async fn sql(&self, side: Side, target: &ConnSpec, sql: &str, secret: &SqlSecret, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+        log(events, LogLevel::Info, format!("[{side}] {}", sql.replace('\n', " "))).await;
+        let client = self.connect_as(side, target).await?;
+        match secret {
+            SqlSecret::None => client.batch_execute(sql).await,
+            SqlSecret::Param => client
+                .execute(sql.replace(BUCARDO_PASS_VAR, "$1").as_str(), &[&self.bucardo_password.expose()])
+                .await
+                .map(|_| ()),
+            SqlSecret::CreateRole { role } => {
+                let exists = client
+                    .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[role])
+                    .await
+                    .map_err(|e| EngineError::sql(side, "checking Bucardo's role", &e))?
+                    .is_some();
+                if exists {
+                    log(events, LogLevel::Info, format!("  role {role:?} exists already on {side}")).await;
+                    return Ok(());
+                }
+                let verifier = postgres_protocol::password::scram_sha_256(self.bucardo_password.expose().as_bytes());
+                client
+                    .batch_execute(&format!(
+                        "CREATE ROLE {} SUPERUSER LOGIN PASSWORD {}",
+                        quote_ident(role),
+                        quote_literal(&verifier)
+                    ))
+                    .await
+            }
+        }
+        .map_err(|e| EngineError::sql(side, "running the step's SQL", &e))
+    }
+
+    /// Connections for steps: the given spec with the password settings resolved for it.
+    async fn connect_as(&self, side: Side, target: &ConnSpec) -> Result<tokio_postgres::Client, EngineError> {
+        target.connect(side).await
+    }
+
+    fn control_as_bucardo(&self) -> ConnSpec {
+        let c = &self.settings.bucardo.control;
+        c.with_user(&c.user, Some(self.bucardo_password.clone()))
+    }
+
+    async fn step_commands(&self, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+        for c in &step.commands {
+            match c {
+                Command::Run(inv) => {
+                    self.run_ok(inv, events).await?;
+                }
+                Command::Pipe(a, b) => {
+                    self.pipe(a, b, events).await?;
+                }
+                Command::Sql { side, target, sql, secret } => {
+                    let target = if *side == Side::Control && matches!(secret, SqlSecret::Param) {
+                        self.control_as_bucardo()
+                    } else {
+                        target.clone()
+                    };
+                    self.sql(*side, &target, sql, secret, events).await?;
+                }
+                Command::Internal(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy_roles(&self, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+        for c in &step.commands {
+            if let Command::Pipe(a, b) = c {
+                let out = self.pipe(a, b, events).await?;
+                let errors: Vec<&str> = out
+                    .stderr
+                    .lines()
+                    .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
+                    .collect();
+                if !errors.is_empty() {
+                    return Err(EngineError::Command { program: "psql".into(), status: "errors while copying roles".into(), stderr_tail: errors.join(" | ") });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_daemon(&self, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+        let control = self.control_as_bucardo();
+        if bucardo::daemon_alive(&control, PING_WAIT).await?.is_some() {
+            log(events, LogLevel::Info, "the Bucardo daemon is already running".into()).await;
+            return Ok(());
+        }
+        if !control.is_local() {
+            return Err(EngineError::Refused(format!(
+                "the Bucardo daemon does not answer and its control database is on {}; start it there (`bucardo start`) and run this again",
+                control.host
+            )));
+        }
+        self.step_commands(step, events).await?;
+        let deadline = tokio::time::Instant::now() + DAEMON_START_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(pid) = bucardo::daemon_alive(&control, PING_WAIT).await? {
+                log(events, LogLevel::Info, format!("the Bucardo daemon answers (PID {pid})")).await;
+                return Ok(());
+            }
+        }
+        let logfile = self.settings.bucardo.logdir.join("log.bucardo");
+        let tail = std::fs::read_to_string(&logfile).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+        Err(EngineError::Command {
+            program: "bucardo start".into(),
+            status: "the daemon did not answer a ping".into(),
+            stderr_tail: crate::engine::secret::redact(&format!("{} (log: {})", tail.into_iter().rev().collect::<Vec<_>>().join(" | "), logfile.display())),
+        })
+    }
+
+    async fn add_tables(&self, plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+        for c in &step.commands {
+            if let Command::Run(inv) = c {
+                let out = self.run_ok(inv, events).await?;
+                if out.stdout.contains("Did not find matches") {
+                    return Err(EngineError::Command { program: "bucardo add table".into(), status: "some tables were not found".into(), stderr_tail: out.tail() });
+                }
+            }
+        }
+        let ctl = self.control_as_bucardo().connect(Side::Control).await?;
+        let rows = ctl
+            .query(
+                "SELECT g.schemaname || '.' || g.tablename, coalesce(g.pkey, '') FROM bucardo.goat g JOIN bucardo.herdmap h ON h.goat = g.id WHERE h.herd = $1 AND g.reltype = 'table'",
+                &[&self.settings.names.relgroup],
+            )
+            .await
+            .map_err(|e| EngineError::sql(Side::Control, "reading the relgroup", &e))?;
+        let registered: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        for t in &plan.tables {
+            match registered.iter().find(|(n, _)| *n == t.name.raw()) {
+                None => return Err(EngineError::Refused(format!("Bucardo did not register {} in relgroup {}", t.name, self.settings.names.relgroup))),
+                Some((_, pk)) if pk.is_empty() => return Err(EngineError::Refused(format!("Bucardo found no key for {}", t.name))),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_sync(&self, plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+        self.step_commands(step, events).await?;
+        for (side, spec) in [(Side::Here, &self.settings.here), (Side::There, &self.settings.there)] {
+            let c = spec.connect(side).await?;
+            let names: Vec<String> = plan.tables.iter().map(|t| t.name.sql()).collect();
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(DISTINCT tgrelid) FROM pg_trigger WHERE tgname = 'bucardo_delta' AND tgrelid = ANY(SELECT unnest($1::text[])::regclass)",
+                    &[&names],
+                )
+                .await
+                .map_err(|e| EngineError::sql(side, "checking Bucardo's triggers", &e))?
+                .get(0);
+            if n as usize != plan.tables.len() {
+                return Err(EngineError::Refused(format!("{side}: Bucardo's delta trigger is on {n} of {} tables", plan.tables.len())));
+            }
+        }
+        log(events, LogLevel::Info, "Bucardo's triggers are in place on both sides: every change from now on is a delta".into()).await;
+        Ok(())
+    }
+
+    async fn assert_no_sync_run(&self, when: &str) -> Result<(), EngineError> {
+        let ctl = self.control_as_bucardo().connect(Side::Control).await?;
+        let runs = bucardo::sync_runs(&ctl, &self.settings.names.sync).await?;
+        if runs.runs > 0 {
+            return Err(EngineError::Refused(format!(
+                "a run of sync {} happened {when} the data copy ({}); THERE may hold rows from it. Run `bucardo-bootstrap cleanup` and start again",
+                self.settings.names.sync,
+                runs.last_status.unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn copy_data(&self, plan: &Plan, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
+        self.assert_no_sync_run("before").await?;
+        let s = &self.settings;
+        let snapshot = Snapshot::export(&s.here).await?;
+        log(events, LogLevel::Info, format!("snapshot {} exported on HERE; copying {} tables with {} workers", snapshot.id, plan.tables.len(), s.jobs)).await;
+        let copied = copy::copy_tables(&s.here, &s.there, &snapshot, &plan.tables, s.jobs, events, cancel).await?;
+        let seqs: Vec<TableName> = plan::sequence_uses(&plan.tables).into_iter().map(|(q, _, _)| q).collect();
+        let there = s.there.connect(Side::There).await?;
+        copy::copy_sequence_values(&snapshot, &there, &seqs).await?;
+        snapshot.release().await;
+        let rows: u64 = copied.iter().map(|c| c.rows).sum();
+        let bytes: u64 = copied.iter().map(|c| c.bytes).sum();
+        log(events, LogLevel::Info, format!("copied {rows} rows ({}) in {} tables, and {} sequence values", plan::human_bytes(bytes as i64), copied.len(), seqs.len())).await;
+        self.assert_no_sync_run("during").await
+    }
+
+    async fn sequences(&self, plan: &Plan, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+        let s = &self.settings;
+        let here = s.here.connect(Side::Here).await?;
+        let there = s.there.connect(Side::There).await?;
+        for (q, t, col) in plan::sequence_uses(&plan.tables) {
+            let sql = plan::interleave_here_sql(&q, &t, &col);
+            let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
+            here.batch_execute(alter).await.map_err(|e| EngineError::sql(Side::Here, format!("altering {q}"), &e))?;
+            let n: i64 = here.query_one(select, &[]).await.map_err(|e| EngineError::sql(Side::Here, format!("restarting {q}"), &e))?.get(0);
+            let sql = plan::interleave_there_sql(&q, "$1::bigint + 1");
+            let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
+            there.batch_execute(alter).await.map_err(|e| EngineError::sql(Side::There, format!("altering {q}"), &e))?;
+            there.query_one(select, &[&n]).await.map_err(|e| EngineError::sql(Side::There, format!("restarting {q}"), &e))?;
+            log(events, LogLevel::Info, format!("{q}: HERE hands out {n}, {}, ...; THERE {}, {}, ...", n + 2, n + 1, n + 3)).await;
+        }
+        Ok(())
+    }
+
+    async fn drain(&self, step: &Step, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
+        let s = &self.settings;
+        let ctl = self.control_as_bucardo().connect(Side::Control).await?;
+        let here = s.here.connect(Side::Here).await?;
+        let there = s.there.connect(Side::There).await?;
+        // Everything logged before this moment is an interim delta that must be replayed.
+        let here_t0 = bucardo::server_now(&here, Side::Here).await?;
+        let there_t0 = bucardo::server_now(&there, Side::There).await?;
+        for c in &step.commands {
+            if let Command::Run(inv) = c {
+                let out = self.run_logged(inv, events, s.kick_timeout() + Duration::from_secs(30)).await?;
+                match out.status {
+                    0 => {}
+                    1 => log(events, LogLevel::Warn, "the kick timed out; still waiting for the deltas".into()).await,
+                    _ => {
+                        let runs = bucardo::sync_runs(&ctl, &s.names.sync).await?;
+                        return Err(EngineError::Refused(format!(
+                            "the sync failed: {}",
+                            runs.last_bad_status.unwrap_or_else(|| out.tail())
+                        )));
+                    }
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + s.kick_timeout();
+        loop {
+            let runs = bucardo::sync_runs(&ctl, &s.names.sync).await?;
+            let mut pending = bucardo::pending_before(&here, Side::Here, &s.names.sync, &s.names.dbgroup, &here_t0).await?;
+            pending.extend(bucardo::pending_before(&there, Side::There, &s.names.sync, &s.names.dbgroup, &there_t0).await?);
+            if pending.is_empty() && runs.last_good_ended.is_some() {
+                log(events, LogLevel::Info, format!("the interim deltas are replayed (last good run ended {})", runs.last_good_ended.unwrap_or_default())).await;
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let list: Vec<String> = pending.iter().map(|(t, n)| format!("{t} ({n})")).collect();
+                return Err(EngineError::Timeout(format!(
+                    "interim deltas still pending after {} s on: {} (last run: {})",
+                    s.kick_timeout_s,
+                    list.join(", "),
+                    runs.last_bad_status.or(runs.last_status).unwrap_or_else(|| "none".into())
+                )));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = cancel.cancelled() => return Err(EngineError::Aborted),
+            }
+        }
+    }
+
+    async fn verify(&self, plan: &Plan, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
+        let verdicts = verify_tables(&self.settings, &plan.tables, Some(&self.cli_kick()), events, cancel).await?;
+        let bad: Vec<String> = verdicts.iter().filter(|v| !v.matches).map(|v| v.table.to_string()).collect();
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Refused(format!("HERE and THERE differ on {}", bad.join(", "))))
+        }
+    }
+
+    fn cli_kick(&self) -> Invocation {
+        let inv = self.cli().invocation(&BucardoCmd::Kick { sync: self.settings.names.sync.clone(), timeout_s: 30 }, self.daemon_passfile.path());
+        self.real(&inv)
+    }
+}
+
+/// How many times a differing table is compared again (after a kick) before it is reported.
+pub const VERIFY_ATTEMPTS: usize = 8;
+
+/// Compares every table; a mismatch is re-checked after a kick, and reported as "changing" when
+/// the counts moved between attempts.
+pub async fn verify_tables(
+    s: &Settings,
+    tables: &[TableInfo],
+    kick: Option<&Invocation>,
+    events: &mpsc::Sender<RunEvent>,
+    cancel: &CancellationToken,
+) -> Result<Vec<TableVerdict>, EngineError> {
+    let here = s.here.connect(Side::Here).await?;
+    let there = s.there.connect(Side::There).await?;
+    verify::prepare_session(&here, Side::Here).await?;
+    verify::prepare_session(&there, Side::There).await?;
+    let mut out = Vec::new();
+    for t in tables {
+        let mut seen = Vec::new();
+        let mut verdict = None;
+        for attempt in 0..VERIFY_ATTEMPTS {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Aborted);
+            }
+            let (a, b) = tokio::try_join!(
+                verify::table_sum(&here, Side::Here, t),
+                verify::table_sum(&there, Side::There, t)
+            )?;
+            let matches = a == b;
+            seen.push((a.clone(), b.clone()));
+            if matches || attempt + 1 == VERIFY_ATTEMPTS || kick.is_none() {
+                let changing = !matches && seen.windows(2).any(|w| w[0] != w[1]);
+                verdict = Some(TableVerdict { table: t.name.clone(), here_rows: a.rows, there_rows: b.rows, matches, changing });
+                break;
+            }
+            if let Some(k) = kick {
+                let _ = process::run(k, Duration::from_secs(40)).await;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        let v = verdict.expect("at least one attempt");
+        let _ = events.send(RunEvent::Verified(v.clone())).await;
+        out.push(v);
+    }
+    Ok(out)
+}
+
+impl StepExecutor for LiveExecutor {
+    async fn execute(&self, plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
+        match step.kind {
+            StepKind::CopyRoles => self.copy_roles(step, events).await,
+            StepKind::StartDaemon => self.start_daemon(step, events).await,
+            StepKind::AddTables => self.add_tables(plan, step, events).await,
+            StepKind::AddSync => self.add_sync(plan, step, events).await,
+            StepKind::CopyData => self.copy_data(plan, events, cancel).await,
+            StepKind::Sequences => self.sequences(plan, events).await,
+            StepKind::Drain => self.drain(step, events, cancel).await,
+            StepKind::Verify => self.verify(plan, events, cancel).await,
+            StepKind::InstallBucardo => {
+                self.step_commands(step, events).await?;
+                if !bucardo::control_installed(&self.control_as_bucardo()).await? {
+                    return Err(EngineError::Refused("bucardo install finished but the control database has no Bucardo schema".into()));
+                }
+                Ok(())
+            }
+            StepKind::CreateDatabase
+            | StepKind::CopySchema
+            | StepKind::BucardoRole
+            | StepKind::AddDatabases
+            | StepKind::AddDbgroup
+            | StepKind::Enable => self.step_commands(step, events).await,
+        }
+    }
+}
+
+/// The chosen tables with their catalog facts, and the ones `--tables all` left out (with why).
+pub async fn resolve_tables(
+    s: &Settings,
+    here: &tokio_postgres::Client,
+) -> Result<(Vec<TableInfo>, Vec<(TableName, String)>), EngineError> {
+    match &s.tables {
+        TableSelection::All => {
+            let all = catalog::list_tables(here, Side::Here, None).await?;
+            let mut chosen = Vec::new();
+            let mut excluded = Vec::new();
+            for t in all {
+                match t.eligibility() {
+                    Ok(()) => chosen.push(t),
+                    Err(why) => excluded.push((t.name.clone(), why)),
+                }
+            }
+            if chosen.is_empty() {
+                return Err(EngineError::Refused("HERE has no table that Bucardo can replicate".into()));
+            }
+            Ok((chosen, excluded))
+        }
+        TableSelection::List(names) => {
+            let found = catalog::list_tables(here, Side::Here, Some(names)).await?;
+            let mut problems = Vec::new();
+            for n in names {
+                match found.iter().find(|t| &t.name == n) {
+                    None => problems.push(format!("{n} does not exist on HERE")),
+                    Some(t) => {
+                        if let Err(why) = t.eligibility() {
+                            problems.push(format!("{n}: {why}"));
+                        }
+                    }
+                }
+            }
+            if !problems.is_empty() {
+                return Err(EngineError::Refused(problems.join("; ")));
+            }
+            Ok((found, vec![]))
+        }
+    }
+}
+
+/// Probes the servers for what the plan needs to know, and refuses when THERE holds rows in a
+/// chosen table. Changes nothing anywhere.
+pub async fn probe(s: &Settings, tables: &[TableInfo]) -> Result<Facts, EngineError> {
+    let mut f = Facts::default();
+    let here = s.here.connect(Side::Here).await?;
+    let r = here
+        .query_one(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .map_err(|e| EngineError::sql(Side::Here, "reading the database's encoding", &e))?;
+    f.here_db_encoding = r.get(0);
+    f.here_db_collate = r.get(1);
+    f.here_db_ctype = r.get(2);
+    let role_missing = |c: tokio_postgres::Client, side: Side, role: String| async move {
+        c.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .await
+            .map(|r| r.is_none())
+            .map_err(|e| EngineError::sql(side, "looking for Bucardo's role", &e))
+    };
+    f.bucardo_role_missing_here = role_missing(here, Side::Here, s.bucardo.user.clone()).await?;
+    let there_admin = s.there.with_db("postgres");
+    let ta = there_admin.connect(Side::There).await?;
+    f.there_db_exists = ta
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&s.there.dbname])
+        .await
+        .map_err(|e| EngineError::sql(Side::There, "looking for the database", &e))?
+        .is_some();
+    f.bucardo_role_missing_there = role_missing(ta, Side::There, s.bucardo.user.clone()).await?;
+    if f.there_db_exists {
+        let there = s.there.connect(Side::There).await?;
+        let existing = catalog::list_tables(&there, Side::There, Some(&tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>())).await?;
+        let mut nonempty = Vec::new();
+        for t in &existing {
+            let has_rows: bool = there
+                .query_one(format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.name.sql()).as_str(), &[])
+                .await
+                .map_err(|e| EngineError::sql(Side::There, format!("looking into {}", t.name), &e))?
+                .get(0);
+            if has_rows {
+                nonempty.push(t.name.to_string());
+            }
+        }
+        if !nonempty.is_empty() {
+            return Err(EngineError::Refused(format!(
+                "THERE already holds rows in {}; the bootstrap only fills empty tables. Empty them (TRUNCATE) or choose another THERE database",
+                nonempty.join(", ")
+            )));
+        }
+        if !existing.is_empty() && existing.len() < tables.len() {
+            return Err(EngineError::Refused(format!(
+                "THERE has {} of the {} chosen tables already; drop them or create the rest by hand",
+                existing.len(),
+                tables.len()
+            )));
+        }
+        f.there_schema_present = existing.len() == tables.len();
+    }
+    let admin = s.bucardo.admin.connect(Side::Control).await?;
+    f.bucardo_role_missing_control = role_missing(admin, Side::Control, s.bucardo.control.user.clone()).await?;
+    let control = s.bucardo.control.with_user(&s.bucardo.control.user, s.bucardo.password.clone());
+    f.control_installed = if f.bucardo_role_missing_control { false } else { bucardo::control_installed(&control).await? };
+    f.daemon_running = f.control_installed && bucardo::daemon_alive(&control, PING_WAIT).await?.is_some();
+    if f.control_installed {
+        let ctl = control.connect(Side::Control).await?;
+        let taken = bucardo::existing_names(&ctl, s).await?;
+        if !taken.is_empty() {
+            let list: Vec<String> = taken.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            return Err(EngineError::Refused(format!(
+                "Bucardo already has {}; pick other names (--sync, --relgroup, --dbgroup, HERE/THERE) or remove them (`bucardo-bootstrap cleanup`)",
+                list.join(", ")
+            )));
+        }
+    }
+    Ok(f)
+}
+
+/// Prepares everything for `run`/`plan`: resolves tables, probes, builds the plan.
+pub async fn prepare(s: &Settings) -> Result<Plan, EngineError> {
+    let here = s.here.connect(Side::Here).await?;
+    let (tables, excluded) = resolve_tables(s, &here).await?;
+    let facts = probe(s, &tables).await?;
+    Ok(Plan::build(s, tables, excluded, &facts))
+}
+
+pub fn state_paths(s: &Settings) -> (PathBuf, PathBuf) {
+    (s.state_dir(), s.state_dir().join("bucardo.pgpass"))
+}

@@ -1,0 +1,23 @@
+//! The engine: everything that talks to PostgreSQL, Bucardo and the PostgreSQL client tools.
+//!
+//! No UI crate is imported below this module (`grep -rE 'ratatui|crossterm|inquire' src/engine`
+//! prints nothing). Front ends build [`settings::Settings`], ask [`plan::Plan::build`] for the
+//! steps, and drive [`runner::run`], which reports [`event::RunEvent`]s.
+
+pub mod bucardo;
+pub mod catalog;
+pub mod conn;
+pub mod copy;
+pub mod error;
+pub mod event;
+pub mod exec;
+pub mod ident;
+pub mod plan;
+pub mod preflight;
+pub mod process;
+pub mod runner;
+pub mod secret;
+pub mod settings;
+pub mod verify;
+
+pub use error::EngineError;

@@ -1,0 +1,705 @@
+//! The plan: ordered steps, each with the exact commands or SQL it runs, built purely from the
+//! settings, the chosen tables and a few probed facts. The same plan renders the review text
+//! (secrets masked) and a standalone bash script that reads its passwords from the environment.
+
+use crate::engine::bucardo::{BucardoCli, BucardoCmd};
+use crate::engine::catalog::TableInfo;
+use crate::engine::conn::{ConnSpec, Side};
+use crate::engine::ident::{quote_ident, quote_literal, shell_word, TableName};
+use crate::engine::process::{pg_tool, Invocation};
+use crate::engine::settings::{SequenceMode, Settings};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The psql variable that stands for the Bucardo role's password in shown and scripted SQL.
+pub const BUCARDO_PASS_VAR: &str = ":'bucardo_pass'";
+
+/// Facts probed before planning; they decide which steps are needed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Facts {
+    pub there_db_exists: bool,
+    /// Every chosen table already exists on THERE (empty): the schema was copied before.
+    pub there_schema_present: bool,
+    pub bucardo_role_missing_here: bool,
+    pub bucardo_role_missing_there: bool,
+    pub bucardo_role_missing_control: bool,
+    pub control_installed: bool,
+    pub daemon_running: bool,
+    /// `CREATE DATABASE` options matching HERE's database (encoding, collation).
+    pub here_db_encoding: String,
+    pub here_db_collate: String,
+    pub here_db_ctype: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum StepKind {
+    CopyRoles,
+    CreateDatabase,
+    CopySchema,
+    BucardoRole,
+    InstallBucardo,
+    StartDaemon,
+    AddDatabases,
+    AddTables,
+    AddDbgroup,
+    AddSync,
+    CopyData,
+    Sequences,
+    Enable,
+    Drain,
+    Verify,
+}
+
+/// How the live executor runs a SQL command whose text names [`BUCARDO_PASS_VAR`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum SqlSecret {
+    None,
+    /// `CREATE ROLE` with the password sent as a SCRAM verifier, never in clear.
+    CreateRole { role: String },
+    /// The password is bound as a `$1` parameter.
+    Param,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Command {
+    Run(Invocation),
+    Pipe(Invocation, Invocation),
+    Sql { side: Side, target: ConnSpec, sql: String, secret: SqlSecret },
+    /// Work the engine does itself (COPY streams, polling); the text says what and how.
+    Internal(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub id: usize,
+    pub kind: StepKind,
+    pub title: String,
+    /// Why the step is there, or why it changes nothing (one line for the review).
+    pub why: String,
+    pub commands: Vec<Command>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub tables: Vec<TableInfo>,
+    /// Tables `--tables all` left out, with the reason.
+    pub excluded: Vec<(TableName, String)>,
+    /// Stable across runs of the same plan: keys the journal.
+    pub fingerprint: String,
+}
+
+/// Placeholders for the passfiles, replaced with real paths by the executor and with `$PASSFILE`
+/// variables by the script.
+pub const RUN_PASSFILE: &str = "<run passfile>";
+pub const DAEMON_PASSFILE: &str = "<daemon passfile>";
+
+impl Plan {
+    pub fn build(
+        s: &Settings,
+        tables: Vec<TableInfo>,
+        excluded: Vec<(TableName, String)>,
+        facts: &Facts,
+    ) -> Plan {
+        let mut steps: Vec<Step> = Vec::new();
+        let mut push = |kind, title: &str, why: String, commands: Vec<Command>| {
+            steps.push(Step { id: steps.len(), kind, title: title.to_string(), why, commands })
+        };
+        let run_pf = Path::new(RUN_PASSFILE);
+        let daemon_pf = Path::new(DAEMON_PASSFILE);
+        let here = &s.here;
+        let there = &s.there;
+        let there_admin = there.with_db("postgres");
+        let cli = BucardoCli::from_settings(s);
+        let bucardo = |cmd: BucardoCmd| Command::Run(cli.invocation(&cmd, daemon_pf));
+        let names: Vec<TableName> = tables.iter().map(|t| t.name.clone()).collect();
+
+        if s.copy_roles {
+            push(
+                StepKind::CopyRoles,
+                "Copy roles",
+                "pg_dumpall --roles-only from HERE into THERE; roles that exist already are kept".into(),
+                vec![Command::Pipe(
+                    pg_invocation("pg_dumpall", here, run_pf, &["--roles-only"], false),
+                    psql_invocation(&there_admin, run_pf, false),
+                )],
+            );
+        }
+        if !facts.there_db_exists {
+            let sql = format!(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+                quote_ident(&there.dbname),
+                quote_literal(or(&facts.here_db_encoding, "UTF8")),
+                quote_literal(or(&facts.here_db_collate, "C")),
+                quote_literal(or(&facts.here_db_ctype, "C")),
+            );
+            push(
+                StepKind::CreateDatabase,
+                "Create THERE's database",
+                format!("{} does not exist on THERE yet", there.dbname),
+                vec![sql_cmd(Side::There, &there_admin, sql)],
+            );
+        }
+        if facts.there_schema_present {
+            push(
+                StepKind::CopySchema,
+                "Copy the schema",
+                "every chosen table already exists, empty, on THERE: the schema is not copied again"
+                    .into(),
+                vec![],
+            );
+        } else {
+            push(
+                StepKind::CopySchema,
+                "Copy the schema",
+                "schema-only dump of HERE (without schema bucardo), restored in one transaction"
+                    .into(),
+                vec![Command::Pipe(
+                    pg_invocation("pg_dump", here, run_pf, &["--schema-only", "-N", "bucardo"], true),
+                    psql_invocation(there, run_pf, true),
+                )],
+            );
+        }
+        let mut role_cmds = Vec::new();
+        for (missing, side, spec) in [
+            (facts.bucardo_role_missing_here, Side::Here, here.with_db(&here.dbname)),
+            (facts.bucardo_role_missing_there, Side::There, there_admin.clone()),
+            (facts.bucardo_role_missing_control, Side::Control, s.bucardo.admin.clone()),
+        ] {
+            let same_server = |o: &ConnSpec| o.host == spec.host && o.port == spec.port;
+            let dup = role_cmds.iter().any(|c| matches!(c, Command::Sql { target, .. } if same_server(target)));
+            if missing && !dup {
+                role_cmds.push(Command::Sql {
+                    side,
+                    target: spec,
+                    sql: create_role_sql(&s.bucardo.user),
+                    secret: SqlSecret::CreateRole { role: s.bucardo.user.clone() },
+                });
+            }
+        }
+        if !role_cmds.is_empty() {
+            push(
+                StepKind::BucardoRole,
+                "Create Bucardo's role",
+                format!(
+                    "Bucardo connects as {:?}, a superuser; created with BUCARDOPASS where missing",
+                    s.bucardo.user
+                ),
+                role_cmds,
+            );
+        }
+        if !facts.control_installed {
+            push(
+                StepKind::InstallBucardo,
+                "Install Bucardo's control database",
+                format!("no Bucardo schema in {}", s.bucardo.control.display_uri()),
+                vec![Command::Run(cli.invocation(
+                    &BucardoCmd::Install {
+                        admin_user: s.bucardo.admin.user.clone(),
+                        admin_db: s.bucardo.admin.dbname.clone(),
+                    },
+                    run_pf,
+                ))],
+            );
+        }
+        if !facts.daemon_running {
+            push(
+                StepKind::StartDaemon,
+                "Start the Bucardo daemon",
+                "no daemon answered a ping; the sync is created inactive, so it cannot run early"
+                    .into(),
+                vec![bucardo(BucardoCmd::Start { reason: "bucardo-bootstrap".into() })],
+            );
+        }
+        let conn = |c: &ConnSpec| match c.sslmode {
+            crate::engine::conn::SslMode::Prefer => None,
+            m => Some(format!("sslmode={}", m.as_str())),
+        };
+        push(
+            StepKind::AddDatabases,
+            "Register both databases",
+            "Bucardo's password for them is stored through SQL, never on a command line".into(),
+            vec![
+                bucardo(BucardoCmd::AddDb {
+                    name: s.names.here_db.clone(),
+                    dbname: here.dbname.clone(),
+                    host: here.host.clone(),
+                    port: here.port,
+                    user: s.bucardo.user.clone(),
+                    conn: conn(here),
+                }),
+                bucardo(BucardoCmd::AddDb {
+                    name: s.names.there_db.clone(),
+                    dbname: there.dbname.clone(),
+                    host: there.host.clone(),
+                    port: there.port,
+                    user: s.bucardo.user.clone(),
+                    conn: conn(there),
+                }),
+                Command::Sql {
+                    side: Side::Control,
+                    target: s.bucardo.control.clone(),
+                    sql: format!(
+                        "UPDATE bucardo.db SET dbpass = {BUCARDO_PASS_VAR} WHERE name IN ({}, {})",
+                        quote_literal(&s.names.here_db),
+                        quote_literal(&s.names.there_db)
+                    ),
+                    secret: SqlSecret::Param,
+                },
+            ],
+        );
+        push(
+            StepKind::AddTables,
+            "Add the tables to the relgroup",
+            format!("{} tables into relgroup {}", names.len(), s.names.relgroup),
+            vec![bucardo(BucardoCmd::AddTables {
+                tables: names.clone(),
+                relgroup: s.names.relgroup.clone(),
+                db: s.names.here_db.clone(),
+            })],
+        );
+        push(
+            StepKind::AddDbgroup,
+            "Create the dbgroup",
+            "both databases as sources: master/master".into(),
+            vec![bucardo(BucardoCmd::AddDbgroup {
+                name: s.names.dbgroup.clone(),
+                sources: vec![s.names.here_db.clone(), s.names.there_db.clone()],
+            })],
+        );
+        push(
+            StepKind::AddSync,
+            "Create the sync (inactive, autokick off)",
+            "installs Bucardo's triggers on both sides: from this commit on every change is a delta"
+                .into(),
+            vec![bucardo(BucardoCmd::AddSync {
+                name: s.names.sync.clone(),
+                relgroup: s.names.relgroup.clone(),
+                dbgroup: s.names.dbgroup.clone(),
+            })],
+        );
+        let mut copy_cmds = vec![Command::Internal(format!(
+            "export one snapshot on HERE (taken after the triggers committed); {} workers stream \
+             COPY ... TO STDOUT into COPY ... FROM STDIN on THERE with session_replication_role = \
+             replica, largest table first; then copy sequence values; check that no sync run \
+             touched THERE",
+            s.jobs
+        ))];
+        for t in &tables {
+            let cols = t
+                .copy_columns()
+                .iter()
+                .map(|c| quote_ident(&c.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            copy_cmds.push(Command::Internal(format!(
+                "COPY (SELECT {cols} FROM ONLY {tn}) TO STDOUT  =>  COPY {tn} ({cols}) FROM STDIN",
+                tn = t.name.sql()
+            )));
+        }
+        push(
+            StepKind::CopyData,
+            "Copy the data",
+            format!(
+                "{} tables, about {} rows, {}",
+                tables.len(),
+                tables.iter().map(|t| t.est_rows).sum::<i64>(),
+                human_bytes(tables.iter().map(|t| t.total_bytes).sum::<i64>())
+            ),
+            copy_cmds,
+        );
+        let seqs = sequence_uses(&tables);
+        if !seqs.is_empty() {
+            let (why, cmds) = match s.sequences {
+                SequenceMode::Interleave => (
+                    format!("{} sequences: odd values on HERE, even on THERE, so that both masters never hand out the same key", seqs.len()),
+                    seqs.iter()
+                        .flat_map(|(q, t, col)| {
+                            [
+                                sql_cmd(Side::Here, here, interleave_here_sql(q, t, col)),
+                                sql_cmd(Side::There, there, interleave_there_sql(q, ":here_value + 1")),
+                            ]
+                        })
+                        .collect(),
+                ),
+                SequenceMode::Keep => (
+                    format!("--sequences keep: {} sequences left as copied; keys made on both masters will collide and Bucardo keeps one side's row", seqs.len()),
+                    vec![],
+                ),
+            };
+            push(StepKind::Sequences, "Set up sequences for two masters", why, cmds);
+        }
+        push(
+            StepKind::Enable,
+            "Enable the sync",
+            "autokick on, status active, and the daemon reloads its configuration".into(),
+            vec![
+                bucardo(BucardoCmd::ActivateSync { name: s.names.sync.clone() }),
+                bucardo(BucardoCmd::ReloadConfig),
+            ],
+        );
+        push(
+            StepKind::Drain,
+            "Replay the interim deltas",
+            "the kick the blog forgets; then wait until a run ended clean and no delta is pending"
+                .into(),
+            vec![
+                bucardo(BucardoCmd::Kick { sync: s.names.sync.clone(), timeout_s: s.kick_timeout_s }),
+                Command::Internal(format!(
+                    "poll bucardo.syncrun and bucardo.bucardo_delta_check('{}', 'dbgroup {}') on both sides until nothing is pending (at most {} s)",
+                    s.names.sync, s.names.dbgroup, s.kick_timeout_s
+                )),
+            ],
+        );
+        push(
+            StepKind::Verify,
+            "Verify both sides",
+            "row count and an order-independent checksum of every row, per table".into(),
+            vec![Command::Internal(
+                "per table on HERE and THERE: SELECT count(*), sum of md5(row) as 64-bit numbers; a mismatch is re-checked after a kick".into(),
+            )],
+        );
+        let fingerprint = fingerprint(s, &tables);
+        Plan { steps, tables, excluded, fingerprint }
+    }
+
+    /// The review: every step and its exact commands, secrets masked.
+    pub fn review_text(&self) -> String {
+        let mut out = String::new();
+        for step in &self.steps {
+            let _ = writeln!(out, "{:>2}. {}", step.id + 1, step.title);
+            let _ = writeln!(out, "    {}", step.why);
+            for c in &step.commands {
+                for line in command_lines(c) {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
+        }
+        if !self.excluded.is_empty() {
+            let _ = writeln!(out, "\nLeft out:");
+            for (t, why) in &self.excluded {
+                let _ = writeln!(out, "  {t}: {why}");
+            }
+        }
+        out
+    }
+
+    /// A standalone bash script doing the same bootstrap with the seed's own tools. Passwords come
+    /// from PGPASSWORD (HERE/THERE superuser) and BUCARDOPASS when it runs.
+    pub fn script(&self, s: &Settings) -> String {
+        let mut out = String::new();
+        out.push_str(SCRIPT_HEADER);
+        let _ = writeln!(out, "STATE_DIR={}", shell_word(&s.state_dir().display().to_string()));
+        let specs: Vec<&ConnSpec> = vec![&s.here, &s.there, &s.bucardo.admin];
+        let _ = writeln!(out, "umask 077; mkdir -p \"$STATE_DIR\" {} {}", shell_word(&s.bucardo.piddir.display().to_string()), shell_word(&s.bucardo.logdir.display().to_string()));
+        out.push_str("RUN_PASSFILE=$(mktemp); trap 'rm -f \"$RUN_PASSFILE\"' EXIT\n");
+        out.push_str("DAEMON_PASSFILE=\"$STATE_DIR/bucardo.pgpass\"; : > \"$DAEMON_PASSFILE\"\n");
+        for spec in specs {
+            let _ = writeln!(out, "pgpass_line {} {} {} \"$PGPASSWORD\" >> \"$RUN_PASSFILE\"", shell_word(&spec.host), spec.port, shell_word(&spec.user));
+        }
+        for spec in [&s.here, &s.there, &s.bucardo.control] {
+            let _ = writeln!(out, "pgpass_line {} {} {} \"$BUCARDOPASS\" | tee -a \"$RUN_PASSFILE\" >> \"$DAEMON_PASSFILE\"", shell_word(&spec.host), spec.port, shell_word(&s.bucardo.user));
+        }
+        for step in &self.steps {
+            let _ = writeln!(out, "\nstep {} {}", shell_word(&format!("{}.", step.id + 1)), shell_word(&step.title));
+            match step.kind {
+                StepKind::CopyData => out.push_str(&script_copy(s, self)),
+                StepKind::Drain => {
+                    for c in &step.commands {
+                        if let Command::Run(inv) = c {
+                            let _ = writeln!(out, "{}", script_invocation(inv));
+                        }
+                    }
+                }
+                StepKind::Verify => out.push_str(&script_verify(s, self)),
+                StepKind::Sequences => out.push_str(&script_sequences(s, self)),
+                _ => {
+                    for c in &step.commands {
+                        out.push_str(&script_command(c));
+                    }
+                }
+            }
+        }
+        out.push_str("\necho 'Bootstrap finished: both databases replicate.'\n");
+        out
+    }
+}
+
+const SCRIPT_HEADER: &str = r#"#!/usr/bin/env bash
+# Written by bucardo-bootstrap. Bootstraps Bucardo master/master replication.
+# Needs: PGPASSWORD (the superuser's password on HERE and THERE) and BUCARDOPASS in the environment.
+# No password is ever put on a command line: they go to 0600 passfiles read through PGPASSFILE.
+set -euo pipefail
+: "${PGPASSWORD?set PGPASSWORD to the superuser password}"
+: "${BUCARDOPASS?set BUCARDOPASS to the password of Bucardo's role}"
+pgpass_line() { # host port user password -> one escaped .pgpass line
+  local esc=()
+  for f in "$@"; do f=${f//\\/\\\\}; esc+=("${f//:/\\:}"); done
+  printf '%s:%s:*:%s:%s\n' "${esc[0]}" "${esc[1]}" "${esc[2]}" "${esc[3]}"
+}
+step() { printf '\n==> %s\n' "$*" >&2; }
+"#;
+
+fn or<'a>(v: &'a str, d: &'a str) -> &'a str {
+    if v.is_empty() {
+        d
+    } else {
+        v
+    }
+}
+
+fn sql_cmd(side: Side, target: &ConnSpec, sql: String) -> Command {
+    Command::Sql { side, target: target.clone(), sql, secret: SqlSecret::None }
+}
+
+fn create_role_sql(role: &str) -> String {
+    format!(
+        "SELECT format('CREATE ROLE %I SUPERUSER LOGIN PASSWORD %L', {}, {BUCARDO_PASS_VAR}) WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {}) \\gexec",
+        quote_literal(role),
+        quote_literal(role)
+    )
+}
+
+/// Each sequence feeding a chosen table once, with one table and column it feeds.
+pub fn sequence_uses(tables: &[TableInfo]) -> Vec<(TableName, TableName, String)> {
+    let mut out: Vec<(TableName, TableName, String)> = Vec::new();
+    for t in tables {
+        for u in &t.sequences {
+            if !out.iter().any(|(q, _, _)| *q == u.sequence) {
+                out.push((u.sequence.clone(), t.name.clone(), u.column.clone()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// HERE's half of interleaving: `INCREMENT BY 2` and a restart at an odd value above everything
+/// handed out so far (the sequence and the column), with room for the writes in flight. Returns
+/// the value chosen; THERE restarts at that value + 1 (even), so the two never meet.
+pub fn interleave_here_sql(seq: &TableName, table: &TableName, column: &str) -> String {
+    format!(
+        "ALTER SEQUENCE {s} INCREMENT BY 2;\nSELECT setval({l}, (greatest((SELECT last_value FROM {s}), (SELECT max({c})::bigint FROM {t}), 0) + 1000) / 2 * 2 + 1, false)",
+        s = seq.sql(),
+        l = quote_literal(&seq.sql()),
+        c = quote_ident(column),
+        t = table.sql(),
+    )
+}
+
+/// THERE's half; `value` is SQL (the executor binds HERE's result, the script a psql variable).
+pub fn interleave_there_sql(seq: &TableName, value: &str) -> String {
+    format!(
+        "ALTER SEQUENCE {s} INCREMENT BY 2;\nSELECT setval({l}, {value}, false)",
+        s = seq.sql(),
+        l = quote_literal(&seq.sql()),
+    )
+}
+
+pub fn pg_invocation(tool: &str, spec: &ConnSpec, passfile: &Path, extra: &[&str], with_db: bool) -> Invocation {
+    let mut argv = vec![
+        pg_tool(tool),
+        "-h".into(),
+        spec.host.clone(),
+        "-p".into(),
+        spec.port.to_string(),
+        "-U".into(),
+        spec.user.clone(),
+    ];
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    if with_db {
+        argv.push("-d".into());
+        argv.push(spec.dbname.clone());
+    } else {
+        argv.push("-l".into());
+        argv.push(spec.dbname.clone());
+    }
+    Invocation::new(argv).envs(spec.child_env(passfile))
+}
+
+pub fn psql_invocation(spec: &ConnSpec, passfile: &Path, strict: bool) -> Invocation {
+    let mut argv = vec![
+        pg_tool("psql"),
+        "-X".into(),
+        "-q".into(),
+        "-h".into(),
+        spec.host.clone(),
+        "-p".into(),
+        spec.port.to_string(),
+        "-U".into(),
+        spec.user.clone(),
+        "-d".into(),
+        spec.dbname.clone(),
+    ];
+    if strict {
+        argv.extend(["-v".into(), "ON_ERROR_STOP=1".into(), "--single-transaction".into()]);
+    }
+    Invocation::new(argv).envs(spec.child_env(passfile))
+}
+
+fn command_lines(c: &Command) -> Vec<String> {
+    match c {
+        Command::Run(inv) => vec![display_invocation(inv)],
+        Command::Pipe(a, b) => vec![format!("{} \\", display_invocation(a)), format!("  | {}", display_invocation(b))],
+        Command::Sql { side, target, sql, .. } => {
+            let mut v = vec![format!("[{side} {}]", target.display_uri())];
+            v.extend(sql.lines().map(|l| format!("  {l}")));
+            v
+        }
+        Command::Internal(text) => vec![format!("# {text}")],
+    }
+}
+
+/// argv as shell words, with only the non-default environment shown.
+pub fn display_invocation(inv: &Invocation) -> String {
+    let env: Vec<String> = inv
+        .env
+        .iter()
+        .filter(|(k, v)| k == "PGOPTIONS" || (k == "PGSSLMODE" && v != "prefer") || k == "PGSSLROOTCERT")
+        .map(|(k, v)| format!("{k}={}", shell_word(v)))
+        .collect();
+    let argv: Vec<String> = inv.argv.iter().map(|w| shell_word(w)).collect();
+    let mut s = env.join(" ");
+    if !s.is_empty() {
+        s.push(' ');
+    }
+    s.push_str(&argv.join(" "));
+    s
+}
+
+fn script_invocation(inv: &Invocation) -> String {
+    let pf = inv.env.iter().find(|(k, _)| k == "PGPASSFILE").map(|(_, v)| v.as_str());
+    let pf_var = match pf {
+        Some(RUN_PASSFILE) => "PGPASSFILE=\"$RUN_PASSFILE\" ",
+        Some(DAEMON_PASSFILE) => "PGPASSFILE=\"$DAEMON_PASSFILE\" ",
+        _ => "",
+    };
+    let env: String = inv
+        .env
+        .iter()
+        .filter(|(k, _)| k != "PGPASSFILE")
+        .map(|(k, v)| format!("{k}={} ", shell_word(v)))
+        .collect();
+    let argv: Vec<String> = inv.argv.iter().map(|w| shell_word(w)).collect();
+    let cd = inv.cwd.as_ref().map(|d| format!("cd {} && ", shell_word(&d.display().to_string()))).unwrap_or_default();
+    if cd.is_empty() {
+        format!("{pf_var}{env}{}", argv.join(" "))
+    } else {
+        format!("( {cd}{pf_var}{env}{} )", argv.join(" "))
+    }
+}
+
+fn script_command(c: &Command) -> String {
+    match c {
+        Command::Run(inv) => format!("{}\n", script_invocation(inv)),
+        Command::Pipe(a, b) => format!("{} \\\n  | {}\n", script_invocation(a), script_invocation(b)),
+        Command::Sql { target, sql, .. } => script_sql(target, sql),
+        Command::Internal(t) => format!("# {t}\n"),
+    }
+}
+
+fn script_sql(target: &ConnSpec, sql: &str) -> String {
+    let psql = script_invocation(&psql_invocation(target, Path::new(RUN_PASSFILE), false));
+    let mut body = String::new();
+    body.push_str("\\set ON_ERROR_STOP 1\n");
+    if sql.contains(BUCARDO_PASS_VAR) {
+        body.push_str("\\set bucardo_pass `printenv BUCARDOPASS`\n");
+    }
+    body.push_str(sql);
+    if !sql.trim_end().ends_with(';') && !sql.trim_end().ends_with("\\gexec") {
+        body.push(';');
+    }
+    format!("{psql} <<'SQL'\n{body}\nSQL\n")
+}
+
+fn script_copy(s: &Settings, plan: &Plan) -> String {
+    let mut out = String::new();
+    let mut dump_args: Vec<String> = vec!["--data-only".into(), "-N".into(), "bucardo".into()];
+    for t in &plan.tables {
+        dump_args.push("-t".into());
+        dump_args.push(t.name.sql());
+    }
+    let dump_refs: Vec<&str> = dump_args.iter().map(String::as_str).collect();
+    let dump = pg_invocation("pg_dump", &s.here, Path::new(RUN_PASSFILE), &dump_refs, true);
+    let psql = psql_invocation(&s.there, Path::new(RUN_PASSFILE), true)
+        .env("PGOPTIONS", "-c session_replication_role=replica");
+    let _ = writeln!(out, "{} \\\n  | {} >/dev/null", script_invocation(&dump), script_invocation(&psql));
+    let ctl = psql_invocation(&s.bucardo.control, Path::new(RUN_PASSFILE), false);
+    let _ = writeln!(
+        out,
+        "runs=$({} -At -c {})\n[ \"$runs\" = 0 ] || {{ echo \"a sync run touched THERE during the copy\" >&2; exit 1; }}",
+        script_invocation(&ctl),
+        shell_word(&format!("SELECT count(*) FROM bucardo.syncrun WHERE sync = {}", quote_literal(&s.names.sync)))
+    );
+    out
+}
+
+fn script_sequences(s: &Settings, plan: &Plan) -> String {
+    let mut out = String::new();
+    let here = script_invocation(&psql_invocation(&s.here, Path::new(RUN_PASSFILE), false));
+    let there = script_invocation(&psql_invocation(&s.there, Path::new(RUN_PASSFILE), false));
+    for (q, t, col) in sequence_uses(&plan.tables) {
+        let _ = writeln!(
+            out,
+            "n=$({here} -v ON_ERROR_STOP=1 -At <<'SQL'\n{}\nSQL\n)\n{there} -v ON_ERROR_STOP=1 -At -v here_value=\"$n\" <<'SQL'\n{}\nSQL",
+            interleave_here_sql(&q, &t, &col),
+            interleave_there_sql(&q, ":here_value + 1"),
+        );
+    }
+    out
+}
+
+fn script_verify(s: &Settings, plan: &Plan) -> String {
+    let mut out = String::new();
+    let here = script_invocation(&psql_invocation(&s.here, Path::new(RUN_PASSFILE), false));
+    let there = script_invocation(&psql_invocation(&s.there, Path::new(RUN_PASSFILE), false));
+    for t in &plan.tables {
+        let q = shell_word(&crate::engine::verify::checksum_sql(t));
+        let _ = writeln!(
+            out,
+            "for i in 1 2 3 4 5 6 7 8 9 10; do a=$({here} -At -c {q}); b=$({there} -At -c {q}); [ \"$a\" = \"$b\" ] && break; sleep 3; done\n[ \"$a\" = \"$b\" ] || {{ echo {} >&2; exit 1; }}",
+            shell_word(&format!("{} differs: HERE $a, THERE $b", t.name))
+        );
+    }
+    out
+}
+
+fn fingerprint(s: &Settings, tables: &[TableInfo]) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        s.here.display_uri(),
+        s.there.display_uri(),
+        s.bucardo.control.display_uri(),
+        s.names.here_db.clone(),
+        s.names.there_db.clone(),
+        s.names.relgroup.clone(),
+        s.names.dbgroup.clone(),
+        s.names.sync.clone(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for t in tables {
+        h.update(t.name.raw().as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+pub fn human_bytes(b: i64) -> String {
+    let b = b.max(0) as f64;
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{} B", b as i64)
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}

@@ -1,0 +1,244 @@
+//! Executes a plan step by step: emits [`RunEvent`]s, parks at a confirm gate in confirm-each-step
+//! mode until a [`GateReply`] arrives, and honours cancellation between and inside steps. What a
+//! step does is the [`StepExecutor`]'s business, so the runner is tested with a fake one.
+
+use crate::engine::error::EngineError;
+use crate::engine::event::{ConfirmMode, GateReply, LogLevel, RunEvent, StepId, StepOutcome};
+use crate::engine::plan::{Plan, Step};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Carries out one step. The live one talks to the servers; tests use fakes.
+pub trait StepExecutor: Send + Sync {
+    fn execute(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunResult {
+    pub ok: bool,
+    pub aborted: bool,
+    pub failed_step: Option<StepId>,
+    pub error: Option<String>,
+    pub timings: Vec<(StepId, StepOutcome, Duration)>,
+}
+
+/// Runs `plan` from the first step not in `done`.
+pub async fn run<E: StepExecutor>(
+    plan: &Plan,
+    exec: &E,
+    mode: ConfirmMode,
+    gate: &mut mpsc::Receiver<GateReply>,
+    events: &mpsc::Sender<RunEvent>,
+    cancel: &CancellationToken,
+) -> RunResult {
+    let mut result =
+        RunResult { ok: false, aborted: false, failed_step: None, error: None, timings: vec![] };
+    let _ = events.send(RunEvent::Started { steps: plan.steps.len() }).await;
+    for step in &plan.steps {
+        if cancel.is_cancelled() {
+            result.aborted = true;
+            break;
+        }
+        if mode == ConfirmMode::EachStep {
+            let _ = events.send(RunEvent::AwaitingConfirm { step: step.id }).await;
+            let reply = tokio::select! {
+                r = gate.recv() => r.unwrap_or(GateReply::Abort),
+                _ = cancel.cancelled() => GateReply::Abort,
+            };
+            match reply {
+                GateReply::Proceed => {}
+                GateReply::Skip => {
+                    log(events, LogLevel::Warn, format!("step {} skipped by the operator: {}", step.id + 1, step.title)).await;
+                    finish(events, &mut result, step.id, StepOutcome::Skipped, Duration::ZERO).await;
+                    continue;
+                }
+                GateReply::Abort => {
+                    result.aborted = true;
+                    finish(events, &mut result, step.id, StepOutcome::Aborted, Duration::ZERO).await;
+                    break;
+                }
+            }
+        }
+        let _ = events.send(RunEvent::StepStarted { step: step.id }).await;
+        tracing::info!("step {}: {}", step.id + 1, step.title);
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            r = exec.execute(plan, step, events, cancel) => r,
+            _ = cancel.cancelled() => Err(EngineError::Aborted),
+        };
+        let elapsed = started.elapsed();
+        match outcome {
+            Ok(()) => finish(events, &mut result, step.id, StepOutcome::Done, elapsed).await,
+            Err(EngineError::Aborted) => {
+                result.aborted = true;
+                finish(events, &mut result, step.id, StepOutcome::Aborted, elapsed).await;
+                break;
+            }
+            Err(e) => {
+                let msg = e.one_line();
+                tracing::error!("step {} failed: {msg}", step.id + 1);
+                result.failed_step = Some(step.id);
+                result.error = Some(msg.clone());
+                finish(events, &mut result, step.id, StepOutcome::Failed(msg), elapsed).await;
+                break;
+            }
+        }
+    }
+    result.ok = !result.aborted && result.failed_step.is_none();
+    let summary = if result.ok {
+        "both databases replicate and hold the same rows".to_string()
+    } else if result.aborted {
+        "aborted by the operator".to_string()
+    } else {
+        result.error.clone().unwrap_or_default()
+    };
+    let _ = events.send(RunEvent::Finished { ok: result.ok, summary }).await;
+    result
+}
+
+async fn finish(
+    events: &mpsc::Sender<RunEvent>,
+    result: &mut RunResult,
+    step: StepId,
+    outcome: StepOutcome,
+    elapsed: Duration,
+) {
+    result.timings.push((step, outcome.clone(), elapsed));
+    let _ = events.send(RunEvent::StepFinished { step, outcome, elapsed }).await;
+}
+
+pub async fn log(events: &mpsc::Sender<RunEvent>, level: LogLevel, message: String) {
+    let message = crate::engine::secret::redact(&message);
+    match level {
+        LogLevel::Info => tracing::info!("{message}"),
+        LogLevel::Warn => tracing::warn!("{message}"),
+        LogLevel::Error => tracing::error!("{message}"),
+    }
+    let _ = events.send(RunEvent::Log { level, message }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::plan::StepKind;
+    use std::sync::Mutex;
+
+    struct Fake {
+        ran: Mutex<Vec<StepId>>,
+        fail_at: Option<StepId>,
+    }
+
+    impl StepExecutor for Fake {
+        async fn execute(
+            &self,
+            _plan: &Plan,
+            step: &Step,
+            _events: &mpsc::Sender<RunEvent>,
+            _cancel: &CancellationToken,
+        ) -> Result<(), EngineError> {
+            self.ran.lock().unwrap().push(step.id);
+            if Some(step.id) == self.fail_at {
+                return Err(EngineError::Refused("boom".into()));
+            }
+            Ok(())
+        }
+    }
+
+    fn plan(n: usize) -> Plan {
+        Plan {
+            steps: (0..n)
+                .map(|id| Step {
+                    id,
+                    kind: StepKind::AddDbgroup,
+                    title: format!("step {id}"),
+                    why: String::new(),
+                    commands: vec![],
+                })
+                .collect(),
+            tables: vec![],
+            excluded: vec![],
+            fingerprint: "f".into(),
+        }
+    }
+
+    async fn drive(
+        n: usize,
+        mode: ConfirmMode,
+        replies: &[GateReply],
+        fail_at: Option<StepId>,
+    ) -> (RunResult, Vec<StepId>, Vec<RunEvent>) {
+        let fake = Fake { ran: Mutex::new(vec![]), fail_at };
+        let (gtx, mut grx) = mpsc::channel(16);
+        for r in replies {
+            gtx.send(*r).await.unwrap();
+        }
+        drop(gtx);
+        let (etx, mut erx) = mpsc::channel(1024);
+        let res = run(&plan(n), &fake, mode, &mut grx, &etx, &CancellationToken::new()).await;
+        drop(etx);
+        let mut evs = vec![];
+        while let Some(e) = erx.recv().await {
+            evs.push(e);
+        }
+        let ran = fake.ran.lock().unwrap().clone();
+        (res, ran, evs)
+    }
+
+    #[tokio::test]
+    async fn automatic_runs_every_step() {
+        let (res, ran, _) = drive(3, ConfirmMode::Automatic, &[], None).await;
+        assert!(res.ok);
+        assert_eq!(ran, vec![0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn gate_proceed_skip_abort() {
+        let (res, ran, evs) = drive(
+            4,
+            ConfirmMode::EachStep,
+            &[GateReply::Proceed, GateReply::Skip, GateReply::Abort],
+            None,
+        )
+        .await;
+        assert_eq!(ran, vec![0], "step 1 skipped, step 2 aborted, step 3 never reached");
+        assert!(res.aborted && !res.ok);
+        let gates: Vec<StepId> = evs
+            .iter()
+            .filter_map(|e| match e {
+                RunEvent::AwaitingConfirm { step } => Some(*step),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gates, vec![0, 1, 2]);
+        assert!(evs.iter().any(|e| matches!(
+            e,
+            RunEvent::StepFinished { step: 1, outcome: StepOutcome::Skipped, .. }
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_closed_gate_aborts_rather_than_proceeds() {
+        let (res, ran, _) = drive(2, ConfirmMode::EachStep, &[], None).await;
+        // No reply can ever come (the sender is dropped after the scripted replies): abort.
+        assert!(res.aborted);
+        assert!(ran.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failure_stops_the_run() {
+        let (res, ran, evs) = drive(4, ConfirmMode::Automatic, &[], Some(1)).await;
+        assert_eq!(ran, vec![0, 1]);
+        assert_eq!(res.failed_step, Some(1));
+        assert!(res.error.unwrap().contains("boom"));
+        assert!(matches!(evs.last(), Some(RunEvent::Finished { ok: false, .. })));
+    }
+}

@@ -1,0 +1,96 @@
+//! The headless front end of `run --yes`: drives the runner and prints plain progress lines to
+//! stderr (step start and end, per-table copy progress every few seconds, the verdicts, and a
+//! one-line reason when it fails).
+
+use crate::engine::event::{ConfirmMode, CopyEvent, GateReply, RunEvent, StepOutcome};
+use crate::engine::exec::LiveExecutor;
+use crate::engine::ident::TableName;
+use crate::engine::plan::{human_bytes, Plan};
+use crate::engine::runner::{self, RunResult};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How often a table's copy progress is printed.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+#[derive(Default)]
+struct TableProgress {
+    rows: u64,
+    bytes: u64,
+    est_rows: i64,
+    started: Option<Instant>,
+    last_print: Option<Instant>,
+}
+
+/// Runs the plan to the end, printing to stderr. Ctrl-C cancels at a safe point.
+pub async fn run(plan: &Plan, exec: LiveExecutor) -> RunResult {
+    let (etx, mut erx) = mpsc::channel::<RunEvent>(1024);
+    let (_gtx, mut grx) = mpsc::channel::<GateReply>(1);
+    let cancel = CancellationToken::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping at a safe point...");
+            c2.cancel();
+        }
+    });
+    let steps = plan.steps.clone();
+    let printer = tokio::spawn(async move {
+        let mut tables: BTreeMap<TableName, TableProgress> = BTreeMap::new();
+        while let Some(ev) = erx.recv().await {
+            print_event(&ev, &steps, &mut tables);
+        }
+    });
+    let result = runner::run(plan, &exec, ConfirmMode::Automatic, &mut grx, &etx, &cancel).await;
+    drop(etx);
+    let _ = printer.await;
+    result
+}
+
+fn print_event(ev: &RunEvent, steps: &[crate::engine::plan::Step], tables: &mut BTreeMap<TableName, TableProgress>) {
+    let title = |id: usize| steps.get(id).map(|s| s.title.as_str()).unwrap_or("?");
+    match ev {
+        RunEvent::StepStarted { step } => eprintln!("[{}/{}] {} ...", step + 1, steps.len(), title(*step)),
+        RunEvent::StepFinished { step, outcome, elapsed } => match outcome {
+            StepOutcome::Done => eprintln!("[{}/{}] {} done in {:.1} s", step + 1, steps.len(), title(*step), elapsed.as_secs_f64()),
+            StepOutcome::Skipped => eprintln!("[{}/{}] {} skipped", step + 1, steps.len(), title(*step)),
+            StepOutcome::Aborted => eprintln!("[{}/{}] {} aborted", step + 1, steps.len(), title(*step)),
+            StepOutcome::Failed(e) => eprintln!("[{}/{}] {} FAILED: {e}", step + 1, steps.len(), title(*step)),
+        },
+        RunEvent::Copy(CopyEvent::TableStarted { table, est_rows, .. }) => {
+            tables.insert(table.clone(), TableProgress { est_rows: *est_rows, started: Some(Instant::now()), last_print: Some(Instant::now()), ..Default::default() });
+        }
+        RunEvent::Copy(CopyEvent::Advanced { table, rows, bytes }) => {
+            let p = tables.entry(table.clone()).or_default();
+            p.rows += rows;
+            p.bytes += bytes;
+            if p.last_print.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
+                p.last_print = Some(Instant::now());
+                let pct = if p.est_rows > 0 { format!(" ({:.0}%)", (p.rows as f64 / p.est_rows as f64 * 100.0).min(100.0)) } else { String::new() };
+                let secs = p.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0).max(0.001);
+                eprintln!("    {table}: {} rows{pct}, {}, {}/s", p.rows, human_bytes(p.bytes as i64), human_bytes((p.bytes as f64 / secs) as i64));
+            }
+        }
+        RunEvent::Copy(CopyEvent::TableFinished { table, rows, bytes, elapsed }) => {
+            let secs = elapsed.as_secs_f64().max(0.001);
+            eprintln!("    {table}: {rows} rows, {} in {secs:.1} s ({:.1} MB/s)", human_bytes(*bytes as i64), *bytes as f64 / secs / 1e6);
+        }
+        RunEvent::Copy(CopyEvent::TableFailed { table, error }) => eprintln!("    {table}: FAILED: {error}"),
+        RunEvent::Verified(v) => eprintln!(
+            "    {}: {} (HERE {} rows, THERE {} rows)",
+            v.table,
+            if v.matches { "identical" } else if v.changing { "still changing" } else { "DIFFERENT" },
+            v.here_rows,
+            v.there_rows
+        ),
+        RunEvent::Log { level: crate::engine::event::LogLevel::Warn | crate::engine::event::LogLevel::Error, message } => eprintln!("    warning: {message}"),
+        RunEvent::Finished { ok, summary } => {
+            if *ok {
+                eprintln!("done: {summary}");
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,106 @@
+//! Shared by the integration tests: a sandbox with the sample database, the flags that point the
+//! real binary at it, and the test's own comparison SQL (independent of the tool's `verify`).
+
+#![allow(dead_code)]
+
+use bucardo_bootstrap::sandbox::{self, data, Cluster, Sandbox, SandboxOptions};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub const BUCARDO_PASS: &str = "bucardo-test-pass-7";
+
+pub fn sandbox_with_widgets(scale: u32) -> Sandbox {
+    sandbox::require_tools().expect("PostgreSQL 15, PL/Perl and Bucardo must be installed");
+    let sb = Sandbox::start(SandboxOptions::default()).expect("sandbox starts");
+    data::load_widgets(&sb.here, "widgets", scale).expect("widgets loads");
+    sb
+}
+
+pub fn state_dir(sb: &Sandbox) -> PathBuf {
+    sb.root.join("state")
+}
+
+/// The connection flags of `run`, `plan` and `verify` for this sandbox.
+pub fn conn_flags(sb: &Sandbox, tables: &str) -> Vec<String> {
+    vec![
+        "--here".into(),
+        sb.here.uri("widgets"),
+        "--there".into(),
+        sb.there.uri("widgets"),
+        "--bucardo-db".into(),
+        format!("postgres://bucardo@{}:{}/bucardo", sb.here.host, sb.here.port),
+        "--bucardo-piddir".into(),
+        sb.piddir.display().to_string(),
+        "--bucardo-logdir".into(),
+        sb.logdir.display().to_string(),
+        "--log-dir".into(),
+        state_dir(sb).display().to_string(),
+        "--tables".into(),
+        tables.into(),
+        "--kick-timeout".into(),
+        "120".into(),
+    ]
+}
+
+/// The real binary, with passwords only in its environment and no ~/.pgpass to lean on.
+pub fn tool(sb: &Sandbox) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bucardo-bootstrap"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", sb.root.join("home"))
+        .env("PGPASSWORD", &sb.password)
+        .env("BUCARDOPASS", BUCARDO_PASS)
+        .env("BUCARDO_BOOTSTRAP_LOG", "debug");
+    c
+}
+
+pub fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Row count and md5 of all rows in a stable order, by the test's own SQL.
+pub fn table_digest(c: &Cluster, table_sql: &str) -> String {
+    c.psql(
+        "widgets",
+        &format!("SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ONLY {table_sql} t"),
+    )
+    .expect("digest")
+    .trim()
+    .to_string()
+}
+
+/// Every replicated table of widgets, as SQL names.
+pub const REPLICATED: &[&str] = &[
+    r#""Sales"."Order Items""#,
+    "public.bar",
+    "public.customers",
+    "public.events",
+    "public.foo",
+    "public.orders",
+];
+
+/// Waits until every table has the same digest on both sides (replication is asynchronous).
+pub fn wait_identical(sb: &Sandbox, timeout: std::time::Duration) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let diffs: Vec<String> = REPLICATED
+            .iter()
+            .filter_map(|t| {
+                let (a, b) = (table_digest(&sb.here, t), table_digest(&sb.there, t));
+                (a != b).then(|| format!("{t}: HERE {a} THERE {b}"))
+            })
+            .collect();
+        if diffs.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(diffs.join("\n"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
