@@ -50,6 +50,8 @@ pub struct TableVerdict {
     pub matches: bool,
     /// The table kept changing while it was compared (live writes); it matched on no attempt.
     pub changing: bool,
+    /// Rows left out because they changed while the comparison ran (replication in flight).
+    pub in_flight: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
