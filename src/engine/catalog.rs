@@ -5,16 +5,17 @@
 
 use crate::engine::conn::Side;
 use crate::engine::error::EngineError;
-use crate::engine::ident::{bucardo_cli_refusal, TableName};
+use crate::engine::ident::{bucardo_cli_refusal, quote_ident, TableName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokio_postgres::Client;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyKind {
     Primary,
     /// A unique index that is not partial, has no expressions, and whose columns are NOT NULL.
     Unique,
+    #[default]
     None,
 }
 
@@ -53,31 +54,213 @@ pub struct TableInfo {
     pub fk_in: Vec<TableName>,
     pub large_object_columns: Vec<String>,
     pub user_triggers: Vec<String>,
+    /// For a partitioned parent: its leaf partitions (at any depth), by name.
+    #[serde(default)]
+    pub partitions: Vec<TableName>,
+    /// For a partition: the partitioned table at the top of its tree.
+    #[serde(default)]
+    pub partition_root: Option<TableName>,
+    /// When there is no usable key: why each unique index does not count.
+    #[serde(default)]
+    pub key_rejections: Vec<KeyRejection>,
+}
+
+/// A unique index that cannot serve as Bucardo's key, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRejection {
+    pub index: String,
+    pub columns: Vec<String>,
+    pub partial: bool,
+    pub expressions: bool,
+    /// Key columns that allow NULL.
+    pub nullable: Vec<String>,
+}
+
+impl KeyRejection {
+    pub fn reason(&self) -> String {
+        let mut why = Vec::new();
+        if self.partial {
+            why.push("is partial (WHERE ...)".to_string());
+        }
+        if self.expressions {
+            why.push("indexes an expression".to_string());
+        }
+        if !self.nullable.is_empty() {
+            why.push(format!(
+                "has nullable column(s) {}",
+                self.nullable.join(", ")
+            ));
+        }
+        format!("unique index {} {}", self.index, why.join(" and "))
+    }
+}
+
+/// Why a table cannot be replicated, or what to watch out for, with the SQL that fixes it when
+/// there is one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub reason: String,
+    pub fix: Option<String>,
+}
+
+impl Default for TableInfo {
+    fn default() -> Self {
+        TableInfo {
+            name: TableName::new("public", ""),
+            oid: 0,
+            relkind: 'r',
+            is_partition: false,
+            unlogged: false,
+            est_rows: 0,
+            total_bytes: 0,
+            key_kind: KeyKind::None,
+            key_columns: vec![],
+            columns: vec![],
+            sequences: vec![],
+            fk_out: vec![],
+            fk_in: vec![],
+            large_object_columns: vec![],
+            user_triggers: vec![],
+            partitions: vec![],
+            partition_root: None,
+            key_rejections: vec![],
+        }
+    }
 }
 
 impl TableInfo {
-    /// `Ok` when Bucardo can replicate the table, else the reason and how to fix it.
+    /// `Ok` when Bucardo can replicate the table, else every reason and how to fix it.
     pub fn eligibility(&self) -> Result<(), String> {
-        if self.relkind == 'p' {
-            return Err("partitioned parent: Bucardo replicates only its leaf partitions; choose those".into());
+        let b = self.blockers();
+        if b.is_empty() {
+            return Ok(());
         }
-        if self.key_kind == KeyKind::None {
-            return Err(format!(
-                "no primary key or usable unique index; add one: ALTER TABLE {} ADD PRIMARY KEY (...)",
-                self.name.sql()
-            ));
-        }
-        if let Some(reason) = bucardo_cli_refusal(&self.name) {
-            return Err(reason);
-        }
-        if self.columns.iter().any(|c| c.generated) {
-            return Err("has generated columns, which Bucardo's COPY cannot write".into());
-        }
-        Ok(())
+        Err(b
+            .iter()
+            .map(|p| match &p.fix {
+                Some(f) => format!("{}; fix: {f}", p.reason),
+                None => p.reason.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; "))
     }
 
     pub fn is_eligible(&self) -> bool {
-        self.eligibility().is_ok()
+        self.blockers().is_empty()
+    }
+
+    /// What keeps Bucardo from replicating the table.
+    pub fn blockers(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let t = self.name.sql();
+        if self.relkind == 'p' {
+            let (reason, fix) = if self.partitions.is_empty() {
+                ("partitioned parent without partitions: Bucardo replicates only leaf partitions".to_string(), None)
+            } else {
+                let leaves: Vec<String> = self.partitions.iter().map(ToString::to_string).collect();
+                (
+                    format!(
+                        "partitioned parent: Bucardo replicates only its leaf partitions: {}",
+                        leaves.join(", ")
+                    ),
+                    Some(format!(
+                        "choose the leaves instead: --tables {}",
+                        leaves.join(",")
+                    )),
+                )
+            };
+            out.push(Problem { reason, fix });
+        } else if self.key_kind == KeyKind::None {
+            let mut reason = "no primary key or usable unique index".to_string();
+            for r in &self.key_rejections {
+                reason.push_str(&format!("; {}", r.reason()));
+            }
+            let mut fix = format!("ALTER TABLE {t} ADD PRIMARY KEY (...);");
+            if let Some(r) = self
+                .key_rejections
+                .iter()
+                .find(|r| !r.partial && !r.expressions)
+            {
+                let cols: Vec<String> = r.columns.iter().map(|c| quote_ident(c)).collect();
+                fix = format!("ALTER TABLE {t} ADD PRIMARY KEY ({});", cols.join(", "));
+            }
+            out.push(Problem {
+                reason,
+                fix: Some(fix),
+            });
+        }
+        if let Some(reason) = bucardo_cli_refusal(&self.name) {
+            let fix =
+                if bucardo_cli_refusal(&TableName::new(self.name.schema.clone(), "x")).is_some() {
+                    format!(
+                        "ALTER SCHEMA {} RENAME TO {};",
+                        quote_ident(&self.name.schema),
+                        quote_ident(&cli_safe(&self.name.schema))
+                    )
+                } else {
+                    format!(
+                        "ALTER TABLE {t} RENAME TO {};",
+                        quote_ident(&cli_safe(&self.name.name))
+                    )
+                };
+            out.push(Problem {
+                reason,
+                fix: Some(fix),
+            });
+        }
+        let generated: Vec<&str> = self
+            .columns
+            .iter()
+            .filter(|c| c.generated)
+            .map(|c| c.name.as_str())
+            .collect();
+        if !generated.is_empty() {
+            out.push(Problem {
+                reason: format!(
+                    "generated column(s) {}: Bucardo copies every column of SELECT * and PostgreSQL refuses COPY into a generated column",
+                    generated.join(", ")
+                ),
+                fix: Some(
+                    generated
+                        .iter()
+                        .map(|c| format!("ALTER TABLE {t} ALTER COLUMN {} DROP EXPRESSION;", quote_ident(c)))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+            });
+        }
+        out
+    }
+
+    /// What replicates, but not quite as an operator may expect.
+    pub fn cautions(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let t = self.name.sql();
+        if self.unlogged {
+            out.push(Problem {
+                reason: "UNLOGGED: PostgreSQL empties it after a crash on either side and Bucardo does not notice, so the sides then differ".into(),
+                fix: Some(format!("ALTER TABLE {t} SET LOGGED;")),
+            });
+        }
+        if !self.large_object_columns.is_empty() {
+            out.push(Problem {
+                reason: format!(
+                    "column(s) {} hold large-object OIDs: Bucardo copies the numbers, not the large objects they point to",
+                    self.large_object_columns.join(", ")
+                ),
+                fix: None,
+            });
+        }
+        if !self.user_triggers.is_empty() {
+            out.push(Problem {
+                reason: format!(
+                    "trigger(s) {} do not fire for the rows Bucardo applies or the data copy loads (session_replication_role = replica): what they maintain must be replicated too",
+                    self.user_triggers.join(", ")
+                ),
+                fix: None,
+            });
+        }
+        out
     }
 
     /// Columns that are copied (all but generated ones), in table order.
@@ -86,12 +269,33 @@ impl TableInfo {
     }
 }
 
+/// A name Bucardo's CLI takes: every other character becomes `_`, and no leading `-`.
+fn cli_safe(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' || c == '-' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match s.strip_prefix('-') {
+        Some(rest) => format!("_{rest}"),
+        None => s,
+    }
+}
+
 const TABLES_SQL: &str = r#"
 SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relispartition,
        c.relpersistence = 'u' AS unlogged,
        greatest(c.reltuples, 0)::bigint AS est_rows,
-       pg_total_relation_size(c.oid) AS total_bytes
+       pg_total_relation_size(c.oid) AS total_bytes,
+       rn.nspname AS root_schema, r.relname AS root_name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_class r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
+  LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
  WHERE c.relkind IN ('r', 'p')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'bucardo')
    AND n.nspname NOT LIKE 'pg\_%'
@@ -102,24 +306,39 @@ SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relispartition,
 const COLUMNS_SQL: &str = r#"
 SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
        a.attgenerated <> '' AS generated,
-       a.atttypid = 'oid'::regtype OR t.typname = 'lo' AS large_object
+       a.atttypid = 'oid'::regtype OR t.typbasetype = 'oid'::regtype AS large_object
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
  WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum
 "#;
 
-// Primary key first, then unique indexes by column count, as Bucardo's validate_goat picks.
+// Every valid unique index with what disqualifies it (partial, expressions, nullable key
+// columns); primary key first, then by column count, as Bucardo's validate_goat picks.
 const KEYS_SQL: &str = r#"
-SELECT i.indrelid, i.indisprimary,
-       array_agg(a.attname ORDER BY k.ord) AS cols,
-       bool_and(a.attnotnull) AS all_not_null
+SELECT i.indrelid, i.indisprimary, ic.relname,
+       i.indpred IS NOT NULL AS partial,
+       i.indexprs IS NOT NULL AS expressions,
+       coalesce(array_agg(a.attname ORDER BY k.ord) FILTER (WHERE a.attname IS NOT NULL), '{}') AS cols,
+       coalesce(array_agg(a.attname ORDER BY k.ord) FILTER (WHERE NOT a.attnotnull), '{}') AS nullable
   FROM pg_index i
+  JOIN pg_class ic ON ic.oid = i.indexrelid
   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
- WHERE i.indrelid = ANY($1) AND i.indisunique AND i.indisvalid
-   AND i.indpred IS NULL AND i.indexprs IS NULL
- GROUP BY i.indexrelid, i.indrelid, i.indisprimary
+  LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0
+ WHERE i.indrelid = ANY($1) AND i.indisunique AND i.indisvalid AND k.ord <= i.indnkeyatts
+ GROUP BY i.indexrelid, i.indrelid, i.indisprimary, ic.relname,
+          i.indpred IS NOT NULL, i.indexprs IS NOT NULL
  ORDER BY i.indrelid, i.indisprimary DESC, count(*), i.indexrelid
+"#;
+
+// The leaf partitions of partitioned parents, at any depth.
+const PARTITIONS_SQL: &str = r#"
+SELECT p.relid, n.nspname, c.relname
+  FROM unnest($1::oid[]) AS p(relid)
+  CROSS JOIN LATERAL pg_partition_tree(p.relid) AS t
+  JOIN pg_class c ON c.oid = t.relid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE t.isleaf AND t.relid <> p.relid
+ ORDER BY p.relid, n.nspname, c.relname
 "#;
 
 const FKS_SQL: &str = r#"
@@ -172,6 +391,7 @@ pub async fn list_tables(
     for r in rows {
         let oid: u32 = r.get(0);
         let relkind: String = r.get(3);
+        let root: (Option<String>, Option<String>) = (r.get(8), r.get(9));
         tables.insert(
             oid,
             TableInfo {
@@ -182,14 +402,11 @@ pub async fn list_tables(
                 unlogged: r.get(5),
                 est_rows: r.get(6),
                 total_bytes: r.get(7),
-                key_kind: KeyKind::None,
-                key_columns: vec![],
-                columns: vec![],
-                sequences: vec![],
-                fk_out: vec![],
-                fk_in: vec![],
-                large_object_columns: vec![],
-                user_triggers: vec![],
+                partition_root: match root {
+                    (Some(s), Some(n)) => Some(TableName::new(s, n)),
+                    _ => None,
+                },
+                ..TableInfo::default()
             },
         );
     }
@@ -199,7 +416,11 @@ pub async fn list_tables(
     let oids: Vec<u32> = tables.keys().copied().collect();
     let q = |ctx: &'static str| move |e: tokio_postgres::Error| EngineError::sql(side, ctx, &e);
 
-    for r in client.query(COLUMNS_SQL, &[&oids]).await.map_err(q("reading columns"))? {
+    for r in client
+        .query(COLUMNS_SQL, &[&oids])
+        .await
+        .map_err(q("reading columns"))?
+    {
         if let Some(t) = tables.get_mut(&r.get::<_, u32>(0)) {
             let name: String = r.get(1);
             if r.get::<_, bool>(5) {
@@ -213,20 +434,63 @@ pub async fn list_tables(
             });
         }
     }
-    for r in client.query(KEYS_SQL, &[&oids]).await.map_err(q("reading keys"))? {
+    for r in client
+        .query(KEYS_SQL, &[&oids])
+        .await
+        .map_err(q("reading keys"))?
+    {
         if let Some(t) = tables.get_mut(&r.get::<_, u32>(0)) {
             if t.key_kind != KeyKind::None {
                 continue;
             }
             let primary: bool = r.get(1);
-            let all_not_null: bool = r.get(3);
-            if primary || all_not_null {
-                t.key_kind = if primary { KeyKind::Primary } else { KeyKind::Unique };
-                t.key_columns = r.get(2);
+            let cols: Vec<String> = r.get(5);
+            let rejection = KeyRejection {
+                index: r.get(2),
+                partial: r.get(3),
+                expressions: r.get(4),
+                nullable: r.get(6),
+                columns: cols.clone(),
+            };
+            let usable = !rejection.partial
+                && !rejection.expressions
+                && !cols.is_empty()
+                && (primary || rejection.nullable.is_empty());
+            if usable {
+                t.key_kind = if primary {
+                    KeyKind::Primary
+                } else {
+                    KeyKind::Unique
+                };
+                t.key_columns = cols;
+                t.key_rejections.clear();
+            } else {
+                t.key_rejections.push(rejection);
             }
         }
     }
-    for r in client.query(FKS_SQL, &[&oids]).await.map_err(q("reading foreign keys"))? {
+    let parents: Vec<u32> = tables
+        .values()
+        .filter(|t| t.relkind == 'p')
+        .map(|t| t.oid)
+        .collect();
+    if !parents.is_empty() {
+        for r in client
+            .query(PARTITIONS_SQL, &[&parents])
+            .await
+            .map_err(q("reading partitions"))?
+        {
+            if let Some(t) = tables.get_mut(&r.get::<_, u32>(0)) {
+                t.partitions
+                    .push(TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)));
+            }
+        }
+    }
+    for r in client
+        .query(FKS_SQL, &[&oids])
+        .await
+        .map_err(q("reading foreign keys"))?
+    {
         let (from, to): (u32, u32) = (r.get(0), r.get(3));
         let from_name = TableName::new(r.get::<_, String>(1), r.get::<_, String>(2));
         let to_name = TableName::new(r.get::<_, String>(4), r.get::<_, String>(5));
@@ -241,7 +505,11 @@ pub async fn list_tables(
             }
         }
     }
-    for r in client.query(SEQUENCES_SQL, &[&oids]).await.map_err(q("reading sequences"))? {
+    for r in client
+        .query(SEQUENCES_SQL, &[&oids])
+        .await
+        .map_err(q("reading sequences"))?
+    {
         if let Some(t) = tables.get_mut(&r.get::<_, u32>(0)) {
             let s = SequenceUse {
                 sequence: TableName::new(r.get::<_, String>(2), r.get::<_, String>(3)),
@@ -252,7 +520,11 @@ pub async fn list_tables(
             }
         }
     }
-    for r in client.query(TRIGGERS_SQL, &[&oids]).await.map_err(q("reading triggers"))? {
+    for r in client
+        .query(TRIGGERS_SQL, &[&oids])
+        .await
+        .map_err(q("reading triggers"))?
+    {
         if let Some(t) = tables.get_mut(&r.get::<_, u32>(0)) {
             t.user_triggers.push(r.get(1));
         }
@@ -279,7 +551,11 @@ pub async fn server_info(client: &Client, side: Side) -> Result<ServerInfo, Engi
         )
         .await
         .map_err(|e| EngineError::sql(side, "reading the server version", &e))?;
-    Ok(ServerInfo { version: r.get(0), version_num: r.get(1), is_superuser: r.get(2) })
+    Ok(ServerInfo {
+        version: r.get(0),
+        version_num: r.get(1),
+        is_superuser: r.get(2),
+    })
 }
 
 #[cfg(test)]
@@ -291,18 +567,8 @@ mod tests {
             name: TableName::new("public", name),
             oid: 1,
             relkind,
-            is_partition: false,
-            unlogged: false,
-            est_rows: 0,
-            total_bytes: 0,
             key_kind: kind,
-            key_columns: vec![],
-            columns: vec![],
-            sequences: vec![],
-            fk_out: vec![],
-            fk_in: vec![],
-            large_object_columns: vec![],
-            user_triggers: vec![],
+            ..TableInfo::default()
         }
     }
 
@@ -312,7 +578,10 @@ mod tests {
         assert!(t(KeyKind::Unique, 'r', "ok").is_eligible());
         let e = t(KeyKind::None, 'r', "nokey").eligibility().unwrap_err();
         assert!(e.contains("ADD PRIMARY KEY"), "{e}");
-        assert!(t(KeyKind::Primary, 'p', "parent").eligibility().unwrap_err().contains("leaf"));
+        assert!(t(KeyKind::Primary, 'p', "parent")
+            .eligibility()
+            .unwrap_err()
+            .contains("leaf"));
         assert!(!t(KeyKind::Primary, 'r', "we\"ird").is_eligible());
         let mut g = t(KeyKind::Primary, 'r', "gen");
         g.columns.push(Column {

@@ -343,13 +343,13 @@ impl Plan {
         push(
             StepKind::Drain,
             "Replay the interim deltas",
-            "the kick the blog forgets; then wait until a run ended clean and no delta is pending"
+            "the kick the blog forgets; then wait until every delta logged before it is replayed"
                 .into(),
             vec![
                 bucardo(BucardoCmd::Kick { sync: s.names.sync.clone(), timeout_s: s.kick_timeout_s }),
                 Command::Internal(format!(
-                    "poll bucardo.syncrun and bucardo.bucardo_delta_check('{}', 'dbgroup {}') on both sides until nothing is pending (at most {} s)",
-                    s.names.sync, s.names.dbgroup, s.kick_timeout_s
+                    "poll both sides until no delta older than the kick lacks a track row for 'dbgroup {}', and bucardo.syncrun shows a good run (at most {} s)",
+                    s.names.dbgroup, s.kick_timeout_s
                 )),
             ],
         );
@@ -358,7 +358,7 @@ impl Plan {
             "Verify both sides",
             "row count and an order-independent checksum of every row, per table".into(),
             vec![Command::Internal(
-                "per table on HERE and THERE: SELECT count(*), sum of md5(row) as 64-bit numbers; a mismatch is re-checked after a kick".into(),
+                "per table, in a snapshot on each side: count(*) and the sum of md5(row) as 64-bit numbers, leaving out only keys changed since the check began (Bucardo's delta tables); a mismatch is re-checked after a kick".into(),
             )],
         );
         let fingerprint = fingerprint(s, &tables);
@@ -402,6 +402,9 @@ impl Plan {
         for spec in [&s.here, &s.there, &s.bucardo.control] {
             let _ = writeln!(out, "pgpass_line {} {} {} \"$BUCARDOPASS\" | tee -a \"$RUN_PASSFILE\" >> \"$DAEMON_PASSFILE\"", shell_word(&spec.host), spec.port, shell_word(&s.bucardo.user));
         }
+        // libpq prefers PGPASSWORD to the passfile: children must not see it (Bucardo's role
+        // would be tried with the superuser's password).
+        out.push_str("export -n PGPASSWORD\n");
         for step in &self.steps {
             let _ = writeln!(out, "\nstep {} {}", shell_word(&format!("{}.", step.id + 1)), shell_word(&step.title));
             match step.kind {
@@ -433,7 +436,7 @@ const SCRIPT_HEADER: &str = r#"#!/usr/bin/env bash
 # No password is ever put on a command line: they go to 0600 passfiles read through PGPASSFILE.
 set -euo pipefail
 : "${PGPASSWORD?set PGPASSWORD to the superuser password}"
-: "${BUCARDOPASS?set BUCARDOPASS to the password of Bucardo's role}"
+: "${BUCARDOPASS?set BUCARDOPASS to the password of the Bucardo role}"
 pgpass_line() { # host port user password -> one escaped .pgpass line
   local esc=()
   for f in "$@"; do f=${f//\\/\\\\}; esc+=("${f//:/\\:}"); done
@@ -641,11 +644,19 @@ fn script_sequences(s: &Settings, plan: &Plan) -> String {
     let here = script_invocation(&psql_invocation(&s.here, Path::new(RUN_PASSFILE), false));
     let there = script_invocation(&psql_invocation(&s.there, Path::new(RUN_PASSFILE), false));
     for (q, t, col) in sequence_uses(&plan.tables) {
+        let h = interleave_here_sql(&q, &t, &col);
+        let th = interleave_there_sql(&q, "@N@");
+        let (h1, h2) = h.split_once('\n').unwrap_or((&h, ""));
+        let (t1, t2) = th.split_once('\n').unwrap_or((&th, ""));
+        let (before, after) = t2.split_once("@N@").unwrap_or((t2, ""));
         let _ = writeln!(
             out,
-            "n=$({here} -v ON_ERROR_STOP=1 -At <<'SQL'\n{}\nSQL\n)\n{there} -v ON_ERROR_STOP=1 -At -v here_value=\"$n\" <<'SQL'\n{}\nSQL",
-            interleave_here_sql(&q, &t, &col),
-            interleave_there_sql(&q, ":here_value + 1"),
+            "n=$({here} -v ON_ERROR_STOP=1 -At -c {} -c {})\n[[ $n =~ ^[0-9]+$ ]] || {{ echo \"unexpected sequence value: $n\" >&2; exit 1; }}\n{there} -v ON_ERROR_STOP=1 -At -c {} -c {}\"$((n + 1))\"{} >/dev/null",
+            shell_word(h1),
+            shell_word(h2),
+            shell_word(t1),
+            shell_word(before),
+            shell_word(after),
         );
     }
     out
@@ -659,8 +670,8 @@ fn script_verify(s: &Settings, plan: &Plan) -> String {
         let q = shell_word(&crate::engine::verify::checksum_sql(t));
         let _ = writeln!(
             out,
-            "for i in 1 2 3 4 5 6 7 8 9 10; do a=$({here} -At -c {q}); b=$({there} -At -c {q}); [ \"$a\" = \"$b\" ] && break; sleep 3; done\n[ \"$a\" = \"$b\" ] || {{ echo {} >&2; exit 1; }}",
-            shell_word(&format!("{} differs: HERE $a, THERE $b", t.name))
+            "for i in 1 2 3 4 5 6 7 8 9 10; do a=$({here} -At -c {q}); b=$({there} -At -c {q}); [ \"$a\" = \"$b\" ] && break; sleep 3; done\n[ \"$a\" = \"$b\" ] || {{ printf '%s differs: HERE %s, THERE %s\\n' {} \"$a\" \"$b\" >&2; exit 1; }}",
+            shell_word(&t.name.to_string())
         );
     }
     out

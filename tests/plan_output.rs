@@ -1,0 +1,109 @@
+//! The review text of `plan` for a fixed configuration, pinned as a snapshot: the exact commands
+//! an operator approves. No server is needed: the plan is built from settings, catalog rows and
+//! probed facts.
+
+use bucardo_bootstrap::cli::{ConnArgs, Draft};
+use bucardo_bootstrap::engine::catalog::{Column, KeyKind, SequenceUse, TableInfo};
+use bucardo_bootstrap::engine::ident::TableName;
+use bucardo_bootstrap::engine::plan::{Facts, Plan};
+
+fn table(schema: &str, name: &str, cols: &[&str], seq: Option<&str>) -> TableInfo {
+    TableInfo {
+        name: TableName::new(schema, name),
+        oid: 1,
+        relkind: 'r',
+        is_partition: false,
+        unlogged: false,
+        est_rows: 1000,
+        total_bytes: 65536,
+        key_kind: KeyKind::Primary,
+        key_columns: vec![cols[0].to_string()],
+        columns: cols
+            .iter()
+            .map(|c| Column { name: c.to_string(), type_name: "integer".into(), not_null: true, generated: false })
+            .collect(),
+        sequences: seq
+            .map(|s| vec![SequenceUse { sequence: TableName::new(schema, s), column: cols[0].to_string() }])
+            .unwrap_or_default(),
+        fk_out: vec![],
+        fk_in: vec![],
+        large_object_columns: vec![],
+        user_triggers: vec![],
+        partitions: vec![],
+        partition_root: None,
+        key_rejections: vec![],
+    }
+}
+
+fn settings() -> bucardo_bootstrap::engine::settings::Settings {
+    let env = [
+        ("PGDATABASE", "widgets"),
+        ("PGHOST", "here.example.com"),
+        ("PGHOST2", "there.example.com"),
+        ("PGSUPERUSER", "postgres"),
+        ("BUCARDOPASS", "plan-test-secret-1"),
+        ("PGPASSWORD", "plan-test-secret-2"),
+        ("HERE", "here"),
+        ("THERE", "there"),
+        ("HOME", "/home/operator"),
+        ("XDG_STATE_HOME", "/home/operator/.local/state"),
+    ];
+    let mut d = Draft::from_args(&ConnArgs::default(), &env);
+    d.tables = r#"public.foo,public.bar,"Sales"."Order Items""#.into();
+    d.jobs = 4;
+    d.log_dir = "/home/operator/.local/state/bucardo-bootstrap".into();
+    d.bucardo_piddir = "/home/operator/.local/state/bucardo-bootstrap/bucardo/run".into();
+    d.bucardo_logdir = "/home/operator/.local/state/bucardo-bootstrap/bucardo/log".into();
+    d.build().unwrap()
+}
+
+fn plan() -> Plan {
+    let tables = vec![
+        table("Sales", "Order Items", &["Order ID", "Line No"], None),
+        table("public", "bar", &["id", "foo_id"], Some("bar_id_seq")),
+        table("public", "foo", &["id", "v"], Some("foo_id_seq")),
+    ];
+    let facts = Facts {
+        here_db_encoding: "UTF8".into(),
+        here_db_collate: "C.UTF-8".into(),
+        here_db_ctype: "C.UTF-8".into(),
+        bucardo_role_missing_there: true,
+        ..Facts::default()
+    };
+    Plan::build(&settings(), tables, vec![(TableName::new("public", "audit_log"), "no key".into())], &facts)
+}
+
+fn filtered(text: &str) -> String {
+    // The PostgreSQL tool paths depend on the machine's installed versions.
+    let mut out = String::new();
+    for word in text.split_inclusive(' ') {
+        if let Some(i) = word.find("/usr/lib/postgresql/") {
+            let rest = &word[i..];
+            let tool = rest.rsplit('/').next().unwrap_or(rest);
+            out.push_str(&word[..i]);
+            out.push_str(tool);
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+#[test]
+fn plan_review_text_is_pinned() {
+    let text = plan().review_text();
+    assert!(!text.contains("plan-test-secret"), "a password reached the review");
+    insta::assert_snapshot!("plan_review", filtered(&text));
+}
+
+#[test]
+fn script_quotes_every_word_and_reads_passwords_from_the_environment() {
+    let s = settings();
+    let script = plan().script(&s);
+    assert!(!script.contains("plan-test-secret"));
+    assert!(script.contains("'Sales.Order Items'"), "Bucardo gets the raw name as one quoted word");
+    assert!(script.contains(r#"-t '"Sales"."Order Items"'"#), "pg_dump gets the SQL name as one quoted word");
+    assert!(script.contains("printenv BUCARDOPASS"));
+    assert!(!script.contains("pass="), "no password on a bucardo command line");
+    insta::assert_snapshot!("plan_script", filtered(&script));
+}
