@@ -37,6 +37,9 @@ pub enum Cmd {
         /// Replay a plan file written by the wizard or `plan --save`.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Forget what an earlier run of this plan finished, and start over.
+        #[arg(long)]
+        restart: bool,
     },
     /// Print the steps and exact commands, secrets masked.
     Plan {
@@ -51,6 +54,29 @@ pub enum Cmd {
     },
     /// Compare HERE and THERE: exit 0 identical, 1 differences (listed), 2 error.
     Verify {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Row counts only.
+        #[arg(long, conflicts_with = "deep")]
+        fast: bool,
+        /// Narrow differences down to key buckets, then rows, and print them.
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Remove what the bootstrap created: Bucardo's objects, its triggers and delta tables on
+    /// both sides, the interleaved sequence increments (and, with --drop-data, THERE's rows).
+    Cleanup {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Also empty the chosen tables on THERE.
+        #[arg(long = "drop-data")]
+        drop_data: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The sync's health, read from SQL: daemon, state, last runs, conflicts, pending deltas.
+    Status {
         #[command(flatten)]
         conn: ConnArgs,
     },

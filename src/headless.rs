@@ -56,6 +56,7 @@ fn print_event(ev: &RunEvent, steps: &[crate::engine::plan::Step], tables: &mut 
         RunEvent::StepFinished { step, outcome, elapsed } => match outcome {
             StepOutcome::Done => eprintln!("[{}/{}] {} done in {:.1} s", step + 1, steps.len(), title(*step), elapsed.as_secs_f64()),
             StepOutcome::Skipped => eprintln!("[{}/{}] {} skipped", step + 1, steps.len(), title(*step)),
+            StepOutcome::AlreadyDone => eprintln!("[{}/{}] {} (done in an earlier run)", step + 1, steps.len(), title(*step)),
             StepOutcome::Aborted => eprintln!("[{}/{}] {} aborted", step + 1, steps.len(), title(*step)),
             StepOutcome::Failed(e) => eprintln!("[{}/{}] {} FAILED: {e}", step + 1, steps.len(), title(*step)),
         },
@@ -93,5 +94,21 @@ fn print_event(ev: &RunEvent, steps: &[crate::engine::plan::Step], tables: &mut 
             }
         }
         _ => {}
+    }
+}
+
+/// What state the databases are in after the steps in `done` (for an abort or failure message).
+pub fn state_after(done: &[crate::engine::plan::StepKind]) -> &'static str {
+    use crate::engine::plan::StepKind::*;
+    if done.contains(&Drain) || done.contains(&Enable) {
+        "replication is enabled; the sync replays changes in both directions"
+    } else if done.contains(&CopyData) {
+        "THERE holds the data; Bucardo's triggers log every change on both sides, the sync is not enabled yet"
+    } else if done.contains(&AddSync) {
+        "Bucardo's triggers log every change on HERE and THERE (the delta tables grow until the sync is enabled or cleaned up); THERE's data copy is incomplete"
+    } else if done.contains(&CopySchema) {
+        "THERE has the schema; nothing on HERE has changed yet (no trigger)"
+    } else {
+        "nothing on HERE has changed"
     }
 }

@@ -27,6 +27,8 @@ pub enum GateReply {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum StepOutcome {
     Done,
+    /// Finished in an earlier run (journal), not run again.
+    AlreadyDone,
     Skipped,
     Failed(String),
     Aborted,

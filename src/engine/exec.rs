@@ -9,6 +9,7 @@ use crate::engine::copy::{self, Snapshot};
 use crate::engine::error::EngineError;
 use crate::engine::event::{LogLevel, RunEvent, TableVerdict};
 use crate::engine::ident::{quote_ident, quote_literal, TableName};
+use crate::engine::journal::Journal;
 use crate::engine::plan::{
     self, Command, Facts, Plan, SqlSecret, Step, StepKind, BUCARDO_PASS_VAR, DAEMON_PASSFILE,
     RUN_PASSFILE,
@@ -43,13 +44,14 @@ pub struct LiveExecutor {
     run_passfile: Passfile,
     daemon_passfile: Passfile,
     bucardo_password: Secret,
+    journal: std::sync::Mutex<Journal>,
 }
 
 impl LiveExecutor {
     /// Writes the run's temporary passfile (every credential, removed when the run ends) and the
     /// daemon's persistent one (only the Bucardo role's lines: the daemon reconnects for as long as
     /// it runs). Both are 0600 in the 0700 state directory.
-    pub fn new(settings: Settings) -> Result<LiveExecutor, EngineError> {
+    pub fn new(settings: Settings, journal: Journal) -> Result<LiveExecutor, EngineError> {
         let bucardo_password = settings.bucardo.password.clone().ok_or_else(|| {
             EngineError::Config(
                 "no password for Bucardo's role: set BUCARDOPASS (or add it to ~/.pgpass for the control database)"
@@ -71,7 +73,23 @@ impl LiveExecutor {
         )?;
         let daemon_passfile =
             Passfile::write(&dir.join("bucardo.pgpass"), &[&b_control, &b_here, &b_there], false)?;
-        Ok(LiveExecutor { settings, run_passfile, daemon_passfile, bucardo_password })
+        Ok(LiveExecutor { settings, run_passfile, daemon_passfile, bucardo_password, journal: std::sync::Mutex::new(journal) })
+    }
+
+    fn record_step(&self, kind: StepKind) -> Result<(), EngineError> {
+        self.journal.lock().map_err(|_| EngineError::Io("journal lock poisoned".into()))?.record_step(kind)
+    }
+
+    fn record_table(&self, t: &TableName) -> Result<(), EngineError> {
+        self.journal.lock().map_err(|_| EngineError::Io("journal lock poisoned".into()))?.record_table(t)
+    }
+
+    fn tables_done(&self) -> std::collections::BTreeSet<TableName> {
+        self.journal.lock().map(|j| j.data.tables_done.clone()).unwrap_or_default()
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.journal.lock().map(|j| j.path().to_path_buf()).unwrap_or_default()
     }
 
     fn cli(&self) -> BucardoCli {
@@ -202,6 +220,20 @@ impl LiveExecutor {
         Ok(())
     }
 
+    /// The daemon may have gone since the plan was made (a reboot, a restart, a resumed run):
+    /// start it again when it belongs on this machine.
+    async fn ensure_daemon(&self, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+        let start = Step {
+            id: 0,
+            kind: StepKind::StartDaemon,
+            title: "Start the Bucardo daemon".into(),
+            why: String::new(),
+            commands: vec![Command::Run(self.cli().invocation(&BucardoCmd::Start { reason: "bucardo-bootstrap".into() }, Path::new(DAEMON_PASSFILE)))],
+            already_done: false,
+        };
+        self.start_daemon(&start, events).await
+    }
+
     async fn start_daemon(&self, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
         let control = self.control_as_bucardo();
         if bucardo::daemon_alive(&control, PING_WAIT).await?.is_some() {
@@ -260,8 +292,7 @@ impl LiveExecutor {
         Ok(())
     }
 
-    async fn add_sync(&self, plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
-        self.step_commands(step, events).await?;
+    async fn check_triggers(&self, plan: &Plan, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
         for (side, spec) in [(Side::Here, &self.settings.here), (Side::There, &self.settings.there)] {
             let c = spec.connect(side).await?;
             let names: Vec<String> = plan.tables.iter().map(|t| t.name.sql()).collect();
@@ -297,11 +328,58 @@ impl LiveExecutor {
     async fn copy_data(&self, plan: &Plan, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
         self.assert_no_sync_run("before").await?;
         let s = &self.settings;
-        let snapshot = Snapshot::export(&s.here).await?;
-        log(events, LogLevel::Info, format!("snapshot {} exported on HERE; copying {} tables with {} workers", snapshot.id, plan.tables.len(), s.jobs)).await;
-        let copied = copy::copy_tables(&s.here, &s.there, &snapshot, &plan.tables, s.jobs, events, cancel).await?;
-        let seqs: Vec<TableName> = plan::sequence_uses(&plan.tables).into_iter().map(|(q, _, _)| q).collect();
+        let done = self.tables_done();
+        let todo: Vec<TableInfo> = plan.tables.iter().filter(|t| !done.contains(&t.name)).cloned().collect();
+        if !done.is_empty() {
+            log(events, LogLevel::Info, format!("resuming: {} tables were copied by an earlier run; {} to go", done.len(), todo.len())).await;
+        }
         let there = s.there.connect(Side::There).await?;
+        for t in &todo {
+            let has_rows: bool = there
+                .query_one(format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.name.sql()).as_str(), &[])
+                .await
+                .map_err(|e| EngineError::sql(Side::There, format!("looking into {}", t.name), &e))?
+                .get(0);
+            if has_rows {
+                // Rows of an interrupted copy: empty the table and copy it again under the new
+                // snapshot. Replica mode keeps Bucardo's truncate trigger from logging this.
+                log(events, LogLevel::Warn, format!("{} holds rows from an interrupted copy: emptying it on THERE", t.name)).await;
+                there
+                    .batch_execute(&format!("SET session_replication_role = replica; TRUNCATE ONLY {}; RESET session_replication_role", t.name.sql()))
+                    .await
+                    .map_err(|e| EngineError::sql(Side::There, format!("emptying {}", t.name), &e))?;
+            }
+        }
+        let snapshot = Snapshot::export(&s.here).await?;
+        log(events, LogLevel::Info, format!("snapshot {} exported on HERE; copying {} tables with {} workers", snapshot.id, todo.len(), s.jobs)).await;
+        // Every table is journaled as soon as its copy committed on THERE.
+        let (tx, mut rx) = mpsc::channel::<RunEvent>(1024);
+        let forward = events.clone();
+        let journal_errors = std::sync::Arc::new(std::sync::Mutex::new(None::<EngineError>));
+        let je = journal_errors.clone();
+        let forwarder = async {
+            while let Some(ev) = rx.recv().await {
+                if let RunEvent::Copy(crate::engine::event::CopyEvent::TableFinished { table, .. }) = &ev {
+                    if let Err(e) = self.record_table(table) {
+                        if let Ok(mut slot) = je.lock() {
+                            slot.get_or_insert(e);
+                        }
+                    }
+                }
+                let _ = forward.send(ev).await;
+            }
+        };
+        let copy = async {
+            let r = copy::copy_tables(&s.here, &s.there, &snapshot, &todo, s.jobs, &tx, cancel).await;
+            drop(tx);
+            r
+        };
+        let (copied, ()) = tokio::join!(copy, forwarder);
+        let copied = copied?;
+        if let Some(e) = journal_errors.lock().ok().and_then(|mut g| g.take()) {
+            return Err(e);
+        }
+        let seqs: Vec<TableName> = plan::sequence_uses(&plan.tables).into_iter().map(|(q, _, _)| q).collect();
         copy::copy_sequence_values(&snapshot, &there, &seqs).await?;
         snapshot.release().await;
         let rows: u64 = copied.iter().map(|c| c.rows).sum();
@@ -409,6 +487,18 @@ pub async fn verify_tables(
     events: &mpsc::Sender<RunEvent>,
     cancel: &CancellationToken,
 ) -> Result<Vec<TableVerdict>, EngineError> {
+    verify_tables_mode(s, tables, kick, verify::VerifyMode::Checksum, events, cancel).await.map(|(v, _)| v)
+}
+
+/// [`verify_tables`] with a mode; also returns the keys left out per table (in flight).
+pub async fn verify_tables_mode(
+    s: &Settings,
+    tables: &[TableInfo],
+    kick: Option<&Invocation>,
+    mode: verify::VerifyMode,
+    events: &mpsc::Sender<RunEvent>,
+    cancel: &CancellationToken,
+) -> Result<(Vec<TableVerdict>, Vec<Vec<String>>), EngineError> {
     let here = s.here.connect(Side::Here).await?;
     let there = s.there.connect(Side::There).await?;
     let here_keys = s.here.connect(Side::Here).await?;
@@ -433,8 +523,10 @@ pub async fn verify_tables(
         }
     }
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for t in tables {
         let mut seen = Vec::new();
+        let mut last_skip = Vec::new();
         let mut verdict = None;
         for attempt in 0..VERIFY_ATTEMPTS {
             if cancel.is_cancelled() {
@@ -457,7 +549,8 @@ pub async fn verify_tables(
             );
             let _ = tokio::join!(here.batch_execute("COMMIT"), there.batch_execute("COMMIT"));
             let (a, b) = sums?;
-            let matches = a == b;
+            let matches = if mode == verify::VerifyMode::Fast { a.rows == b.rows } else { a == b };
+            last_skip = skip.clone();
             seen.push((a.clone(), b.clone()));
             if matches || attempt + 1 == VERIFY_ATTEMPTS || kick.is_none() {
                 let changing = !matches && seen.windows(2).any(|w| w[0] != w[1]);
@@ -472,35 +565,247 @@ pub async fn verify_tables(
         let v = verdict.expect("at least one attempt");
         let _ = events.send(RunEvent::Verified(v.clone())).await;
         out.push(v);
+        skipped.push(last_skip);
     }
-    Ok(out)
+    Ok((out, skipped))
+}
+
+/// What `verify` prints, and how many tables differ.
+pub struct VerifyReport {
+    pub text: String,
+    pub differences: usize,
+}
+
+/// The `verify` command: the chosen tier over every table, and with `Deep`, each differing table
+/// narrowed down to key buckets and then rows (at most [`DEEP_ROWS_SHOWN`] per table).
+pub async fn verify_command(
+    s: &Settings,
+    tables: &[TableInfo],
+    mode: verify::VerifyMode,
+    events: &mpsc::Sender<RunEvent>,
+    cancel: &CancellationToken,
+) -> Result<VerifyReport, EngineError> {
+    let kick = verify_kick(s);
+    let (verdicts, skipped) = verify_tables_mode(s, tables, kick.as_ref(), mode, events, cancel).await?;
+    let mut text = String::new();
+    let mut differences = 0;
+    for ((v, t), skip) in verdicts.iter().zip(tables).zip(&skipped) {
+        let state = if v.matches {
+            "identical"
+        } else if v.changing {
+            "changing"
+        } else {
+            "DIFFERENT"
+        };
+        if !v.matches {
+            differences += 1;
+        }
+        let flight = if v.in_flight > 0 { format!("\t{} rows in flight left out", v.in_flight) } else { String::new() };
+        text.push_str(&format!("{}\t{state}\tHERE {} rows\tTHERE {} rows{flight}\n", v.table, v.here_rows, v.there_rows));
+        if mode == verify::VerifyMode::Deep && !v.matches && !t.key_columns.is_empty() {
+            let here = s.here.connect(Side::Here).await?;
+            let there = s.there.connect(Side::There).await?;
+            let (hb, tb) = tokio::try_join!(
+                verify::bucket_sums(&here, Side::Here, t, skip),
+                verify::bucket_sums(&there, Side::There, t, skip)
+            )?;
+            let hm: std::collections::BTreeMap<i32, String> = hb.into_iter().collect();
+            let tm: std::collections::BTreeMap<i32, String> = tb.into_iter().collect();
+            let buckets: Vec<i32> = hm.keys().chain(tm.keys()).copied().collect::<std::collections::BTreeSet<_>>().into_iter().filter(|b| hm.get(b) != tm.get(b)).collect();
+            text.push_str(&format!("  {} of {} key buckets differ\n", buckets.len(), verify::DEEP_BUCKETS));
+            let mut shown = 0;
+            for b in buckets {
+                let (hr, tr) = tokio::try_join!(
+                    verify::bucket_rows(&here, Side::Here, t, b, skip),
+                    verify::bucket_rows(&there, Side::There, t, b, skip)
+                )?;
+                for d in verify::diff_rows(&hr, &tr) {
+                    if shown < DEEP_ROWS_SHOWN {
+                        text.push_str(&format!("  key {}: {}\n", d.key, d.what));
+                    }
+                    shown += 1;
+                }
+            }
+            if shown > DEEP_ROWS_SHOWN {
+                text.push_str(&format!("  ... and {} more rows\n", shown - DEEP_ROWS_SHOWN));
+            }
+        }
+    }
+    Ok(VerifyReport { text, differences })
+}
+
+/// At most this many differing rows are printed per table by `verify --deep`.
+pub const DEEP_ROWS_SHOWN: usize = 20;
+
+/// A kick for re-checks, when the sync exists (otherwise differences are final at once).
+fn verify_kick(s: &Settings) -> Option<Invocation> {
+    let state = s.state_dir();
+    let pf = state.join("bucardo.pgpass");
+    if !pf.exists() {
+        return None;
+    }
+    let cli = BucardoCli::from_settings(s);
+    Some(cli.invocation(&BucardoCmd::Kick { sync: s.names.sync.clone(), timeout_s: 30 }, &pf))
 }
 
 impl StepExecutor for LiveExecutor {
     async fn execute(&self, plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
+        self.execute_step(plan, step, events, cancel).await?;
+        self.record_step(step.kind)
+    }
+}
+
+impl LiveExecutor {
+    async fn execute_step(&self, plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
         match step.kind {
             StepKind::CopyRoles => self.copy_roles(step, events).await,
             StepKind::StartDaemon => self.start_daemon(step, events).await,
-            StepKind::AddTables => self.add_tables(plan, step, events).await,
-            StepKind::AddSync => self.add_sync(plan, step, events).await,
+            StepKind::AddDatabases | StepKind::AddDbgroup => self.add_objects(plan, step, events).await,
+            StepKind::AddTables => {
+                if self.existing_matches(plan, step, events).await? {
+                    return Ok(());
+                }
+                self.add_tables(plan, step, events).await
+            }
+            StepKind::AddSync => {
+                if !self.existing_matches(plan, step, events).await? {
+                    self.step_commands(step, events).await?;
+                }
+                self.check_triggers(plan, events).await
+            }
             StepKind::CopyData => self.copy_data(plan, events, cancel).await,
             StepKind::Sequences => self.sequences(plan, events).await,
             StepKind::Drain => self.drain(step, events, cancel).await,
             StepKind::Verify => self.verify(plan, events, cancel).await,
             StepKind::InstallBucardo => {
+                if bucardo::control_installed(&self.control_as_bucardo()).await.unwrap_or(false) {
+                    log(events, LogLevel::Info, "Bucardo's control database is installed already".into()).await;
+                    return Ok(());
+                }
                 self.step_commands(step, events).await?;
                 if !bucardo::control_installed(&self.control_as_bucardo()).await? {
                     return Err(EngineError::Refused("bucardo install finished but the control database has no Bucardo schema".into()));
                 }
                 Ok(())
             }
-            StepKind::CreateDatabase
-            | StepKind::CopySchema
-            | StepKind::BucardoRole
-            | StepKind::AddDatabases
-            | StepKind::AddDbgroup
-            | StepKind::Enable => self.step_commands(step, events).await,
+            StepKind::Enable => {
+                self.ensure_daemon(events).await?;
+                self.step_commands(step, events).await
+            }
+            StepKind::CreateDatabase | StepKind::CopySchema | StepKind::BucardoRole => {
+                self.step_commands(step, events).await
+            }
         }
+    }
+
+    /// Whether the object a step creates exists already with the definition the plan wants (a
+    /// resumed run); an object of that name with another definition is refused.
+    async fn existing_matches(&self, plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<bool, EngineError> {
+        let n = &self.settings.names;
+        let ctl = self.control_as_bucardo().connect(Side::Control).await?;
+        let q = |e: tokio_postgres::Error| EngineError::sql(Side::Control, "reading Bucardo's objects", &e);
+        match step.kind {
+            StepKind::AddTables => {
+                let rows = ctl
+                    .query("SELECT g.schemaname || '.' || g.tablename, g.db FROM bucardo.herdmap h JOIN bucardo.goat g ON g.id = h.goat WHERE h.herd = $1", &[&n.relgroup])
+                    .await
+                    .map_err(q)?;
+                if rows.is_empty() {
+                    return Ok(false);
+                }
+                let mut have: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+                have.sort();
+                let mut want: Vec<String> = plan.tables.iter().map(|t| t.name.raw()).collect();
+                want.sort();
+                if have != want || rows.iter().any(|r| r.get::<_, String>(1) != n.here_db) {
+                    return Err(EngineError::Refused(format!(
+                        "relgroup {} exists with other tables ({}); remove it (`bucardo remove relgroup {}`) or choose another --relgroup",
+                        n.relgroup,
+                        have.join(", "),
+                        n.relgroup
+                    )));
+                }
+            }
+            StepKind::AddSync => {
+                let Some(r) = ctl.query_opt("SELECT herd, dbs FROM bucardo.sync WHERE name = $1", &[&n.sync]).await.map_err(q)? else {
+                    return Ok(false);
+                };
+                let (herd, dbs): (Option<String>, Option<String>) = (r.get(0), r.get(1));
+                if herd.as_deref() != Some(n.relgroup.as_str()) || dbs.as_deref() != Some(n.dbgroup.as_str()) {
+                    return Err(EngineError::Refused(format!(
+                        "sync {} exists with relgroup {:?} and dbgroup {:?}; remove it (`bucardo remove sync {}`) or choose another --sync",
+                        n.sync, herd, dbs, n.sync
+                    )));
+                }
+            }
+            _ => return Ok(false),
+        }
+        log(events, LogLevel::Info, format!("{}: already in Bucardo with the same definition (earlier run)", step.title)).await;
+        Ok(true)
+    }
+
+    /// `add db` and `add dbgroup`, skipping what exists with the same definition.
+    async fn add_objects(&self, _plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+        let s = &self.settings;
+        let ctl = self.control_as_bucardo().connect(Side::Control).await?;
+        let q = |e: tokio_postgres::Error| EngineError::sql(Side::Control, "reading Bucardo's objects", &e);
+        for c in &step.commands {
+            match c {
+                Command::Run(inv) => {
+                    let words: Vec<&str> = inv.argv.iter().map(String::as_str).collect();
+                    let pos = words.iter().position(|w| *w == "add").unwrap_or(0);
+                    let (noun, name) = (words.get(pos + 1).copied().unwrap_or(""), words.get(pos + 2).copied().unwrap_or(""));
+                    let exists = match noun {
+                        "db" => {
+                            let spec = if name == s.names.here_db { &s.here } else { &s.there };
+                            match ctl.query_opt("SELECT dbname, dbhost, dbport, dbuser FROM bucardo.db WHERE name = $1", &[&name]).await.map_err(q)? {
+                                None => false,
+                                Some(r) => {
+                                    let have: (Option<String>, Option<String>, Option<String>, Option<String>) = (r.get(0), r.get(1), r.get(2), r.get(3));
+                                    let want = (Some(spec.dbname.clone()), Some(spec.host.clone()), Some(spec.port.to_string()), Some(s.bucardo.user.clone()));
+                                    if have != want {
+                                        return Err(EngineError::Refused(format!(
+                                            "Bucardo database {name} exists for {}@{}:{}/{}; remove it (`bucardo remove db {name} --force`) or set HERE/THERE to other names",
+                                            have.3.unwrap_or_default(), have.1.unwrap_or_default(), have.2.unwrap_or_default(), have.0.unwrap_or_default()
+                                        )));
+                                    }
+                                    true
+                                }
+                            }
+                        }
+                        "dbgroup" => {
+                            let rows = ctl.query("SELECT db, role FROM bucardo.dbmap WHERE dbgroup = $1 ORDER BY db", &[&name]).await.map_err(q)?;
+                            if rows.is_empty() {
+                                false
+                            } else {
+                                let mut have: Vec<String> = rows.iter().map(|r| format!("{}:{}", r.get::<_, String>(0), r.get::<_, String>(1))).collect();
+                                have.sort();
+                                let mut want = vec![format!("{}:source", s.names.here_db), format!("{}:source", s.names.there_db)];
+                                want.sort();
+                                if have != want {
+                                    return Err(EngineError::Refused(format!(
+                                        "dbgroup {name} exists as {}; remove it (`bucardo remove dbgroup {name}`) or choose another --dbgroup",
+                                        have.join(" ")
+                                    )));
+                                }
+                                true
+                            }
+                        }
+                        _ => false,
+                    };
+                    if exists {
+                        log(events, LogLevel::Info, format!("{noun} {name} is already in Bucardo with the same definition (earlier run)")).await;
+                    } else {
+                        self.run_ok(inv, events).await?;
+                    }
+                }
+                Command::Sql { side, sql, secret, .. } => {
+                    self.sql(*side, &self.control_as_bucardo(), sql, secret, events).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -548,7 +853,7 @@ pub async fn resolve_tables(
 
 /// Probes the servers for what the plan needs to know, and refuses when THERE holds rows in a
 /// chosen table. Changes nothing anywhere.
-pub async fn probe(s: &Settings, tables: &[TableInfo]) -> Result<Facts, EngineError> {
+pub async fn probe(s: &Settings, tables: &[TableInfo], resuming: bool) -> Result<Facts, EngineError> {
     let mut f = Facts::default();
     let here = s.here.connect(Side::Here).await?;
     let r = here
@@ -590,7 +895,7 @@ pub async fn probe(s: &Settings, tables: &[TableInfo]) -> Result<Facts, EngineEr
                 nonempty.push(t.name.to_string());
             }
         }
-        if !nonempty.is_empty() {
+        if !nonempty.is_empty() && !resuming {
             return Err(EngineError::Refused(format!(
                 "THERE already holds rows in {}; the bootstrap only fills empty tables. Empty them (TRUNCATE) or choose another THERE database",
                 nonempty.join(", ")
@@ -613,7 +918,7 @@ pub async fn probe(s: &Settings, tables: &[TableInfo]) -> Result<Facts, EngineEr
     if f.control_installed {
         let ctl = control.connect(Side::Control).await?;
         let taken = bucardo::existing_names(&ctl, s).await?;
-        if !taken.is_empty() {
+        if !taken.is_empty() && !resuming {
             let list: Vec<String> = taken.iter().map(|(k, n)| format!("{k} {n}")).collect();
             return Err(EngineError::Refused(format!(
                 "Bucardo already has {}; pick other names (--sync, --relgroup, --dbgroup, HERE/THERE) or remove them (`bucardo-bootstrap cleanup`)",
@@ -624,12 +929,21 @@ pub async fn probe(s: &Settings, tables: &[TableInfo]) -> Result<Facts, EngineEr
     Ok(f)
 }
 
-/// Prepares everything for `run`/`plan`: resolves tables, probes, builds the plan.
-pub async fn prepare(s: &Settings) -> Result<Plan, EngineError> {
+/// Prepares everything for `run`/`plan`: resolves tables, opens the journal (discarding it with
+/// `restart`), probes, builds the plan and marks what an earlier run finished.
+pub async fn prepare(s: &Settings, restart: bool) -> Result<(Plan, Journal), EngineError> {
     let here = s.here.connect(Side::Here).await?;
     let (tables, excluded) = resolve_tables(s, &here).await?;
-    let facts = probe(s, &tables).await?;
-    Ok(Plan::build(s, tables, excluded, &facts))
+    let fingerprint = plan::fingerprint(s, &tables);
+    let mut journal = Journal::open(&s.state_dir(), &fingerprint)?;
+    if restart {
+        journal.discard()?;
+    }
+    let resuming = !journal.is_empty();
+    let facts = probe(s, &tables, resuming).await?;
+    let mut plan = Plan::build(s, tables, excluded, &facts);
+    plan.mark_done(&journal.data.steps_done);
+    Ok((plan, journal))
 }
 
 pub fn state_paths(s: &Settings) -> (PathBuf, PathBuf) {

@@ -6,18 +6,21 @@
 
 pub mod bucardo;
 pub mod catalog;
+pub mod cleanup;
 pub mod conn;
 pub mod copy;
 pub mod error;
 pub mod event;
 pub mod exec;
 pub mod ident;
+pub mod journal;
 pub mod plan;
 pub mod preflight;
 pub mod process;
 pub mod runner;
 pub mod secret;
 pub mod settings;
+pub mod status;
 pub mod verify;
 
 pub use error::EngineError;

@@ -33,7 +33,7 @@ pub struct Facts {
     pub here_db_ctype: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum StepKind {
     CopyRoles,
     CreateDatabase,
@@ -79,6 +79,8 @@ pub struct Step {
     /// Why the step is there, or why it changes nothing (one line for the review).
     pub why: String,
     pub commands: Vec<Command>,
+    /// Finished in an earlier run of the same plan (the journal says so): not run again.
+    pub already_done: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -105,7 +107,7 @@ impl Plan {
     ) -> Plan {
         let mut steps: Vec<Step> = Vec::new();
         let mut push = |kind, title: &str, why: String, commands: Vec<Command>| {
-            steps.push(Step { id: steps.len(), kind, title: title.to_string(), why, commands })
+            steps.push(Step { id: steps.len(), kind, title: title.to_string(), why, commands, already_done: false })
         };
         let run_pf = Path::new(RUN_PASSFILE);
         let daemon_pf = Path::new(DAEMON_PASSFILE);
@@ -365,11 +367,21 @@ impl Plan {
         Plan { steps, tables, excluded, fingerprint }
     }
 
+    /// Marks the steps an earlier run of this plan finished; they are shown, not run.
+    pub fn mark_done(&mut self, done: &[StepKind]) {
+        for step in &mut self.steps {
+            if done.contains(&step.kind) {
+                step.already_done = true;
+            }
+        }
+    }
+
     /// The review: every step and its exact commands, secrets masked.
     pub fn review_text(&self) -> String {
         let mut out = String::new();
         for step in &self.steps {
-            let _ = writeln!(out, "{:>2}. {}", step.id + 1, step.title);
+            let done = if step.already_done { "  [done in an earlier run]" } else { "" };
+            let _ = writeln!(out, "{:>2}. {}{done}", step.id + 1, step.title);
             let _ = writeln!(out, "    {}", step.why);
             for c in &step.commands {
                 for line in command_lines(c) {
@@ -677,7 +689,8 @@ fn script_verify(s: &Settings, plan: &Plan) -> String {
     out
 }
 
-fn fingerprint(s: &Settings, tables: &[TableInfo]) -> String {
+/// Identifies a plan across runs: the servers, Bucardo's names and the chosen tables.
+pub fn fingerprint(s: &Settings, tables: &[TableInfo]) -> String {
     let mut h = Sha256::new();
     for part in [
         s.here.display_uri(),

@@ -48,6 +48,10 @@ pub async fn run<E: StepExecutor>(
             result.aborted = true;
             break;
         }
+        if step.already_done {
+            finish(events, &mut result, step.id, StepOutcome::AlreadyDone, Duration::ZERO).await;
+            continue;
+        }
         if mode == ConfirmMode::EachStep {
             let _ = events.send(RunEvent::AwaitingConfirm { step: step.id }).await;
             let reply = tokio::select! {
@@ -162,6 +166,7 @@ mod tests {
                     title: format!("step {id}"),
                     why: String::new(),
                     commands: vec![],
+                    already_done: false,
                 })
                 .collect(),
             tables: vec![],
@@ -231,6 +236,29 @@ mod tests {
         // No reply can ever come (the sender is dropped after the scripted replies): abort.
         assert!(res.aborted);
         assert!(ran.is_empty());
+    }
+
+    #[tokio::test]
+    async fn steps_done_in_an_earlier_run_are_not_run_or_gated() {
+        let fake = Fake { ran: Mutex::new(vec![]), fail_at: None };
+        let mut p = plan(3);
+        p.steps[0].already_done = true;
+        p.steps[1].already_done = true;
+        let (gtx, mut grx) = mpsc::channel(4);
+        gtx.send(GateReply::Proceed).await.unwrap();
+        drop(gtx);
+        let (etx, mut erx) = mpsc::channel(64);
+        let res = run(&p, &fake, ConfirmMode::EachStep, &mut grx, &etx, &CancellationToken::new()).await;
+        drop(etx);
+        assert!(res.ok);
+        assert_eq!(*fake.ran.lock().unwrap(), vec![2]);
+        let mut gates = 0;
+        while let Some(e) = erx.recv().await {
+            if matches!(e, RunEvent::AwaitingConfirm { .. }) {
+                gates += 1;
+            }
+        }
+        assert_eq!(gates, 1);
     }
 
     #[tokio::test]

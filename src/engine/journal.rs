@@ -1,0 +1,159 @@
+//! The journal: what a bootstrap has finished, so that running the same command again resumes
+//! instead of starting over. One JSON file per plan fingerprint in the state directory, mode
+//! 0600, rewritten atomically (write to a temporary file, then rename). A record is written only
+//! after its work committed on THERE.
+//!
+//! Why resuming the copy with a new snapshot is safe: Bucardo's triggers were logging every
+//! change on HERE before the first snapshot was taken, and they keep logging while the tool is
+//! down. Tables copied under an older snapshot miss only changes that are in the delta tables;
+//! a table copied again under a newer snapshot is simply closer to the present. When the sync
+//! is enabled, Bucardo replays every delta by primary key from HERE's current row, so every table
+//! converges to HERE no matter which snapshot filled it.
+
+use crate::engine::error::EngineError;
+use crate::engine::ident::TableName;
+use crate::engine::plan::StepKind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalData {
+    pub fingerprint: String,
+    /// Steps finished, by kind (step numbers change when a rerun needs fewer steps).
+    pub steps_done: Vec<StepKind>,
+    /// Tables whose copy committed on THERE.
+    pub tables_done: BTreeSet<TableName>,
+    /// Unix seconds of the last update.
+    pub updated: u64,
+}
+
+/// The journal of one plan, bound to its file.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    pub data: JournalData,
+}
+
+impl Journal {
+    pub fn path_for(state_dir: &Path, fingerprint: &str) -> PathBuf {
+        state_dir.join(format!("journal-{fingerprint}.json"))
+    }
+
+    /// Opens the journal of this plan, or an empty one (not written until something is done).
+    pub fn open(state_dir: &Path, fingerprint: &str) -> Result<Journal, EngineError> {
+        let path = Self::path_for(state_dir, fingerprint);
+        let data = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str::<JournalData>(&text).map_err(|e| {
+                EngineError::Config(format!(
+                    "the journal {} is damaged ({e}); move it away or use --restart",
+                    path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                JournalData { fingerprint: fingerprint.to_string(), ..Default::default() }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if data.fingerprint != fingerprint {
+            return Err(EngineError::Config(format!(
+                "the journal {} belongs to another plan",
+                path.display()
+            )));
+        }
+        Ok(Journal { path, data })
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.steps_done.is_empty() && self.data.tables_done.is_empty()
+    }
+
+    pub fn step_done(&self, kind: StepKind) -> bool {
+        self.data.steps_done.contains(&kind)
+    }
+
+    pub fn record_step(&mut self, kind: StepKind) -> Result<(), EngineError> {
+        if !self.data.steps_done.contains(&kind) {
+            self.data.steps_done.push(kind);
+        }
+        self.save()
+    }
+
+    pub fn record_table(&mut self, table: &TableName) -> Result<(), EngineError> {
+        self.data.tables_done.insert(table.clone());
+        self.save()
+    }
+
+    /// Forgets everything (`--restart`).
+    pub fn discard(&mut self) -> Result<(), EngineError> {
+        self.data = JournalData { fingerprint: self.data.fingerprint.clone(), ..Default::default() };
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn save(&mut self) -> Result<(), EngineError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.data.updated = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let tmp = self.path.with_extension("json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let text = serde_json::to_string_pretty(&self.data)
+            .map_err(|e| EngineError::Io(format!("writing the journal: {e}")))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn records_survive_reopen_and_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "abc").unwrap();
+        assert!(!j.exists() && j.is_empty());
+        j.record_step(StepKind::AddSync).unwrap();
+        j.record_table(&TableName::new("Sales", "Order Items")).unwrap();
+        let mode = std::fs::metadata(j.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let j2 = Journal::open(dir.path(), "abc").unwrap();
+        assert!(j2.step_done(StepKind::AddSync));
+        assert!(!j2.step_done(StepKind::CopyData));
+        assert!(j2.data.tables_done.contains(&TableName::new("Sales", "Order Items")));
+        let mut j3 = j2;
+        j3.discard().unwrap();
+        assert!(!j3.exists());
+        assert!(Journal::open(dir.path(), "abc").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_journal_is_an_error_not_a_fresh_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(Journal::path_for(dir.path(), "x"), "{not json").unwrap();
+        let e = Journal::open(dir.path(), "x").unwrap_err().to_string();
+        assert!(e.contains("--restart"), "{e}");
+    }
+}

@@ -1,0 +1,292 @@
+//! Fault tests against real PostgreSQL and Bucardo. In each one a writer keeps writing on HERE
+//! the whole time, something goes wrong mid-bootstrap, and the end state must still be identical
+//! tables with every committed write present on both sides.
+
+mod common;
+
+use bucardo_bootstrap::sandbox::writer::{check_eventually, Writer, WriterReport};
+use bucardo_bootstrap::sandbox::Sandbox;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Big enough that the copy takes a while with one worker.
+const SCALE: u32 = 4;
+
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+fn spawn_run(sb: &Sandbox, extra: &[&str]) -> Running {
+    let mut cmd = tool(sb);
+    cmd.arg("run")
+        .arg("--yes")
+        .args(conn_flags(sb, "all"))
+        .args(extra);
+    cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Running {
+        child,
+        lines: rx,
+        seen: vec![],
+    }
+}
+
+impl Running {
+    /// Waits for a stderr line containing `pat`; false if the tool exits first or time runs out.
+    fn wait_for(&mut self, pat: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    let hit = line.contains(pat);
+                    self.seen.push(line);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+        false
+    }
+
+    fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.seen.join("\n")
+    }
+
+    fn finish(mut self) -> (i32, String) {
+        let status = self.child.wait().unwrap();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(l);
+        }
+        (status.code().unwrap_or(-1), self.seen.join("\n"))
+    }
+}
+
+fn run_to_end(sb: &Sandbox, extra: &[&str]) -> (i32, String) {
+    spawn_run(sb, extra).finish()
+}
+
+fn journal_steps(sb: &Sandbox) -> String {
+    std::fs::read_dir(state_dir(sb))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("journal-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect()
+}
+
+async fn client(c: &bucardo_bootstrap::sandbox::Cluster) -> tokio_postgres::Client {
+    let (client, conn) = c
+        .pg_config("widgets")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// The end state every fault test demands.
+async fn assert_converged(sb: &Sandbox, report: &WriterReport) {
+    let here = client(&sb.here).await;
+    let there = client(&sb.there).await;
+    check_eventually(report, &here, Duration::from_secs(60))
+        .await
+        .expect("writer's rows on HERE");
+    check_eventually(report, &there, Duration::from_secs(90))
+        .await
+        .expect("writer's rows on THERE");
+    tokio::task::block_in_place(|| wait_identical(sb, Duration::from_secs(90)))
+        .expect("tables identical");
+}
+
+async fn setup() -> (Sandbox, Writer) {
+    let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(SCALE))
+        .await
+        .unwrap();
+    let w = Writer::start(sb.here.pg_config("widgets"), "here", 10_000_000)
+        .await
+        .unwrap();
+    (sb, w)
+}
+
+const JOBS_1: &[&str] = &["--jobs", "1"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_copy_then_rerun_resumes() {
+    let (sb, w) = setup().await;
+    let mut r = spawn_run(&sb, JOBS_1);
+    assert!(
+        r.wait_for("rows, ", Duration::from_secs(120)),
+        "the copy started a table"
+    );
+    let out = tokio::task::block_in_place(|| r.kill());
+    let journal = journal_steps(&sb);
+    assert!(
+        journal.contains("AddSync") && !journal.contains("CopyData"),
+        "killed mid-copy: {journal}\n{out}"
+    );
+    assert!(journal.contains("tables_done"), "{journal}");
+    let (code, out) = tokio::task::block_in_place(|| run_to_end(&sb, &[]));
+    assert_eq!(code, 0, "the rerun finishes: {out}");
+    assert!(
+        out.contains("done in an earlier run"),
+        "the rerun resumed: {out}"
+    );
+    let report = w.stop().await;
+    assert_converged(&sb, &report).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn there_restarting_mid_copy_fails_clearly_and_a_rerun_finishes() {
+    let (sb, w) = setup().await;
+    let mut r = spawn_run(&sb, JOBS_1);
+    assert!(r.wait_for("rows, ", Duration::from_secs(120)));
+    tokio::task::block_in_place(|| sb.there.restart()).unwrap();
+    let (code, out) = tokio::task::block_in_place(|| r.finish());
+    assert_ne!(code, 0, "the run fails: {out}");
+    let last = out
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.contains("THERE") || last.contains("copy of"),
+        "the error names THERE or the table: {last}"
+    );
+    assert!(
+        out.contains("run the same command again to resume"),
+        "{out}"
+    );
+    let (code, out) = tokio::task::block_in_place(|| run_to_end(&sb, &[]));
+    assert_eq!(code, 0, "the rerun finishes: {out}");
+    let report = w.stop().await;
+    assert_converged(&sb, &report).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bucardo_restarting_mid_copy_never_runs_the_sync_early() {
+    let (sb, w) = setup().await;
+    let mut r = spawn_run(&sb, JOBS_1);
+    assert!(r.wait_for("rows, ", Duration::from_secs(120)));
+    let mut restart = std::process::Command::new("bucardo");
+    restart
+        .args([
+            "--no-bucardorc",
+            "--dbhost",
+            "127.0.0.1",
+            "--dbport",
+            &sb.here.port.to_string(),
+        ])
+        .args(["--dbname", "bucardo", "--dbuser", "bucardo", "--piddir"])
+        .arg(&sb.piddir)
+        .arg("--log-destination")
+        .arg(&sb.logdir)
+        .arg("restart")
+        .env("PGPASSFILE", state_dir(&sb).join("bucardo.pgpass"))
+        .current_dir(&sb.piddir);
+    let out = tokio::task::block_in_place(|| restart.output()).unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let (code, out) = tokio::task::block_in_place(|| r.finish());
+    assert_eq!(code, 0, "{out}");
+    let report = w.stop().await;
+    assert_converged(&sb, &report).await;
+    // The first sync run started after the data copy was over: read it from bucardo.syncrun.
+    let first = sb
+        .here
+        .psql(
+            "bucardo",
+            "SELECT count(*) FROM bucardo.syncrun WHERE sync = 'mysync'",
+        )
+        .unwrap();
+    assert!(
+        first.trim().parse::<i64>().unwrap() > 0,
+        "the sync ran after the enable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_while_waiting_for_the_kick_then_rerun() {
+    let (sb, w) = setup().await;
+    let mut r = spawn_run(&sb, &[]);
+    let reached = r.wait_for("Replay the interim deltas ...", Duration::from_secs(300));
+    assert!(reached, "the run reached the drain: {}", r.seen.join("\n"));
+    let out = tokio::task::block_in_place(|| r.kill());
+    assert!(
+        !journal_steps(&sb).contains("Drain"),
+        "killed before the drain finished: {out}"
+    );
+    let (code, out) = tokio::task::block_in_place(|| run_to_end(&sb, &[]));
+    assert_eq!(code, 0, "the rerun finishes: {out}");
+    assert!(
+        out.contains("Copy the data (done in an earlier run)"),
+        "{out}"
+    );
+    let report = w.stop().await;
+    assert_converged(&sb, &report).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cleanup_after_a_failed_run_removes_everything_and_a_new_run_succeeds() {
+    let (sb, w) = setup().await;
+    let mut r = spawn_run(&sb, JOBS_1);
+    assert!(r.wait_for("rows, ", Duration::from_secs(120)));
+    let _ = tokio::task::block_in_place(|| r.kill());
+    let mut cmd = tool(&sb);
+    cmd.arg("cleanup")
+        .arg("--yes")
+        .arg("--drop-data")
+        .args(conn_flags(&sb, "all"));
+    let out = tokio::task::block_in_place(|| cmd.output()).unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    for c in [&sb.here, &sb.there] {
+        let triggers = c
+            .psql(
+                "widgets",
+                "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'bucardo%'",
+            )
+            .unwrap();
+        assert_eq!(
+            triggers.trim(),
+            "0",
+            "no Bucardo trigger left on {}",
+            c.name
+        );
+        let schema = c
+            .psql(
+                "widgets",
+                "SELECT count(*) FROM pg_namespace WHERE nspname = 'bucardo'",
+            )
+            .unwrap();
+        assert_eq!(schema.trim(), "0", "no schema bucardo left on {}", c.name);
+    }
+    let rows = sb
+        .there
+        .psql("widgets", "SELECT count(*) FROM public.foo")
+        .unwrap();
+    assert_eq!(rows.trim(), "0", "--drop-data emptied THERE");
+    let objects = sb.here.psql("bucardo", "SELECT (SELECT count(*) FROM bucardo.sync) + (SELECT count(*) FROM bucardo.db) + (SELECT count(*) FROM bucardo.goat)").unwrap();
+    assert_eq!(objects.trim(), "0", "no Bucardo object left");
+    let (code, out) = tokio::task::block_in_place(|| run_to_end(&sb, &[]));
+    assert_eq!(code, 0, "a new run succeeds after cleanup: {out}");
+    let report = w.stop().await;
+    assert_converged(&sb, &report).await;
+}
