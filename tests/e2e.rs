@@ -17,7 +17,12 @@ async fn run_bootstraps_master_master_under_live_writes() {
         .sum();
     assert!(rows_before >= 100_000, "the e2e database has {rows_before} rows");
 
-    let here_writer = Writer::start(sb.here.pg_config("widgets"), "here", 10_000_000).await.unwrap();
+    // Half of HERE's foo inserts take the identity default, before, during and after the bootstrap.
+    // Explicit ids are negative so that they never meet the values the sequences hand out.
+    let mut here_opts = WriterOptions::new("here", -2_000_000_000);
+    here_opts.customer_ids = 1..=1000;
+    here_opts.default_id_share = 0.5;
+    let here_writer = Writer::start_with(sb.here.pg_config("widgets"), here_opts).await.unwrap();
     let started = Instant::now();
     let mut cmd = tool(&sb);
     cmd.arg("run").arg("--yes").args(conn_flags(&sb, "all"));
@@ -30,8 +35,10 @@ async fn run_bootstraps_master_master_under_live_writes() {
     assert!(!stderr.contains(&sb.password) && !stderr.contains(BUCARDO_PASS), "a password leaked: {stderr}");
 
     // Both masters take writes now, with their own keys.
-    let mut there_opts = WriterOptions::new("there", 20_000_000);
+    // Both masters hand out identity values at the same time: interleaving keeps them apart.
+    let mut there_opts = WriterOptions::new("there", -1_000_000_000);
     there_opts.customer_ids = 1001..=2000;
+    there_opts.default_id_share = 0.5;
     let there_writer = Writer::start_with(sb.there.pg_config("widgets"), there_opts).await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let here_report = here_writer.stop().await;
@@ -58,6 +65,47 @@ async fn run_bootstraps_master_master_under_live_writes() {
         here_report.commits,
         there_report.commits
     );
+    // THERE's identity values are all even; HERE's since then all odd; and both sides made some.
+    let q = |sql: &str| sb.here.psql("widgets", sql).unwrap().trim().parse::<i64>().unwrap();
+    let there_defaults = "name LIKE 'there%' AND id > 0";
+    let since = format!("id > (SELECT min(id) FROM public.foo WHERE {there_defaults})");
+    assert!(q(&format!("SELECT count(*) FROM public.foo WHERE {there_defaults}")) > 0);
+    assert_eq!(q(&format!("SELECT count(*) FROM public.foo WHERE {there_defaults} AND id % 2 = 1")), 0);
+    assert!(q(&format!("SELECT count(*) FROM public.foo WHERE name LIKE 'here%' AND id > 0 AND {since}")) > 0);
+    assert_eq!(q(&format!("SELECT count(*) FROM public.foo WHERE name LIKE 'here%' AND id > 0 AND {since} AND id % 2 = 0")), 0);
+
+    // The tool's own verdicts agree, and a tampered row is caught and pinpointed.
+    let verify = |extra: &[&str]| {
+        let mut c = tool(&sb);
+        c.arg("verify").args(conn_flags(&sb, "all")).args(extra);
+        c.output().unwrap()
+    };
+    let out = tokio::task::block_in_place(|| verify(&[]));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let mut st = tool(&sb);
+    st.arg("status").args(conn_flags(&sb, "all"));
+    let out = tokio::task::block_in_place(|| st.output()).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(text.contains("health:        OK") && text.contains("running (PID"), "{text}");
+    sb.there
+        .psql("widgets", "SET session_replication_role = replica; UPDATE public.customers SET name = 'tampered' WHERE id = 7")
+        .unwrap();
+    let out = tokio::task::block_in_place(|| verify(&[]));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(text.contains("public.customers\tDIFFERENT"), "{text}");
+    assert!(text.contains("public.foo\tidentical"), "{text}");
+    let out = tokio::task::block_in_place(|| verify(&["--deep"]));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("key (7): different"), "--deep names the row: {text}");
+    let out = tokio::task::block_in_place(|| verify(&["--fast"]));
+    assert_eq!(out.status.code(), Some(0), "counts still match: {}", show(&out));
+    let mut bad = tool(&sb);
+    bad.arg("verify").args(conn_flags(&sb, "all")).args(["--there", "postgres://postgres@127.0.0.1:1/widgets"]);
+    let out = tokio::task::block_in_place(|| bad.output()).unwrap();
+    assert_eq!(out.status.code(), Some(2), "an error is exit 2: {}", show(&out));
+
     let logs: Vec<_> = std::fs::read_dir(state_dir(&sb)).unwrap().flatten().collect();
     for f in logs {
         let text = std::fs::read_to_string(f.path()).unwrap_or_default();
