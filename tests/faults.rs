@@ -7,82 +7,10 @@ mod common;
 use bucardo_bootstrap::sandbox::writer::{check_eventually, Writer, WriterReport};
 use bucardo_bootstrap::sandbox::Sandbox;
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Big enough that the copy takes a while with one worker.
 const SCALE: u32 = 4;
-
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-fn spawn_run(sb: &Sandbox, extra: &[&str]) -> Running {
-    let mut cmd = tool(sb);
-    cmd.arg("run")
-        .arg("--yes")
-        .args(conn_flags(sb, "all"))
-        .args(extra);
-    cmd.stderr(Stdio::piped()).stdout(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Running {
-        child,
-        lines: rx,
-        seen: vec![],
-    }
-}
-
-impl Running {
-    /// Waits for a stderr line containing `pat`; false if the tool exits first or time runs out.
-    fn wait_for(&mut self, pat: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            match self.lines.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => {
-                    let hit = line.contains(pat);
-                    self.seen.push(line);
-                    if hit {
-                        return true;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
-            }
-        }
-        false
-    }
-
-    fn kill(mut self) -> String {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.seen.join("\n")
-    }
-
-    fn finish(mut self) -> (i32, String) {
-        let status = self.child.wait().unwrap();
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(l);
-        }
-        (status.code().unwrap_or(-1), self.seen.join("\n"))
-    }
-}
-
-fn run_to_end(sb: &Sandbox, extra: &[&str]) -> (i32, String) {
-    spawn_run(sb, extra).finish()
-}
 
 fn journal_steps(sb: &Sandbox) -> String {
     std::fs::read_dir(state_dir(sb))

@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 use bucardo_bootstrap::sandbox::{self, data, Cluster, Sandbox, SandboxOptions};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 pub const BUCARDO_PASS: &str = "bucardo-test-pass-7";
 
@@ -104,3 +107,74 @@ pub fn wait_identical(sb: &Sandbox, timeout: std::time::Duration) -> Result<(), 
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
+
+/// The real binary running in the background, its stderr read line by line.
+pub struct Running {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+pub fn spawn_run(sb: &Sandbox, extra: &[&str]) -> Running {
+    let mut cmd = tool(sb);
+    cmd.arg("run")
+        .arg("--yes")
+        .args(conn_flags(sb, "all"))
+        .args(extra);
+    cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Running {
+        child,
+        lines: rx,
+        seen: vec![],
+    }
+}
+
+impl Running {
+    /// Waits for a stderr line containing `pat`; false if the tool exits first or time runs out.
+    pub fn wait_for(&mut self, pat: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    let hit = line.contains(pat);
+                    self.seen.push(line);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+        false
+    }
+
+    pub fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.seen.join("\n")
+    }
+
+    pub fn finish(mut self) -> (i32, String) {
+        let status = self.child.wait().unwrap();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(l);
+        }
+        (status.code().unwrap_or(-1), self.seen.join("\n"))
+    }
+}
+
+pub fn run_to_end(sb: &Sandbox, extra: &[&str]) -> (i32, String) {
+    spawn_run(sb, extra).finish()
+}
+
