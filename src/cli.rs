@@ -14,7 +14,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "bucardo-bootstrap", version, about = "Bootstrap Bucardo master/master replication from a live PostgreSQL database to a new one, with no downtime and no lost row.")]
+#[command(
+    name = "bucardo-bootstrap",
+    version,
+    about = "Bootstrap Bucardo master/master replication from a live PostgreSQL database to a new one, with no downtime and no lost row."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -203,18 +207,34 @@ impl Draft {
         let host = env.var("PGHOST").unwrap_or_else(|| "localhost".into());
         let port = env.var("PGPORT").unwrap_or_else(|| "5432".into());
         let host2 = env.var("PGHOST2").unwrap_or_else(|| host.clone());
-        let ssl = env.var("PGSSLMODE").map(|m| format!("?sslmode={m}")).unwrap_or_default();
-        let uri = |h: &str, u: &str, d: &str| format!("postgres://{u}@{}:{port}/{d}{ssl}", bracket(h));
+        let ssl = env
+            .var("PGSSLMODE")
+            .map(|m| format!("?sslmode={m}"))
+            .unwrap_or_default();
+        let uri =
+            |h: &str, u: &str, d: &str| format!("postgres://{u}@{}:{port}/{d}{ssl}", bracket(h));
         let bucardo_user = env.var("BUCARDOUSER").unwrap_or_else(|| "bucardo".into());
         let state = a.log_dir.clone().unwrap_or_else(default_state_dir);
-        let names = Names::seed_defaults(env.var("HERE").as_deref(), env.var("THERE").as_deref(), &db);
+        let names =
+            Names::seed_defaults(env.var("HERE").as_deref(), env.var("THERE").as_deref(), &db);
         Draft {
             here: a.here.clone().unwrap_or_else(|| uri(&host, &user, &db)),
             there: a.there.clone().unwrap_or_else(|| uri(&host2, &user, &db)),
-            bucardo_db: a.bucardo_db.clone().unwrap_or_else(|| uri(&host, &bucardo_user, "bucardo")),
+            bucardo_db: a
+                .bucardo_db
+                .clone()
+                .unwrap_or_else(|| uri(&host, &bucardo_user, "bucardo")),
             bucardo_user,
-            bucardo_piddir: path_str(a.bucardo_piddir.clone().unwrap_or_else(|| state.join("bucardo/run"))),
-            bucardo_logdir: path_str(a.bucardo_logdir.clone().unwrap_or_else(|| state.join("bucardo/log"))),
+            bucardo_piddir: path_str(
+                a.bucardo_piddir
+                    .clone()
+                    .unwrap_or_else(|| state.join("bucardo/run")),
+            ),
+            bucardo_logdir: path_str(
+                a.bucardo_logdir
+                    .clone()
+                    .unwrap_or_else(|| state.join("bucardo/log")),
+            ),
             log_dir: path_str(state),
             tables: a.tables.clone().unwrap_or_default(),
             here_name: names.here_db,
@@ -252,14 +272,23 @@ impl Draft {
             return Err("HERE and THERE are the same database; THERE must be another one".into());
         }
         let mut control = parse("Bucardo control database", &self.bucardo_db)?;
-        let bpw = self.bucardo_password.as_ref().map(|s| s.expose().to_string());
+        let bpw = self
+            .bucardo_password
+            .as_ref()
+            .map(|s| s.expose().to_string());
         control.resolve_password(bpw.as_deref(), pf);
         let mut admin = control.with_user(&here.user, None).with_db("postgres");
         admin.resolve_password(pw.as_deref(), pf);
         let tables = match self.tables.trim() {
-            "" => return Err("no tables chosen: give --tables schema.table,... or --tables all".into()),
+            "" => {
+                return Err(
+                    "no tables chosen: give --tables schema.table,... or --tables all".into(),
+                )
+            }
             "all" => TableSelection::All,
-            list => TableSelection::List(parse_table_list(list).map_err(|e| format!("--tables: {e}"))?),
+            list => {
+                TableSelection::List(parse_table_list(list).map_err(|e| format!("--tables: {e}"))?)
+            }
         };
         let names = Names {
             here_db: self.here_name.clone(),
@@ -270,7 +299,10 @@ impl Draft {
         };
         names.validate()?;
         if self.jobs == 0 || self.jobs > 64 {
-            return Err(format!("--jobs must be between 1 and 64, not {}", self.jobs));
+            return Err(format!(
+                "--jobs must be between 1 and 64, not {}",
+                self.jobs
+            ));
         }
         if self.bucardo_user.is_empty() {
             return Err("BUCARDOUSER is empty".into());
@@ -283,7 +315,9 @@ impl Draft {
                 user: self.bucardo_user.clone(),
                 piddir: PathBuf::from(&self.bucardo_piddir),
                 logdir: PathBuf::from(&self.bucardo_logdir),
-                program: PathBuf::from(std::env::var("BUCARDO_BIN").unwrap_or_else(|_| "bucardo".into())),
+                program: PathBuf::from(
+                    std::env::var("BUCARDO_BIN").unwrap_or_else(|_| "bucardo".into()),
+                ),
             },
             here,
             there,
@@ -336,13 +370,25 @@ mod tests {
         ];
         let mut d = Draft::from_args(&ConnArgs::default(), &env);
         assert_eq!(d.here, "postgres://postgres@here.example.com:5433/widgets");
-        assert_eq!(d.there, "postgres://postgres@there.example.com:5433/widgets");
-        assert_eq!(d.bucardo_db, "postgres://bucardo@here.example.com:5433/bucardo");
-        assert_eq!((d.here_name.as_str(), d.there_name.as_str()), ("herewidgets", "therewidgets"));
+        assert_eq!(
+            d.there,
+            "postgres://postgres@there.example.com:5433/widgets"
+        );
+        assert_eq!(
+            d.bucardo_db,
+            "postgres://bucardo@here.example.com:5433/bucardo"
+        );
+        assert_eq!(
+            (d.here_name.as_str(), d.there_name.as_str()),
+            ("herewidgets", "therewidgets")
+        );
         d.tables = "public.foo,public.bar".into();
         let s = d.build().unwrap();
         assert_eq!(s.here.password.as_ref().unwrap().expose(), "super-pass-1");
-        assert_eq!(s.bucardo.password.as_ref().unwrap().expose(), "bucardo-pass-1");
+        assert_eq!(
+            s.bucardo.password.as_ref().unwrap().expose(),
+            "bucardo-pass-1"
+        );
         assert_eq!(s.bucardo.admin.user, "postgres");
         assert_eq!(s.names.sync, "mysync");
         assert!(!format!("{s:?}").contains("super-pass-1"));

@@ -12,7 +12,10 @@ pub async fn run(keep: bool, scale: u32, plain: bool) -> anyhow::Result<u8> {
     crate::sandbox::require_tools()?;
     eprintln!("starting two throwaway PostgreSQL clusters...");
     let sandbox = tokio::task::spawn_blocking(move || {
-        Sandbox::start(SandboxOptions { keep, ..Default::default() })
+        Sandbox::start(SandboxOptions {
+            keep,
+            ..Default::default()
+        })
     })
     .await??;
     let here = sandbox.here.clone();
@@ -22,10 +25,17 @@ pub async fn run(keep: bool, scale: u32, plain: bool) -> anyhow::Result<u8> {
         .await
         .context("starting the demo writer")?;
     let draft = demo_draft(&sandbox);
-    eprintln!("HERE {}  THERE {}  (a writer is inserting, updating and deleting on HERE)", sandbox.here.uri("widgets"), sandbox.there.uri("widgets"));
+    eprintln!(
+        "HERE {}  THERE {}  (a writer is inserting, updating and deleting on HERE)",
+        sandbox.here.uri("widgets"),
+        sandbox.there.uri("widgets")
+    );
     let code = crate::tui::start(draft, plain).await;
     let report = writer.stop().await;
-    eprintln!("demo writer: {} transactions committed on HERE during the demo", report.commits);
+    eprintln!(
+        "demo writer: {} transactions committed on HERE during the demo",
+        report.commits
+    );
     if keep {
         eprintln!("kept: {}", sandbox.root.display());
     }
@@ -38,7 +48,10 @@ pub fn demo_draft(sb: &Sandbox) -> Draft {
     let mut d = Draft::from_args(&ConnArgs::default(), &ProcessEnv);
     d.here = sb.here.uri("widgets");
     d.there = sb.there.uri("widgets");
-    d.bucardo_db = format!("postgres://bucardo@{}:{}/bucardo", sb.here.host, sb.here.port);
+    d.bucardo_db = format!(
+        "postgres://bucardo@{}:{}/bucardo",
+        sb.here.host, sb.here.port
+    );
     d.bucardo_piddir = sb.piddir.display().to_string();
     d.bucardo_logdir = sb.logdir.display().to_string();
     d.log_dir = sb.root.join("state").display().to_string();

@@ -49,19 +49,59 @@ pub async fn run(plan: &Plan, exec: LiveExecutor) -> RunResult {
     result
 }
 
-fn print_event(ev: &RunEvent, steps: &[crate::engine::plan::Step], tables: &mut BTreeMap<TableName, TableProgress>) {
+fn print_event(
+    ev: &RunEvent,
+    steps: &[crate::engine::plan::Step],
+    tables: &mut BTreeMap<TableName, TableProgress>,
+) {
     let title = |id: usize| steps.get(id).map(|s| s.title.as_str()).unwrap_or("?");
     match ev {
-        RunEvent::StepStarted { step } => eprintln!("[{}/{}] {} ...", step + 1, steps.len(), title(*step)),
-        RunEvent::StepFinished { step, outcome, elapsed } => match outcome {
-            StepOutcome::Done => eprintln!("[{}/{}] {} done in {:.1} s", step + 1, steps.len(), title(*step), elapsed.as_secs_f64()),
-            StepOutcome::Skipped => eprintln!("[{}/{}] {} skipped", step + 1, steps.len(), title(*step)),
-            StepOutcome::AlreadyDone => eprintln!("[{}/{}] {} (done in an earlier run)", step + 1, steps.len(), title(*step)),
-            StepOutcome::Aborted => eprintln!("[{}/{}] {} aborted", step + 1, steps.len(), title(*step)),
-            StepOutcome::Failed(e) => eprintln!("[{}/{}] {} FAILED: {e}", step + 1, steps.len(), title(*step)),
+        RunEvent::StepStarted { step } => {
+            eprintln!("[{}/{}] {} ...", step + 1, steps.len(), title(*step))
+        }
+        RunEvent::StepFinished {
+            step,
+            outcome,
+            elapsed,
+        } => match outcome {
+            StepOutcome::Done => eprintln!(
+                "[{}/{}] {} done in {:.1} s",
+                step + 1,
+                steps.len(),
+                title(*step),
+                elapsed.as_secs_f64()
+            ),
+            StepOutcome::Skipped => {
+                eprintln!("[{}/{}] {} skipped", step + 1, steps.len(), title(*step))
+            }
+            StepOutcome::AlreadyDone => eprintln!(
+                "[{}/{}] {} (done in an earlier run)",
+                step + 1,
+                steps.len(),
+                title(*step)
+            ),
+            StepOutcome::Aborted => {
+                eprintln!("[{}/{}] {} aborted", step + 1, steps.len(), title(*step))
+            }
+            StepOutcome::Failed(e) => eprintln!(
+                "[{}/{}] {} FAILED: {e}",
+                step + 1,
+                steps.len(),
+                title(*step)
+            ),
         },
-        RunEvent::Copy(CopyEvent::TableStarted { table, est_rows, .. }) => {
-            tables.insert(table.clone(), TableProgress { est_rows: *est_rows, started: Some(Instant::now()), last_print: Some(Instant::now()), ..Default::default() });
+        RunEvent::Copy(CopyEvent::TableStarted {
+            table, est_rows, ..
+        }) => {
+            tables.insert(
+                table.clone(),
+                TableProgress {
+                    est_rows: *est_rows,
+                    started: Some(Instant::now()),
+                    last_print: Some(Instant::now()),
+                    ..Default::default()
+                },
+            );
         }
         RunEvent::Copy(CopyEvent::Advanced { table, rows, bytes }) => {
             let p = tables.entry(table.clone()).or_default();
@@ -69,30 +109,66 @@ fn print_event(ev: &RunEvent, steps: &[crate::engine::plan::Step], tables: &mut 
             p.bytes += bytes;
             if p.last_print.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
                 p.last_print = Some(Instant::now());
-                let pct = if p.est_rows > 0 { format!(" ({:.0}%)", (p.rows as f64 / p.est_rows as f64 * 100.0).min(100.0)) } else { String::new() };
-                let secs = p.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0).max(0.001);
-                eprintln!("    {table}: {} rows{pct}, {}, {}/s", p.rows, human_bytes(p.bytes as i64), human_bytes((p.bytes as f64 / secs) as i64));
+                let pct = if p.est_rows > 0 {
+                    format!(
+                        " ({:.0}%)",
+                        (p.rows as f64 / p.est_rows as f64 * 100.0).min(100.0)
+                    )
+                } else {
+                    String::new()
+                };
+                let secs = p
+                    .started
+                    .map(|s| s.elapsed().as_secs_f64())
+                    .unwrap_or(0.0)
+                    .max(0.001);
+                eprintln!(
+                    "    {table}: {} rows{pct}, {}, {}/s",
+                    p.rows,
+                    human_bytes(p.bytes as i64),
+                    human_bytes((p.bytes as f64 / secs) as i64)
+                );
             }
         }
-        RunEvent::Copy(CopyEvent::TableFinished { table, rows, bytes, elapsed }) => {
+        RunEvent::Copy(CopyEvent::TableFinished {
+            table,
+            rows,
+            bytes,
+            elapsed,
+        }) => {
             let secs = elapsed.as_secs_f64().max(0.001);
-            eprintln!("    {table}: {rows} rows, {} in {secs:.1} s ({:.1} MB/s)", human_bytes(*bytes as i64), *bytes as f64 / secs / 1e6);
+            eprintln!(
+                "    {table}: {rows} rows, {} in {secs:.1} s ({:.1} MB/s)",
+                human_bytes(*bytes as i64),
+                *bytes as f64 / secs / 1e6
+            );
         }
-        RunEvent::Copy(CopyEvent::TableFailed { table, error }) => eprintln!("    {table}: FAILED: {error}"),
+        RunEvent::Copy(CopyEvent::TableFailed { table, error }) => {
+            eprintln!("    {table}: FAILED: {error}")
+        }
         RunEvent::Verified(v) => eprintln!(
             "    {}: {} (HERE {} rows, THERE {} rows{})",
             v.table,
-            if v.matches { "identical" } else if v.changing { "still changing" } else { "DIFFERENT" },
+            if v.matches {
+                "identical"
+            } else if v.changing {
+                "still changing"
+            } else {
+                "DIFFERENT"
+            },
             v.here_rows,
             v.there_rows,
-            if v.in_flight > 0 { format!("; {} rows changing right now were left out", v.in_flight) } else { String::new() }
-        ),
-        RunEvent::Log { level: crate::engine::event::LogLevel::Warn | crate::engine::event::LogLevel::Error, message } => eprintln!("    warning: {message}"),
-        RunEvent::Finished { ok, summary } => {
-            if *ok {
-                eprintln!("done: {summary}");
+            if v.in_flight > 0 {
+                format!("; {} rows changing right now were left out", v.in_flight)
+            } else {
+                String::new()
             }
-        }
+        ),
+        RunEvent::Log {
+            level: crate::engine::event::LogLevel::Warn | crate::engine::event::LogLevel::Error,
+            message,
+        } => eprintln!("    warning: {message}"),
+        RunEvent::Finished { ok: true, summary } => eprintln!("done: {summary}"),
         _ => {}
     }
 }

@@ -34,7 +34,11 @@ pub fn init(dir: &Path, prefix: &str) -> anyhow::Result<(WorkerGuard, PathBuf)> 
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let path = dir.join(format!("{prefix}-{stamp}-{}.log", std::process::id()));
-    let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)?;
     let (writer, guard) = tracing_appender::non_blocking(Redacting(file));
     let filter = EnvFilter::try_from_env("BUCARDO_BOOTSTRAP_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));

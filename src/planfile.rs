@@ -19,7 +19,10 @@ struct PlanFile {
 
 /// The TOML text of a plan file for these settings' draft.
 pub fn save_draft(d: &Draft) -> anyhow::Result<String> {
-    Ok(toml::to_string_pretty(&PlanFile { format: FORMAT_VERSION, settings: d.clone() })?)
+    Ok(toml::to_string_pretty(&PlanFile {
+        format: FORMAT_VERSION,
+        settings: d.clone(),
+    })?)
 }
 
 /// The draft behind `s` (as the CLI would have written it) saved as TOML.
@@ -31,14 +34,18 @@ pub fn save(s: &Settings) -> anyhow::Result<String> {
 pub fn parse(text: &str) -> anyhow::Result<Draft> {
     let f: PlanFile = toml::from_str(text).context("not a bucardo-bootstrap plan file")?;
     if f.format != FORMAT_VERSION {
-        anyhow::bail!("plan file format {} is not supported (this build reads {FORMAT_VERSION})", f.format);
+        anyhow::bail!(
+            "plan file format {} is not supported (this build reads {FORMAT_VERSION})",
+            f.format
+        );
     }
     Ok(f.settings)
 }
 
 /// Loads a plan file and resolves passwords from the environment and `.pgpass`.
 pub fn load(path: &Path, _overrides: &ConnArgs) -> anyhow::Result<Settings> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut d = parse(&text).with_context(|| format!("{}", path.display()))?;
     let env = Draft::from_args(&ConnArgs::default(), &ProcessEnv);
     d.pg_password = env.pg_password;
@@ -82,7 +89,11 @@ mod tests {
 
     #[test]
     fn round_trips_without_secrets() {
-        let env = [("HOME", "/nonexistent"), ("PGPASSWORD", "never-in-a-file-1"), ("PGHOST2", "other")];
+        let env = [
+            ("HOME", "/nonexistent"),
+            ("PGPASSWORD", "never-in-a-file-1"),
+            ("PGHOST2", "other"),
+        ];
         let mut d = Draft::from_args(&ConnArgs::default(), &env);
         d.tables = r#"public.foo,"Sales"."Order Items""#.into();
         let s = d.build().unwrap();

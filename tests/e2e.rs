@@ -10,36 +10,61 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_bootstraps_master_master_under_live_writes() {
-    let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(1)).await.unwrap();
+    let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(1))
+        .await
+        .unwrap();
     let rows_before: i64 = REPLICATED
         .iter()
-        .map(|t| sb.here.psql("widgets", &format!("SELECT count(*) FROM {t}")).unwrap().trim().parse::<i64>().unwrap())
+        .map(|t| {
+            sb.here
+                .psql("widgets", &format!("SELECT count(*) FROM {t}"))
+                .unwrap()
+                .trim()
+                .parse::<i64>()
+                .unwrap()
+        })
         .sum();
-    assert!(rows_before >= 100_000, "the e2e database has {rows_before} rows");
+    assert!(
+        rows_before >= 100_000,
+        "the e2e database has {rows_before} rows"
+    );
 
     // Half of HERE's foo inserts take the identity default, before, during and after the bootstrap.
     // Explicit ids are negative so that they never meet the values the sequences hand out.
     let mut here_opts = WriterOptions::new("here", -2_000_000_000);
     here_opts.customer_ids = 1..=1000;
     here_opts.default_id_share = 0.5;
-    let here_writer = Writer::start_with(sb.here.pg_config("widgets"), here_opts).await.unwrap();
+    let here_writer = Writer::start_with(sb.here.pg_config("widgets"), here_opts)
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut cmd = tool(&sb);
     cmd.arg("run").arg("--yes").args(conn_flags(&sb, "all"));
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().unwrap();
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
     let bootstrap_time = started.elapsed();
     let writes_during = here_writer.commits();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{}", show(&out));
-    assert!(stderr.contains("left out public.audit_log"), "the keyless table is named: {stderr}");
-    assert!(!stderr.contains(&sb.password) && !stderr.contains(BUCARDO_PASS), "a password leaked: {stderr}");
+    assert!(
+        stderr.contains("left out public.audit_log"),
+        "the keyless table is named: {stderr}"
+    );
+    assert!(
+        !stderr.contains(&sb.password) && !stderr.contains(BUCARDO_PASS),
+        "a password leaked: {stderr}"
+    );
 
     // Both masters take writes now, with their own keys.
     // Both masters hand out identity values at the same time: interleaving keeps them apart.
     let mut there_opts = WriterOptions::new("there", -1_000_000_000);
     there_opts.customer_ids = 1001..=2000;
     there_opts.default_id_share = 0.5;
-    let there_writer = Writer::start_with(sb.there.pg_config("widgets"), there_opts).await.unwrap();
+    let there_writer = Writer::start_with(sb.there.pg_config("widgets"), there_opts)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let here_report = here_writer.stop().await;
     let there_report = there_writer.stop().await;
@@ -47,17 +72,32 @@ async fn run_bootstraps_master_master_under_live_writes() {
 
     let here = tokio_postgres_client(&sb.here).await;
     let there = tokio_postgres_client(&sb.there).await;
-    for (report, side) in [(&here_report, "HERE writer"), (&there_report, "THERE writer")] {
-        check_eventually(report, &here, Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{side} on HERE: {e}"));
-        check_eventually(report, &there, Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{side} on THERE: {e}"));
+    for (report, side) in [
+        (&here_report, "HERE writer"),
+        (&there_report, "THERE writer"),
+    ] {
+        check_eventually(report, &here, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{side} on HERE: {e}"));
+        check_eventually(report, &there, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{side} on THERE: {e}"));
     }
     let sb2 = &sb;
-    tokio::task::block_in_place(|| wait_identical(sb2, Duration::from_secs(60))).expect("tables converge");
+    tokio::task::block_in_place(|| wait_identical(sb2, Duration::from_secs(60)))
+        .expect("tables converge");
 
     // Keys handed out by the sequences on both masters never collided: every writer row is there.
     let rows_after: i64 = REPLICATED
         .iter()
-        .map(|t| sb.here.psql("widgets", &format!("SELECT count(*) FROM {t}")).unwrap().trim().parse::<i64>().unwrap())
+        .map(|t| {
+            sb.here
+                .psql("widgets", &format!("SELECT count(*) FROM {t}"))
+                .unwrap()
+                .trim()
+                .parse::<i64>()
+                .unwrap()
+        })
         .sum();
     eprintln!(
         "e2e figures: {rows_before} rows before, bootstrap {:.1} s, {writes_during} HERE transactions during the bootstrap, {} HERE + {} THERE after, {rows_after} rows at the end",
@@ -66,12 +106,32 @@ async fn run_bootstraps_master_master_under_live_writes() {
         there_report.commits
     );
     // THERE's identity values are all even; HERE's since then all odd; and both sides made some.
-    let q = |sql: &str| sb.here.psql("widgets", sql).unwrap().trim().parse::<i64>().unwrap();
+    let q = |sql: &str| {
+        sb.here
+            .psql("widgets", sql)
+            .unwrap()
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+    };
     let there_defaults = "name LIKE 'there%' AND id > 0";
     let since = format!("id > (SELECT min(id) FROM public.foo WHERE {there_defaults})");
-    assert!(q(&format!("SELECT count(*) FROM public.foo WHERE {there_defaults}")) > 0);
-    assert_eq!(q(&format!("SELECT count(*) FROM public.foo WHERE {there_defaults} AND id % 2 = 1")), 0);
-    assert!(q(&format!("SELECT count(*) FROM public.foo WHERE name LIKE 'here%' AND id > 0 AND {since}")) > 0);
+    assert!(
+        q(&format!(
+            "SELECT count(*) FROM public.foo WHERE {there_defaults}"
+        )) > 0
+    );
+    assert_eq!(
+        q(&format!(
+            "SELECT count(*) FROM public.foo WHERE {there_defaults} AND id % 2 = 1"
+        )),
+        0
+    );
+    assert!(
+        q(&format!(
+            "SELECT count(*) FROM public.foo WHERE name LIKE 'here%' AND id > 0 AND {since}"
+        )) > 0
+    );
     assert_eq!(q(&format!("SELECT count(*) FROM public.foo WHERE name LIKE 'here%' AND id > 0 AND {since} AND id % 2 = 0")), 0);
 
     // The tool's own verdicts agree, and a tampered row is caught and pinpointed.
@@ -87,7 +147,10 @@ async fn run_bootstraps_master_master_under_live_writes() {
     let out = tokio::task::block_in_place(|| st.output()).unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(text.contains("health:        OK") && text.contains("running (PID"), "{text}");
+    assert!(
+        text.contains("health:        OK") && text.contains("running (PID"),
+        "{text}"
+    );
     sb.there
         .psql("widgets", "SET session_replication_role = replica; UPDATE public.customers SET name = 'tampered' WHERE id = 7")
         .unwrap();
@@ -98,23 +161,50 @@ async fn run_bootstraps_master_master_under_live_writes() {
     assert!(text.contains("public.foo\tidentical"), "{text}");
     let out = tokio::task::block_in_place(|| verify(&["--deep"]));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(text.contains("key (7): different"), "--deep names the row: {text}");
+    assert!(
+        text.contains("key (7): different"),
+        "--deep names the row: {text}"
+    );
     let out = tokio::task::block_in_place(|| verify(&["--fast"]));
-    assert_eq!(out.status.code(), Some(0), "counts still match: {}", show(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "counts still match: {}",
+        show(&out)
+    );
     let mut bad = tool(&sb);
-    bad.arg("verify").args(conn_flags(&sb, "all")).args(["--there", "postgres://postgres@127.0.0.1:1/widgets"]);
+    bad.arg("verify")
+        .args(conn_flags(&sb, "all"))
+        .args(["--there", "postgres://postgres@127.0.0.1:1/widgets"]);
     let out = tokio::task::block_in_place(|| bad.output()).unwrap();
-    assert_eq!(out.status.code(), Some(2), "an error is exit 2: {}", show(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an error is exit 2: {}",
+        show(&out)
+    );
 
-    let logs: Vec<_> = std::fs::read_dir(state_dir(&sb)).unwrap().flatten().collect();
+    let logs: Vec<_> = std::fs::read_dir(state_dir(&sb))
+        .unwrap()
+        .flatten()
+        .collect();
     for f in logs {
         let text = std::fs::read_to_string(f.path()).unwrap_or_default();
-        assert!(!text.contains(&sb.password) && !text.contains(BUCARDO_PASS) || f.file_name() == "bucardo.pgpass", "password in {:?}", f.path());
+        assert!(
+            !text.contains(&sb.password) && !text.contains(BUCARDO_PASS)
+                || f.file_name() == "bucardo.pgpass",
+            "password in {:?}",
+            f.path()
+        );
     }
 }
 
 async fn tokio_postgres_client(c: &bucardo_bootstrap::sandbox::Cluster) -> tokio_postgres::Client {
-    let (client, conn) = c.pg_config("widgets").connect(tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = c
+        .pg_config("widgets")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     client
 }

@@ -20,10 +20,20 @@ fn table(schema: &str, name: &str, cols: &[&str], seq: Option<&str>) -> TableInf
         key_columns: vec![cols[0].to_string()],
         columns: cols
             .iter()
-            .map(|c| Column { name: c.to_string(), type_name: "integer".into(), not_null: true, generated: false })
+            .map(|c| Column {
+                name: c.to_string(),
+                type_name: "integer".into(),
+                not_null: true,
+                generated: false,
+            })
             .collect(),
         sequences: seq
-            .map(|s| vec![SequenceUse { sequence: TableName::new(schema, s), column: cols[0].to_string() }])
+            .map(|s| {
+                vec![SequenceUse {
+                    sequence: TableName::new(schema, s),
+                    column: cols[0].to_string(),
+                }]
+            })
             .unwrap_or_default(),
         fk_out: vec![],
         fk_in: vec![],
@@ -70,7 +80,12 @@ fn plan() -> Plan {
         bucardo_role_missing_there: true,
         ..Facts::default()
     };
-    Plan::build(&settings(), tables, vec![(TableName::new("public", "audit_log"), "no key".into())], &facts)
+    Plan::build(
+        &settings(),
+        tables,
+        vec![(TableName::new("public", "audit_log"), "no key".into())],
+        &facts,
+    )
 }
 
 fn filtered(text: &str) -> String {
@@ -92,7 +107,10 @@ fn filtered(text: &str) -> String {
 #[test]
 fn plan_review_text_is_pinned() {
     let text = plan().review_text();
-    assert!(!text.contains("plan-test-secret"), "a password reached the review");
+    assert!(
+        !text.contains("plan-test-secret"),
+        "a password reached the review"
+    );
     insta::assert_snapshot!("plan_review", filtered(&text));
 }
 
@@ -101,9 +119,18 @@ fn script_quotes_every_word_and_reads_passwords_from_the_environment() {
     let s = settings();
     let script = plan().script(&s);
     assert!(!script.contains("plan-test-secret"));
-    assert!(script.contains("'Sales.Order Items'"), "Bucardo gets the raw name as one quoted word");
-    assert!(script.contains(r#"-t '"Sales"."Order Items"'"#), "pg_dump gets the SQL name as one quoted word");
+    assert!(
+        script.contains("'Sales.Order Items'"),
+        "Bucardo gets the raw name as one quoted word"
+    );
+    assert!(
+        script.contains(r#"-t '"Sales"."Order Items"'"#),
+        "pg_dump gets the SQL name as one quoted word"
+    );
     assert!(script.contains("printenv BUCARDOPASS"));
-    assert!(!script.contains("pass="), "no password on a bucardo command line");
+    assert!(
+        !script.contains("pass="),
+        "no password on a bucardo command line"
+    );
     insta::assert_snapshot!("plan_script", filtered(&script));
 }

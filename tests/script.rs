@@ -24,10 +24,31 @@ fn plan_script_bootstraps_fresh_clusters() {
     assert!(!review.contains(&sb.password) && !review.contains(BUCARDO_PASS));
     let text = std::fs::read_to_string(&script).unwrap();
     std::fs::write("/tmp/last-bootstrap.sh", &text).ok();
-    assert!(!text.contains(&sb.password) && !text.contains(BUCARDO_PASS), "the script holds a password");
+    assert!(
+        !text.contains(&sb.password) && !text.contains(BUCARDO_PASS),
+        "the script holds a password"
+    );
     // `plan` changed nothing: THERE has no widgets database, HERE no bucardo database.
-    assert_eq!(sb.there.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'widgets'").unwrap().trim(), "0");
-    assert_eq!(sb.here.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'bucardo'").unwrap().trim(), "0");
+    assert_eq!(
+        sb.there
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_database WHERE datname = 'widgets'"
+            )
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        sb.here
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_database WHERE datname = 'bucardo'"
+            )
+            .unwrap()
+            .trim(),
+        "0"
+    );
 
     let out = Command::new("bash")
         .arg(&script)
@@ -40,15 +61,36 @@ fn plan_script_bootstraps_fresh_clusters() {
         .output()
         .unwrap();
     if !out.status.success() && std::env::var_os("KEEP_SANDBOX").is_some() {
-        eprintln!("kept {}: here {} there {}", sb.root.display(), sb.here.port, sb.there.port);
+        eprintln!(
+            "kept {}: here {} there {}",
+            sb.root.display(),
+            sb.here.port,
+            sb.there.port
+        );
         std::mem::forget(sb);
         panic!("the script failed");
     }
     assert!(out.status.success(), "the script failed: {}", show(&out));
     // Replicating: a write on either side arrives on the other.
-    sb.here.psql("widgets", "INSERT INTO public.foo (name) VALUES ('from-here-after-script')").unwrap();
-    sb.there.psql("widgets", "INSERT INTO public.foo (name) VALUES ('from-there-after-script')").unwrap();
+    sb.here
+        .psql(
+            "widgets",
+            "INSERT INTO public.foo (name) VALUES ('from-here-after-script')",
+        )
+        .unwrap();
+    sb.there
+        .psql(
+            "widgets",
+            "INSERT INTO public.foo (name) VALUES ('from-there-after-script')",
+        )
+        .unwrap();
     wait_identical(&sb, Duration::from_secs(60)).expect("both sides converge after the script");
-    let n = sb.there.psql("widgets", "SELECT count(*) FROM public.foo WHERE name LIKE 'from-%-after-script'").unwrap();
+    let n = sb
+        .there
+        .psql(
+            "widgets",
+            "SELECT count(*) FROM public.foo WHERE name LIKE 'from-%-after-script'",
+        )
+        .unwrap();
     assert_eq!(n.trim(), "2");
 }

@@ -15,21 +15,59 @@ use tokio_postgres::Client;
 /// style options are consumed as control-database options by the CLI.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BucardoCmd {
-    Install { admin_user: String, admin_db: String },
-    Start { reason: String },
+    Install {
+        admin_user: String,
+        admin_db: String,
+    },
+    Start {
+        reason: String,
+    },
     Stop,
-    AddDb { name: String, dbname: String, host: String, port: u16, user: String, conn: Option<String> },
-    AddTables { tables: Vec<TableName>, relgroup: String, db: String },
-    AddDbgroup { name: String, sources: Vec<String> },
-    AddSync { name: String, relgroup: String, dbgroup: String },
-    ActivateSync { name: String },
+    AddDb {
+        name: String,
+        dbname: String,
+        host: String,
+        port: u16,
+        user: String,
+        conn: Option<String>,
+    },
+    AddTables {
+        tables: Vec<TableName>,
+        relgroup: String,
+        db: String,
+    },
+    AddDbgroup {
+        name: String,
+        sources: Vec<String>,
+    },
+    AddSync {
+        name: String,
+        relgroup: String,
+        dbgroup: String,
+    },
+    ActivateSync {
+        name: String,
+    },
     ReloadConfig,
-    Kick { sync: String, timeout_s: u64 },
-    RemoveSync { name: String },
-    RemoveDbgroup { name: String },
-    RemoveRelgroup { name: String },
-    RemoveTables { tables: Vec<TableName> },
-    RemoveDb { name: String },
+    Kick {
+        sync: String,
+        timeout_s: u64,
+    },
+    RemoveSync {
+        name: String,
+    },
+    RemoveDbgroup {
+        name: String,
+    },
+    RemoveRelgroup {
+        name: String,
+    },
+    RemoveTables {
+        tables: Vec<TableName>,
+    },
+    RemoveDb {
+        name: String,
+    },
 }
 
 /// How every call reaches the control database: explicit flags, never `/etc/bucardorc`.
@@ -58,7 +96,10 @@ impl BucardoCli {
     pub fn argv(&self, cmd: &BucardoCmd) -> Vec<String> {
         let mut a: Vec<String> = vec![self.program.display().to_string(), "--no-bucardorc".into()];
         let (user, db) = match cmd {
-            BucardoCmd::Install { admin_user, admin_db } => (admin_user.clone(), admin_db.clone()),
+            BucardoCmd::Install {
+                admin_user,
+                admin_db,
+            } => (admin_user.clone(), admin_db.clone()),
             _ => (self.control.user.clone(), self.control.dbname.clone()),
         };
         a.extend([
@@ -83,7 +124,14 @@ impl BucardoCli {
                 a.push(reason.clone());
             }
             BucardoCmd::Stop => a.extend(s(&["stop", "bucardo-bootstrap"])),
-            BucardoCmd::AddDb { name, dbname, host, port, user, conn } => {
+            BucardoCmd::AddDb {
+                name,
+                dbname,
+                host,
+                port,
+                user,
+                conn,
+            } => {
                 a.extend(s(&["add", "db"]));
                 a.push(name.clone());
                 a.push(format!("dbname={dbname}"));
@@ -94,7 +142,11 @@ impl BucardoCli {
                     a.push(format!("conn={c}"));
                 }
             }
-            BucardoCmd::AddTables { tables, relgroup, db } => {
+            BucardoCmd::AddTables {
+                tables,
+                relgroup,
+                db,
+            } => {
                 a.extend(s(&["add", "table"]));
                 a.extend(tables.iter().map(TableName::raw));
                 a.push(format!("relgroup={relgroup}"));
@@ -105,7 +157,11 @@ impl BucardoCli {
                 a.push(name.clone());
                 a.extend(sources.iter().map(|d| format!("{d}:source")));
             }
-            BucardoCmd::AddSync { name, relgroup, dbgroup } => {
+            BucardoCmd::AddSync {
+                name,
+                relgroup,
+                dbgroup,
+            } => {
                 a.extend(s(&["add", "sync"]));
                 a.push(name.clone());
                 a.push(format!("relgroup={relgroup}"));
@@ -168,9 +224,7 @@ pub async fn control_installed(control: &ConnSpec) -> Result<bool, EngineError> 
                 .map_err(|e| EngineError::sql(Side::Control, "checking the Bucardo schema", &e))?;
             Ok(r.get(0))
         }
-        Err(EngineError::Connect { message, .. })
-            if message.contains("does not exist") =>
-        {
+        Err(EngineError::Connect { message, .. }) if message.contains("does not exist") => {
             Ok(false)
         }
         Err(e) => Err(e),
@@ -314,7 +368,11 @@ pub async fn existing_names(
     let n = &s.names;
     let mut out = Vec::new();
     for (kind, table, names) in [
-        ("database", "bucardo.db", vec![n.here_db.clone(), n.there_db.clone()]),
+        (
+            "database",
+            "bucardo.db",
+            vec![n.here_db.clone(), n.there_db.clone()],
+        ),
         ("relgroup", "bucardo.herd", vec![n.relgroup.clone()]),
         ("dbgroup", "bucardo.dbgroup", vec![n.dbgroup.clone()]),
         ("sync", "bucardo.sync", vec![n.sync.clone()]),
@@ -339,8 +397,11 @@ mod tests {
     fn cli() -> BucardoCli {
         BucardoCli {
             program: "bucardo".into(),
-            control: ConnSpec::parse_uri("postgres://bucardo@ctl:5433/bucardo", &ConnDefaults::default())
-                .unwrap(),
+            control: ConnSpec::parse_uri(
+                "postgres://bucardo@ctl:5433/bucardo",
+                &ConnDefaults::default(),
+            )
+            .unwrap(),
             piddir: "/run/bb".into(),
             logdir: "/var/log/bb".into(),
             workdir: "/run/bb".into(),
@@ -360,14 +421,24 @@ mod tests {
     #[test]
     fn tables_are_one_raw_word_each() {
         let a = cli().argv(&BucardoCmd::AddTables {
-            tables: vec![TableName::new("Sales", "Order Items"), TableName::new("public", "foo")],
+            tables: vec![
+                TableName::new("Sales", "Order Items"),
+                TableName::new("public", "foo"),
+            ],
             relgroup: "myrels".into(),
             db: "herewidgets".into(),
         });
         let tail = &a[a.len() - 6..];
         assert_eq!(
             tail,
-            ["add", "table", "Sales.Order Items", "public.foo", "relgroup=myrels", "db=herewidgets"]
+            [
+                "add",
+                "table",
+                "Sales.Order Items",
+                "public.foo",
+                "relgroup=myrels",
+                "db=herewidgets"
+            ]
         );
     }
 

@@ -28,32 +28,72 @@ pub struct CleanupPlan {
 }
 
 fn control_conn(s: &Settings) -> ConnSpec {
-    s.bucardo.control.with_user(&s.bucardo.control.user, s.bucardo.password.clone())
+    s.bucardo
+        .control
+        .with_user(&s.bucardo.control.user, s.bucardo.password.clone())
 }
 
 /// Looks at Bucardo's control database and both sides and lists the actions needed.
-pub async fn plan(s: &Settings, drop_data: bool, tables: &[TableName]) -> Result<CleanupPlan, EngineError> {
+pub async fn plan(
+    s: &Settings,
+    drop_data: bool,
+    tables: &[TableName],
+) -> Result<CleanupPlan, EngineError> {
     let mut p = CleanupPlan::default();
     let n = &s.names;
-    let installed = crate::engine::bucardo::control_installed(&control_conn(s)).await.unwrap_or(false);
+    let installed = crate::engine::bucardo::control_installed(&control_conn(s))
+        .await
+        .unwrap_or(false);
     let mut other_users = Vec::new();
     if installed {
         let ctl = control_conn(s).connect(Side::Control).await?;
-        let q = |e: tokio_postgres::Error| EngineError::sql(Side::Control, "reading Bucardo's objects", &e);
-        if ctl.query_opt("SELECT 1 FROM bucardo.sync WHERE name = $1", &[&n.sync]).await.map_err(q)?.is_some() {
-            p.actions.push(Action::Bucardo(BucardoCmd::RemoveSync { name: n.sync.clone() }));
+        let q = |e: tokio_postgres::Error| {
+            EngineError::sql(Side::Control, "reading Bucardo's objects", &e)
+        };
+        if ctl
+            .query_opt("SELECT 1 FROM bucardo.sync WHERE name = $1", &[&n.sync])
+            .await
+            .map_err(q)?
+            .is_some()
+        {
+            p.actions.push(Action::Bucardo(BucardoCmd::RemoveSync {
+                name: n.sync.clone(),
+            }));
         }
-        if ctl.query_opt("SELECT 1 FROM bucardo.dbgroup WHERE name = $1", &[&n.dbgroup]).await.map_err(q)?.is_some() {
-            p.actions.push(Action::Bucardo(BucardoCmd::RemoveDbgroup { name: n.dbgroup.clone() }));
+        if ctl
+            .query_opt(
+                "SELECT 1 FROM bucardo.dbgroup WHERE name = $1",
+                &[&n.dbgroup],
+            )
+            .await
+            .map_err(q)?
+            .is_some()
+        {
+            p.actions.push(Action::Bucardo(BucardoCmd::RemoveDbgroup {
+                name: n.dbgroup.clone(),
+            }));
         }
-        if ctl.query_opt("SELECT 1 FROM bucardo.herd WHERE name = $1", &[&n.relgroup]).await.map_err(q)?.is_some() {
-            p.actions.push(Action::Bucardo(BucardoCmd::RemoveRelgroup { name: n.relgroup.clone() }));
+        if ctl
+            .query_opt("SELECT 1 FROM bucardo.herd WHERE name = $1", &[&n.relgroup])
+            .await
+            .map_err(q)?
+            .is_some()
+        {
+            p.actions.push(Action::Bucardo(BucardoCmd::RemoveRelgroup {
+                name: n.relgroup.clone(),
+            }));
         }
         // `remove db --force` removes the database's tables too; `remove table` cannot take a
         // name with a space in it.
         for db in [&n.here_db, &n.there_db] {
-            if ctl.query_opt("SELECT 1 FROM bucardo.db WHERE name = $1", &[db]).await.map_err(q)?.is_some() {
-                p.actions.push(Action::Bucardo(BucardoCmd::RemoveDb { name: db.clone() }));
+            if ctl
+                .query_opt("SELECT 1 FROM bucardo.db WHERE name = $1", &[db])
+                .await
+                .map_err(q)?
+                .is_some()
+            {
+                p.actions
+                    .push(Action::Bucardo(BucardoCmd::RemoveDb { name: db.clone() }));
             }
         }
         for r in ctl
@@ -67,7 +107,8 @@ pub async fn plan(s: &Settings, drop_data: bool, tables: &[TableName]) -> Result
             other_users.push(r.get::<_, String>(0));
         }
     } else {
-        p.notes.push("Bucardo's control database is not installed: nothing to remove there".into());
+        p.notes
+            .push("Bucardo's control database is not installed: nothing to remove there".into());
     }
     for (side, spec) in [(Side::Here, &s.here), (Side::There, &s.there)] {
         let c = match spec.connect(side).await {
@@ -82,7 +123,10 @@ pub async fn plan(s: &Settings, drop_data: bool, tables: &[TableName]) -> Result
             .is_some();
         if has_schema {
             if other_users.is_empty() {
-                p.actions.push(Action::Sql { side, sql: "DROP SCHEMA bucardo CASCADE".into() });
+                p.actions.push(Action::Sql {
+                    side,
+                    sql: "DROP SCHEMA bucardo CASCADE".into(),
+                });
             } else {
                 p.notes.push(format!(
                     "{side}: schema bucardo is kept: sync(s) {} still use these databases",
@@ -111,7 +155,11 @@ pub async fn plan(s: &Settings, drop_data: bool, tables: &[TableName]) -> Result
                 if exists {
                     p.actions.push(Action::Sql {
                         side,
-                        sql: format!("TRUNCATE ONLY {}.{} CASCADE", quote_ident(&t.schema), quote_ident(&t.name)),
+                        sql: format!(
+                            "TRUNCATE ONLY {}.{} CASCADE",
+                            quote_ident(&t.schema),
+                            quote_ident(&t.name)
+                        ),
                     });
                 }
             }
@@ -129,7 +177,9 @@ impl CleanupPlan {
         }
         for (i, a) in self.actions.iter().enumerate() {
             let line = match a {
-                Action::Bucardo(cmd) => display_invocation(&cli.invocation(cmd, std::path::Path::new(""))),
+                Action::Bucardo(cmd) => {
+                    display_invocation(&cli.invocation(cmd, std::path::Path::new("")))
+                }
                 Action::Sql { side, sql } => format!("[{side}] {sql}"),
             };
             out.push_str(&format!("{:>2}. {line}\n", i + 1));
@@ -146,7 +196,8 @@ impl CleanupPlan {
         crate::engine::exec::private_dir(&s.state_dir())?;
         let control = control_conn(s);
         let pf = Passfile::write(
-            &s.state_dir().join(format!("cleanup-{}.pgpass", std::process::id())),
+            &s.state_dir()
+                .join(format!("cleanup-{}.pgpass", std::process::id())),
             &[&control],
             true,
         )?;
@@ -157,7 +208,10 @@ impl CleanupPlan {
                     tracing::info!("$ {}", display_invocation(&inv));
                     let out = process::run(&inv, Duration::from_secs(120)).await?;
                     let text = format!("{}{}", out.stdout, out.stderr);
-                    if out.status != 0 && !text.contains("does not exist") && !text.contains("No such") {
+                    if out.status != 0
+                        && !text.contains("does not exist")
+                        && !text.contains("No such")
+                    {
                         return Err(EngineError::Command {
                             program: "bucardo".into(),
                             status: format!("exit {}", out.status),
@@ -166,14 +220,23 @@ impl CleanupPlan {
                     }
                 }
                 Action::Sql { side, sql } => {
-                    let spec = if *side == Side::Here { &s.here } else { &s.there };
+                    let spec = if *side == Side::Here {
+                        &s.here
+                    } else {
+                        &s.there
+                    };
                     tracing::info!("[{side}] {sql}");
                     let c = spec.connect(*side).await?;
-                    c.batch_execute(sql).await.map_err(|e| EngineError::sql(*side, sql.clone(), &e))?;
+                    c.batch_execute(sql)
+                        .await
+                        .map_err(|e| EngineError::sql(*side, sql.clone(), &e))?;
                 }
             }
         }
-        if crate::engine::bucardo::daemon_alive(&control, Duration::from_secs(2)).await?.is_some() {
+        if crate::engine::bucardo::daemon_alive(&control, Duration::from_secs(2))
+            .await?
+            .is_some()
+        {
             let inv = cli.invocation(&BucardoCmd::ReloadConfig, pf.path());
             let _ = process::run(&inv, Duration::from_secs(60)).await;
         }

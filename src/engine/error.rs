@@ -8,13 +8,26 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum EngineError {
     #[error("cannot connect to {side} ({target}): {message}. {hint}")]
-    Connect { side: Side, target: String, message: String, hint: String },
+    Connect {
+        side: Side,
+        target: String,
+        message: String,
+        hint: String,
+    },
 
     #[error("{side}: {context}: {message}")]
-    Sql { side: Side, context: String, message: String },
+    Sql {
+        side: Side,
+        context: String,
+        message: String,
+    },
 
     #[error("{program} failed ({status}): {stderr_tail}")]
-    Command { program: String, status: String, stderr_tail: String },
+    Command {
+        program: String,
+        status: String,
+        stderr_tail: String,
+    },
 
     #[error("{0}")]
     Config(String),
@@ -45,7 +58,10 @@ impl EngineError {
             "check the password (PGPASSWORD, BUCARDOPASS or ~/.pgpass)"
         } else if lower.contains("does not exist") && lower.contains("database") {
             "check the database name"
-        } else if lower.contains("refused") || lower.contains("timed out") || lower.contains("resolve") {
+        } else if lower.contains("refused")
+            || lower.contains("timed out")
+            || lower.contains("resolve")
+        {
             "check that the server is up and the host and port are right"
         } else if lower.contains("pg_hba") {
             "ask for a pg_hba.conf entry for this host and user"
@@ -61,7 +77,11 @@ impl EngineError {
     }
 
     pub fn sql(side: Side, context: impl Into<String>, e: &tokio_postgres::Error) -> Self {
-        EngineError::Sql { side, context: context.into(), message: redact(&pg_message(e)) }
+        EngineError::Sql {
+            side,
+            context: context.into(),
+            message: redact(&pg_message(e)),
+        }
     }
 
     /// A one-line form for exit messages and the status line.

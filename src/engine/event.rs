@@ -37,10 +37,26 @@ pub enum StepOutcome {
 /// Per-table copy progress. `Advanced` carries deltas since the previous event for that table.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum CopyEvent {
-    TableStarted { table: TableName, est_rows: i64, est_bytes: i64 },
-    Advanced { table: TableName, rows: u64, bytes: u64 },
-    TableFinished { table: TableName, rows: u64, bytes: u64, elapsed: Duration },
-    TableFailed { table: TableName, error: String },
+    TableStarted {
+        table: TableName,
+        est_rows: i64,
+        est_bytes: i64,
+    },
+    Advanced {
+        table: TableName,
+        rows: u64,
+        bytes: u64,
+    },
+    TableFinished {
+        table: TableName,
+        rows: u64,
+        bytes: u64,
+        elapsed: Duration,
+    },
+    TableFailed {
+        table: TableName,
+        error: String,
+    },
 }
 
 /// The verdict for one table after the bootstrap.
@@ -58,15 +74,31 @@ pub struct TableVerdict {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum RunEvent {
-    Started { steps: usize },
-    AwaitingConfirm { step: StepId },
-    StepStarted { step: StepId },
-    StepFinished { step: StepId, outcome: StepOutcome, elapsed: Duration },
+    Started {
+        steps: usize,
+    },
+    AwaitingConfirm {
+        step: StepId,
+    },
+    StepStarted {
+        step: StepId,
+    },
+    StepFinished {
+        step: StepId,
+        outcome: StepOutcome,
+        elapsed: Duration,
+    },
     Copy(CopyEvent),
     Verified(TableVerdict),
     /// A line for the log pane (already redacted).
-    Log { level: LogLevel, message: String },
-    Finished { ok: bool, summary: String },
+    Log {
+        level: LogLevel,
+        message: String,
+    },
+    Finished {
+        ok: bool,
+        summary: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -33,7 +33,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Creates a directory (and parents) private to this user.
 pub fn private_dir(dir: &Path) -> Result<(), EngineError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     Ok(())
 }
@@ -62,34 +65,66 @@ impl LiveExecutor {
         private_dir(&dir)?;
         private_dir(&settings.bucardo.piddir)?;
         private_dir(&settings.bucardo.logdir)?;
-        let bucardo_role = |c: &ConnSpec| c.with_user(&settings.bucardo.user, Some(bucardo_password.clone()));
+        let bucardo_role =
+            |c: &ConnSpec| c.with_user(&settings.bucardo.user, Some(bucardo_password.clone()));
         let b_here = bucardo_role(&settings.here);
         let b_there = bucardo_role(&settings.there);
-        let b_control = settings.bucardo.control.with_user(&settings.bucardo.control.user, Some(bucardo_password.clone()));
+        let b_control = settings.bucardo.control.with_user(
+            &settings.bucardo.control.user,
+            Some(bucardo_password.clone()),
+        );
         let run_passfile = Passfile::write(
             &dir.join(format!("run-{}.pgpass", std::process::id())),
-            &[&settings.here, &settings.there, &settings.bucardo.admin, &b_control, &b_here, &b_there],
+            &[
+                &settings.here,
+                &settings.there,
+                &settings.bucardo.admin,
+                &b_control,
+                &b_here,
+                &b_there,
+            ],
             true,
         )?;
-        let daemon_passfile =
-            Passfile::write(&dir.join("bucardo.pgpass"), &[&b_control, &b_here, &b_there], false)?;
-        Ok(LiveExecutor { settings, run_passfile, daemon_passfile, bucardo_password, journal: std::sync::Mutex::new(journal) })
+        let daemon_passfile = Passfile::write(
+            &dir.join("bucardo.pgpass"),
+            &[&b_control, &b_here, &b_there],
+            false,
+        )?;
+        Ok(LiveExecutor {
+            settings,
+            run_passfile,
+            daemon_passfile,
+            bucardo_password,
+            journal: std::sync::Mutex::new(journal),
+        })
     }
 
     fn record_step(&self, kind: StepKind) -> Result<(), EngineError> {
-        self.journal.lock().map_err(|_| EngineError::Io("journal lock poisoned".into()))?.record_step(kind)
+        self.journal
+            .lock()
+            .map_err(|_| EngineError::Io("journal lock poisoned".into()))?
+            .record_step(kind)
     }
 
     fn record_table(&self, t: &TableName) -> Result<(), EngineError> {
-        self.journal.lock().map_err(|_| EngineError::Io("journal lock poisoned".into()))?.record_table(t)
+        self.journal
+            .lock()
+            .map_err(|_| EngineError::Io("journal lock poisoned".into()))?
+            .record_table(t)
     }
 
     fn tables_done(&self) -> std::collections::BTreeSet<TableName> {
-        self.journal.lock().map(|j| j.data.tables_done.clone()).unwrap_or_default()
+        self.journal
+            .lock()
+            .map(|j| j.data.tables_done.clone())
+            .unwrap_or_default()
     }
 
     pub fn journal_path(&self) -> PathBuf {
-        self.journal.lock().map(|j| j.path().to_path_buf()).unwrap_or_default()
+        self.journal
+            .lock()
+            .map(|j| j.path().to_path_buf())
+            .unwrap_or_default()
     }
 
     fn cli(&self) -> BucardoCli {
@@ -111,16 +146,35 @@ impl LiveExecutor {
         inv
     }
 
-    async fn run_logged(&self, inv: &Invocation, events: &mpsc::Sender<RunEvent>, timeout: Duration) -> Result<process::Output, EngineError> {
-        log(events, LogLevel::Info, format!("$ {}", plan::display_invocation(inv))).await;
+    async fn run_logged(
+        &self,
+        inv: &Invocation,
+        events: &mpsc::Sender<RunEvent>,
+        timeout: Duration,
+    ) -> Result<process::Output, EngineError> {
+        log(
+            events,
+            LogLevel::Info,
+            format!("$ {}", plan::display_invocation(inv)),
+        )
+        .await;
         let out = process::run(&self.real(inv), timeout).await?;
-        for line in out.stdout.lines().chain(out.stderr.lines()).filter(|l| !l.trim().is_empty()) {
+        for line in out
+            .stdout
+            .lines()
+            .chain(out.stderr.lines())
+            .filter(|l| !l.trim().is_empty())
+        {
             log(events, LogLevel::Info, format!("  {line}")).await;
         }
         Ok(out)
     }
 
-    async fn run_ok(&self, inv: &Invocation, events: &mpsc::Sender<RunEvent>) -> Result<process::Output, EngineError> {
+    async fn run_ok(
+        &self,
+        inv: &Invocation,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<process::Output, EngineError> {
         let out = self.run_logged(inv, events, BUCARDO_TIMEOUT).await?;
         if out.status != 0 {
             return Err(EngineError::Command {
@@ -132,19 +186,48 @@ impl LiveExecutor {
         Ok(out)
     }
 
-    async fn pipe(&self, a: &Invocation, b: &Invocation, events: &mpsc::Sender<RunEvent>) -> Result<process::Output, EngineError> {
-        log(events, LogLevel::Info, format!("$ {} | {}", plan::display_invocation(a), plan::display_invocation(b))).await;
+    async fn pipe(
+        &self,
+        a: &Invocation,
+        b: &Invocation,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<process::Output, EngineError> {
+        log(
+            events,
+            LogLevel::Info,
+            format!(
+                "$ {} | {}",
+                plan::display_invocation(a),
+                plan::display_invocation(b)
+            ),
+        )
+        .await;
         let (_, out) = process::pipe(&self.real(a), &self.real(b), TOOL_TIMEOUT).await?;
         Ok(out)
     }
 
-    async fn sql(&self, side: Side, target: &ConnSpec, sql: &str, secret: &SqlSecret, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
-        log(events, LogLevel::Info, format!("[{side}] {}", sql.replace('\n', " "))).await;
+    async fn sql(
+        &self,
+        side: Side,
+        target: &ConnSpec,
+        sql: &str,
+        secret: &SqlSecret,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
+        log(
+            events,
+            LogLevel::Info,
+            format!("[{side}] {}", sql.replace('\n', " ")),
+        )
+        .await;
         let client = self.connect_as(side, target).await?;
         match secret {
             SqlSecret::None => client.batch_execute(sql).await,
             SqlSecret::Param => client
-                .execute(sql.replace(BUCARDO_PASS_VAR, "$1").as_str(), &[&self.bucardo_password.expose()])
+                .execute(
+                    sql.replace(BUCARDO_PASS_VAR, "$1").as_str(),
+                    &[&self.bucardo_password.expose()],
+                )
                 .await
                 .map(|_| ()),
             SqlSecret::CreateRole { role } => {
@@ -154,10 +237,17 @@ impl LiveExecutor {
                     .map_err(|e| EngineError::sql(side, "checking Bucardo's role", &e))?
                     .is_some();
                 if exists {
-                    log(events, LogLevel::Info, format!("  role {role:?} exists already on {side}")).await;
+                    log(
+                        events,
+                        LogLevel::Info,
+                        format!("  role {role:?} exists already on {side}"),
+                    )
+                    .await;
                     return Ok(());
                 }
-                let verifier = postgres_protocol::password::scram_sha_256(self.bucardo_password.expose().as_bytes());
+                let verifier = postgres_protocol::password::scram_sha_256(
+                    self.bucardo_password.expose().as_bytes(),
+                );
                 client
                     .batch_execute(&format!(
                         "CREATE ROLE {} SUPERUSER LOGIN PASSWORD {}",
@@ -171,7 +261,11 @@ impl LiveExecutor {
     }
 
     /// Connections for steps: the given spec with the password settings resolved for it.
-    async fn connect_as(&self, side: Side, target: &ConnSpec) -> Result<tokio_postgres::Client, EngineError> {
+    async fn connect_as(
+        &self,
+        side: Side,
+        target: &ConnSpec,
+    ) -> Result<tokio_postgres::Client, EngineError> {
         target.connect(side).await
     }
 
@@ -180,7 +274,11 @@ impl LiveExecutor {
         c.with_user(&c.user, Some(self.bucardo_password.clone()))
     }
 
-    async fn step_commands(&self, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+    async fn step_commands(
+        &self,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
         for c in &step.commands {
             match c {
                 Command::Run(inv) => {
@@ -189,7 +287,12 @@ impl LiveExecutor {
                 Command::Pipe(a, b) => {
                     self.pipe(a, b, events).await?;
                 }
-                Command::Sql { side, target, sql, secret } => {
+                Command::Sql {
+                    side,
+                    target,
+                    sql,
+                    secret,
+                } => {
                     let target = if *side == Side::Control && matches!(secret, SqlSecret::Param) {
                         self.control_as_bucardo()
                     } else {
@@ -203,7 +306,11 @@ impl LiveExecutor {
         Ok(())
     }
 
-    async fn copy_roles(&self, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+    async fn copy_roles(
+        &self,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
         for c in &step.commands {
             if let Command::Pipe(a, b) = c {
                 let out = self.pipe(a, b, events).await?;
@@ -213,7 +320,11 @@ impl LiveExecutor {
                     .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
                     .collect();
                 if !errors.is_empty() {
-                    return Err(EngineError::Command { program: "psql".into(), status: "errors while copying roles".into(), stderr_tail: errors.join(" | ") });
+                    return Err(EngineError::Command {
+                        program: "psql".into(),
+                        status: "errors while copying roles".into(),
+                        stderr_tail: errors.join(" | "),
+                    });
                 }
             }
         }
@@ -228,16 +339,30 @@ impl LiveExecutor {
             kind: StepKind::StartDaemon,
             title: "Start the Bucardo daemon".into(),
             why: String::new(),
-            commands: vec![Command::Run(self.cli().invocation(&BucardoCmd::Start { reason: "bucardo-bootstrap".into() }, Path::new(DAEMON_PASSFILE)))],
+            commands: vec![Command::Run(self.cli().invocation(
+                &BucardoCmd::Start {
+                    reason: "bucardo-bootstrap".into(),
+                },
+                Path::new(DAEMON_PASSFILE),
+            ))],
             already_done: false,
         };
         self.start_daemon(&start, events).await
     }
 
-    async fn start_daemon(&self, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+    async fn start_daemon(
+        &self,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
         let control = self.control_as_bucardo();
         if bucardo::daemon_alive(&control, PING_WAIT).await?.is_some() {
-            log(events, LogLevel::Info, "the Bucardo daemon is already running".into()).await;
+            log(
+                events,
+                LogLevel::Info,
+                "the Bucardo daemon is already running".into(),
+            )
+            .await;
             return Ok(());
         }
         if !control.is_local() {
@@ -250,7 +375,12 @@ impl LiveExecutor {
         let deadline = tokio::time::Instant::now() + DAEMON_START_WAIT;
         while tokio::time::Instant::now() < deadline {
             if let Some(pid) = bucardo::daemon_alive(&control, PING_WAIT).await? {
-                log(events, LogLevel::Info, format!("the Bucardo daemon answers (PID {pid})")).await;
+                log(
+                    events,
+                    LogLevel::Info,
+                    format!("the Bucardo daemon answers (PID {pid})"),
+                )
+                .await;
                 return Ok(());
             }
         }
@@ -260,16 +390,29 @@ impl LiveExecutor {
         Err(EngineError::Command {
             program: "bucardo start".into(),
             status: "the daemon did not answer a ping".into(),
-            stderr_tail: crate::engine::secret::redact(&format!("{} (log: {})", tail.into_iter().rev().collect::<Vec<_>>().join(" | "), logfile.display())),
+            stderr_tail: crate::engine::secret::redact(&format!(
+                "{} (log: {})",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+                logfile.display()
+            )),
         })
     }
 
-    async fn add_tables(&self, plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+    async fn add_tables(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
         for c in &step.commands {
             if let Command::Run(inv) = c {
                 let out = self.run_ok(inv, events).await?;
                 if out.stdout.contains("Did not find matches") {
-                    return Err(EngineError::Command { program: "bucardo add table".into(), status: "some tables were not found".into(), stderr_tail: out.tail() });
+                    return Err(EngineError::Command {
+                        program: "bucardo add table".into(),
+                        status: "some tables were not found".into(),
+                        stderr_tail: out.tail(),
+                    });
                 }
             }
         }
@@ -284,8 +427,18 @@ impl LiveExecutor {
         let registered: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         for t in &plan.tables {
             match registered.iter().find(|(n, _)| *n == t.name.raw()) {
-                None => return Err(EngineError::Refused(format!("Bucardo did not register {} in relgroup {}", t.name, self.settings.names.relgroup))),
-                Some((_, pk)) if pk.is_empty() => return Err(EngineError::Refused(format!("Bucardo found no key for {}", t.name))),
+                None => {
+                    return Err(EngineError::Refused(format!(
+                        "Bucardo did not register {} in relgroup {}",
+                        t.name, self.settings.names.relgroup
+                    )))
+                }
+                Some((_, pk)) if pk.is_empty() => {
+                    return Err(EngineError::Refused(format!(
+                        "Bucardo found no key for {}",
+                        t.name
+                    )))
+                }
                 _ => {}
             }
         }
@@ -296,14 +449,22 @@ impl LiveExecutor {
     /// holding a conflicting lock, and makes every writer queue behind it. So the trigger
     /// installation runs under a `lock_timeout` (set on Bucardo's role in HERE's database for the
     /// duration), is retried a bounded number of times, and whoever blocks it is reported.
-    async fn add_sync_lock_safe(&self, step: &Step, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
+    async fn add_sync_lock_safe(
+        &self,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
         let s = &self.settings;
         let here = s.here.connect(Side::Here).await?;
         let role = quote_ident(&s.bucardo.user);
         let db = quote_ident(&s.here.dbname);
-        here.batch_execute(&format!("ALTER ROLE {role} IN DATABASE {db} SET lock_timeout = '{}ms'", LOCK_TIMEOUT.as_millis()))
-            .await
-            .map_err(|e| EngineError::sql(Side::Here, "setting lock_timeout for Bucardo's role", &e))?;
+        here.batch_execute(&format!(
+            "ALTER ROLE {role} IN DATABASE {db} SET lock_timeout = '{}ms'",
+            LOCK_TIMEOUT.as_millis()
+        ))
+        .await
+        .map_err(|e| EngineError::sql(Side::Here, "setting lock_timeout for Bucardo's role", &e))?;
         let mut result = Err(EngineError::Timeout("add sync never ran".into()));
         for attempt in 1..=LOCK_ATTEMPTS {
             let watch = watch_blockers(&here, &s.bucardo.user, events);
@@ -315,7 +476,9 @@ impl LiveExecutor {
                 _ = cancel.cancelled() => Err(EngineError::Aborted),
             };
             match &result {
-                Err(EngineError::Command { stderr_tail, .. }) if stderr_tail.contains("lock timeout") && attempt < LOCK_ATTEMPTS => {
+                Err(EngineError::Command { stderr_tail, .. })
+                    if stderr_tail.contains("lock timeout") && attempt < LOCK_ATTEMPTS =>
+                {
                     log(events, LogLevel::Warn, format!("installing the triggers timed out waiting for a lock (attempt {attempt} of {LOCK_ATTEMPTS}); retrying")).await;
                     tokio::time::sleep(Duration::from_secs(2 * attempt as u64)).await;
                 }
@@ -323,9 +486,13 @@ impl LiveExecutor {
             }
         }
         let reset = here
-            .batch_execute(&format!("ALTER ROLE {role} IN DATABASE {db} RESET lock_timeout"))
+            .batch_execute(&format!(
+                "ALTER ROLE {role} IN DATABASE {db} RESET lock_timeout"
+            ))
             .await
-            .map_err(|e| EngineError::sql(Side::Here, "resetting lock_timeout for Bucardo's role", &e));
+            .map_err(|e| {
+                EngineError::sql(Side::Here, "resetting lock_timeout for Bucardo's role", &e)
+            });
         match (&result, reset) {
             (Err(EngineError::Command { stderr_tail, .. }), _) if stderr_tail.contains("lock timeout") => Err(EngineError::Timeout(format!(
                 "Bucardo's triggers could not be installed on HERE: a lock was held for over {} s on every one of {LOCK_ATTEMPTS} attempts; see the blockers above, end them or retry at a quieter time",
@@ -336,8 +503,15 @@ impl LiveExecutor {
         }
     }
 
-    async fn check_triggers(&self, plan: &Plan, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
-        for (side, spec) in [(Side::Here, &self.settings.here), (Side::There, &self.settings.there)] {
+    async fn check_triggers(
+        &self,
+        plan: &Plan,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
+        for (side, spec) in [
+            (Side::Here, &self.settings.here),
+            (Side::There, &self.settings.there),
+        ] {
             let c = spec.connect(side).await?;
             let names: Vec<String> = plan.tables.iter().map(|t| t.name.sql()).collect();
             let n: i64 = c
@@ -349,10 +523,19 @@ impl LiveExecutor {
                 .map_err(|e| EngineError::sql(side, "checking Bucardo's triggers", &e))?
                 .get(0);
             if n as usize != plan.tables.len() {
-                return Err(EngineError::Refused(format!("{side}: Bucardo's delta trigger is on {n} of {} tables", plan.tables.len())));
+                return Err(EngineError::Refused(format!(
+                    "{side}: Bucardo's delta trigger is on {n} of {} tables",
+                    plan.tables.len()
+                )));
             }
         }
-        log(events, LogLevel::Info, "Bucardo's triggers are in place on both sides: every change from now on is a delta".into()).await;
+        log(
+            events,
+            LogLevel::Info,
+            "Bucardo's triggers are in place on both sides: every change from now on is a delta"
+                .into(),
+        )
+        .await;
         Ok(())
     }
 
@@ -369,25 +552,55 @@ impl LiveExecutor {
         Ok(())
     }
 
-    async fn copy_data(&self, plan: &Plan, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
+    async fn copy_data(
+        &self,
+        plan: &Plan,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
         self.assert_no_sync_run("before").await?;
         let s = &self.settings;
         let done = self.tables_done();
-        let todo: Vec<TableInfo> = plan.tables.iter().filter(|t| !done.contains(&t.name)).cloned().collect();
+        let todo: Vec<TableInfo> = plan
+            .tables
+            .iter()
+            .filter(|t| !done.contains(&t.name))
+            .cloned()
+            .collect();
         if !done.is_empty() {
-            log(events, LogLevel::Info, format!("resuming: {} tables were copied by an earlier run; {} to go", done.len(), todo.len())).await;
+            log(
+                events,
+                LogLevel::Info,
+                format!(
+                    "resuming: {} tables were copied by an earlier run; {} to go",
+                    done.len(),
+                    todo.len()
+                ),
+            )
+            .await;
         }
         let there = s.there.connect(Side::There).await?;
         for t in &todo {
             let has_rows: bool = there
-                .query_one(format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.name.sql()).as_str(), &[])
+                .query_one(
+                    format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.name.sql()).as_str(),
+                    &[],
+                )
                 .await
                 .map_err(|e| EngineError::sql(Side::There, format!("looking into {}", t.name), &e))?
                 .get(0);
             if has_rows {
                 // Rows of an interrupted copy: empty the table and copy it again under the new
                 // snapshot. Replica mode keeps Bucardo's truncate trigger from logging this.
-                log(events, LogLevel::Warn, format!("{} holds rows from an interrupted copy: emptying it on THERE", t.name)).await;
+                log(
+                    events,
+                    LogLevel::Warn,
+                    format!(
+                        "{} holds rows from an interrupted copy: emptying it on THERE",
+                        t.name
+                    ),
+                )
+                .await;
                 there
                     .batch_execute(&format!("SET session_replication_role = replica; TRUNCATE ONLY {}; RESET session_replication_role", t.name.sql()))
                     .await
@@ -395,7 +608,17 @@ impl LiveExecutor {
             }
         }
         let snapshot = Snapshot::export(&s.here).await?;
-        log(events, LogLevel::Info, format!("snapshot {} exported on HERE; copying {} tables with {} workers", snapshot.id, todo.len(), s.jobs)).await;
+        log(
+            events,
+            LogLevel::Info,
+            format!(
+                "snapshot {} exported on HERE; copying {} tables with {} workers",
+                snapshot.id,
+                todo.len(),
+                s.jobs
+            ),
+        )
+        .await;
         // Every table is journaled as soon as its copy committed on THERE.
         let (tx, mut rx) = mpsc::channel::<RunEvent>(1024);
         let forward = events.clone();
@@ -403,7 +626,11 @@ impl LiveExecutor {
         let je = journal_errors.clone();
         let forwarder = async {
             while let Some(ev) = rx.recv().await {
-                if let RunEvent::Copy(crate::engine::event::CopyEvent::TableFinished { table, .. }) = &ev {
+                if let RunEvent::Copy(crate::engine::event::CopyEvent::TableFinished {
+                    table,
+                    ..
+                }) = &ev
+                {
                     if let Err(e) = self.record_table(table) {
                         if let Ok(mut slot) = je.lock() {
                             slot.get_or_insert(e);
@@ -414,7 +641,8 @@ impl LiveExecutor {
             }
         };
         let copy = async {
-            let r = copy::copy_tables(&s.here, &s.there, &snapshot, &todo, s.jobs, &tx, cancel).await;
+            let r =
+                copy::copy_tables(&s.here, &s.there, &snapshot, &todo, s.jobs, &tx, cancel).await;
             drop(tx);
             r
         };
@@ -423,34 +651,78 @@ impl LiveExecutor {
         if let Some(e) = journal_errors.lock().ok().and_then(|mut g| g.take()) {
             return Err(e);
         }
-        let seqs: Vec<TableName> = plan::sequence_uses(&plan.tables).into_iter().map(|(q, _, _)| q).collect();
+        let seqs: Vec<TableName> = plan::sequence_uses(&plan.tables)
+            .into_iter()
+            .map(|(q, _, _)| q)
+            .collect();
         copy::copy_sequence_values(&snapshot, &there, &seqs).await?;
         snapshot.release().await;
         let rows: u64 = copied.iter().map(|c| c.rows).sum();
         let bytes: u64 = copied.iter().map(|c| c.bytes).sum();
-        log(events, LogLevel::Info, format!("copied {rows} rows ({}) in {} tables, and {} sequence values", plan::human_bytes(bytes as i64), copied.len(), seqs.len())).await;
+        log(
+            events,
+            LogLevel::Info,
+            format!(
+                "copied {rows} rows ({}) in {} tables, and {} sequence values",
+                plan::human_bytes(bytes as i64),
+                copied.len(),
+                seqs.len()
+            ),
+        )
+        .await;
         self.assert_no_sync_run("during").await
     }
 
-    async fn sequences(&self, plan: &Plan, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+    async fn sequences(
+        &self,
+        plan: &Plan,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
         let s = &self.settings;
         let here = s.here.connect(Side::Here).await?;
         let there = s.there.connect(Side::There).await?;
         for (q, t, col) in plan::sequence_uses(&plan.tables) {
             let sql = plan::interleave_here_sql(&q, &t, &col);
             let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
-            here.batch_execute(alter).await.map_err(|e| EngineError::sql(Side::Here, format!("altering {q}"), &e))?;
-            let n: i64 = here.query_one(select, &[]).await.map_err(|e| EngineError::sql(Side::Here, format!("restarting {q}"), &e))?.get(0);
+            here.batch_execute(alter)
+                .await
+                .map_err(|e| EngineError::sql(Side::Here, format!("altering {q}"), &e))?;
+            let n: i64 = here
+                .query_one(select, &[])
+                .await
+                .map_err(|e| EngineError::sql(Side::Here, format!("restarting {q}"), &e))?
+                .get(0);
             let sql = plan::interleave_there_sql(&q, "$1::bigint + 1");
             let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
-            there.batch_execute(alter).await.map_err(|e| EngineError::sql(Side::There, format!("altering {q}"), &e))?;
-            there.query_one(select, &[&n]).await.map_err(|e| EngineError::sql(Side::There, format!("restarting {q}"), &e))?;
-            log(events, LogLevel::Info, format!("{q}: HERE hands out {n}, {}, ...; THERE {}, {}, ...", n + 2, n + 1, n + 3)).await;
+            there
+                .batch_execute(alter)
+                .await
+                .map_err(|e| EngineError::sql(Side::There, format!("altering {q}"), &e))?;
+            there
+                .query_one(select, &[&n])
+                .await
+                .map_err(|e| EngineError::sql(Side::There, format!("restarting {q}"), &e))?;
+            log(
+                events,
+                LogLevel::Info,
+                format!(
+                    "{q}: HERE hands out {n}, {}, ...; THERE {}, {}, ...",
+                    n + 2,
+                    n + 1,
+                    n + 3
+                ),
+            )
+            .await;
         }
         Ok(())
     }
 
-    async fn drain(&self, step: &Step, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
+    async fn drain(
+        &self,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
         let s = &self.settings;
         let ctl = self.control_as_bucardo().connect(Side::Control).await?;
         let here = s.here.connect(Side::Here).await?;
@@ -460,10 +732,19 @@ impl LiveExecutor {
         let there_t0 = bucardo::server_now(&there, Side::There).await?;
         for c in &step.commands {
             if let Command::Run(inv) = c {
-                let out = self.run_logged(inv, events, s.kick_timeout() + Duration::from_secs(30)).await?;
+                let out = self
+                    .run_logged(inv, events, s.kick_timeout() + Duration::from_secs(30))
+                    .await?;
                 match out.status {
                     0 => {}
-                    1 => log(events, LogLevel::Warn, "the kick timed out; still waiting for the deltas".into()).await,
+                    1 => {
+                        log(
+                            events,
+                            LogLevel::Warn,
+                            "the kick timed out; still waiting for the deltas".into(),
+                        )
+                        .await
+                    }
                     _ => {
                         let runs = bucardo::sync_runs(&ctl, &s.names.sync).await?;
                         return Err(EngineError::Refused(format!(
@@ -477,10 +758,34 @@ impl LiveExecutor {
         let deadline = tokio::time::Instant::now() + s.kick_timeout();
         loop {
             let runs = bucardo::sync_runs(&ctl, &s.names.sync).await?;
-            let mut pending = bucardo::pending_before(&here, Side::Here, &s.names.sync, &s.names.dbgroup, &here_t0).await?;
-            pending.extend(bucardo::pending_before(&there, Side::There, &s.names.sync, &s.names.dbgroup, &there_t0).await?);
+            let mut pending = bucardo::pending_before(
+                &here,
+                Side::Here,
+                &s.names.sync,
+                &s.names.dbgroup,
+                &here_t0,
+            )
+            .await?;
+            pending.extend(
+                bucardo::pending_before(
+                    &there,
+                    Side::There,
+                    &s.names.sync,
+                    &s.names.dbgroup,
+                    &there_t0,
+                )
+                .await?,
+            );
             if pending.is_empty() && runs.last_good_ended.is_some() {
-                log(events, LogLevel::Info, format!("the interim deltas are replayed (last good run ended {})", runs.last_good_ended.unwrap_or_default())).await;
+                log(
+                    events,
+                    LogLevel::Info,
+                    format!(
+                        "the interim deltas are replayed (last good run ended {})",
+                        runs.last_good_ended.unwrap_or_default()
+                    ),
+                )
+                .await;
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
@@ -489,7 +794,9 @@ impl LiveExecutor {
                     "interim deltas still pending after {} s on: {} (last run: {})",
                     s.kick_timeout_s,
                     list.join(", "),
-                    runs.last_bad_status.or(runs.last_status).unwrap_or_else(|| "none".into())
+                    runs.last_bad_status
+                        .or(runs.last_status)
+                        .unwrap_or_else(|| "none".into())
                 )));
             }
             tokio::select! {
@@ -499,18 +806,43 @@ impl LiveExecutor {
         }
     }
 
-    async fn verify(&self, plan: &Plan, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
-        let verdicts = verify_tables(&self.settings, &plan.tables, Some(&self.cli_kick()), events, cancel).await?;
-        let bad: Vec<String> = verdicts.iter().filter(|v| !v.matches).map(|v| v.table.to_string()).collect();
+    async fn verify(
+        &self,
+        plan: &Plan,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let verdicts = verify_tables(
+            &self.settings,
+            &plan.tables,
+            Some(&self.cli_kick()),
+            events,
+            cancel,
+        )
+        .await?;
+        let bad: Vec<String> = verdicts
+            .iter()
+            .filter(|v| !v.matches)
+            .map(|v| v.table.to_string())
+            .collect();
         if bad.is_empty() {
             Ok(())
         } else {
-            Err(EngineError::Refused(format!("HERE and THERE differ on {}", bad.join(", "))))
+            Err(EngineError::Refused(format!(
+                "HERE and THERE differ on {}",
+                bad.join(", ")
+            )))
         }
     }
 
     fn cli_kick(&self) -> Invocation {
-        let inv = self.cli().invocation(&BucardoCmd::Kick { sync: self.settings.names.sync.clone(), timeout_s: 30 }, self.daemon_passfile.path());
+        let inv = self.cli().invocation(
+            &BucardoCmd::Kick {
+                sync: self.settings.names.sync.clone(),
+                timeout_s: 30,
+            },
+            self.daemon_passfile.path(),
+        );
         self.real(&inv)
     }
 }
@@ -538,7 +870,8 @@ async fn watch_blockers(c: &tokio_postgres::Client, role: &str, events: &mpsc::S
         tokio::time::sleep(BLOCKER_POLL).await;
         if let Ok(rows) = c.query(SQL, &[&role]).await {
             for r in rows {
-                let (pid, user, age, query): (i32, Option<String>, i32, Option<String>) = (r.get(0), r.get(1), r.get(2), r.get(3));
+                let (pid, user, age, query): (i32, Option<String>, i32, Option<String>) =
+                    (r.get(0), r.get(1), r.get(2), r.get(3));
                 log(
                     events,
                     LogLevel::Warn,
@@ -566,7 +899,16 @@ pub async fn verify_tables(
     events: &mpsc::Sender<RunEvent>,
     cancel: &CancellationToken,
 ) -> Result<Vec<TableVerdict>, EngineError> {
-    verify_tables_mode(s, tables, kick, verify::VerifyMode::Checksum, events, cancel).await.map(|(v, _)| v)
+    verify_tables_mode(
+        s,
+        tables,
+        kick,
+        verify::VerifyMode::Checksum,
+        events,
+        cancel,
+    )
+    .await
+    .map(|(v, _)| v)
 }
 
 /// [`verify_tables`] with a mode; also returns the keys left out per table (in flight).
@@ -584,7 +926,8 @@ pub async fn verify_tables_mode(
     let there_keys = s.there.connect(Side::There).await?;
     verify::prepare_session(&here, Side::Here).await?;
     verify::prepare_session(&there, Side::There).await?;
-    let live = verify::has_deltas(&here, Side::Here).await? && verify::has_deltas(&there, Side::There).await?;
+    let live = verify::has_deltas(&here, Side::Here).await?
+        && verify::has_deltas(&there, Side::There).await?;
     let here_t0 = bucardo::server_now(&here, Side::Here).await?;
     let there_t0 = bucardo::server_now(&there, Side::There).await?;
     if live {
@@ -592,8 +935,24 @@ pub async fn verify_tables_mode(
             let _ = process::run(k, Duration::from_secs(60)).await;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
             loop {
-                let mut pending = bucardo::pending_before(&here_keys, Side::Here, &s.names.sync, &s.names.dbgroup, &here_t0).await?;
-                pending.extend(bucardo::pending_before(&there_keys, Side::There, &s.names.sync, &s.names.dbgroup, &there_t0).await?);
+                let mut pending = bucardo::pending_before(
+                    &here_keys,
+                    Side::Here,
+                    &s.names.sync,
+                    &s.names.dbgroup,
+                    &here_t0,
+                )
+                .await?;
+                pending.extend(
+                    bucardo::pending_before(
+                        &there_keys,
+                        Side::There,
+                        &s.names.sync,
+                        &s.names.dbgroup,
+                        &there_t0,
+                    )
+                    .await?,
+                );
                 if pending.is_empty() || tokio::time::Instant::now() >= deadline {
                     break;
                 }
@@ -628,12 +987,23 @@ pub async fn verify_tables_mode(
             );
             let _ = tokio::join!(here.batch_execute("COMMIT"), there.batch_execute("COMMIT"));
             let (a, b) = sums?;
-            let matches = if mode == verify::VerifyMode::Fast { a.rows == b.rows } else { a == b };
+            let matches = if mode == verify::VerifyMode::Fast {
+                a.rows == b.rows
+            } else {
+                a == b
+            };
             last_skip = skip.clone();
             seen.push((a.clone(), b.clone()));
             if matches || attempt + 1 == VERIFY_ATTEMPTS || kick.is_none() {
                 let changing = !matches && seen.windows(2).any(|w| w[0] != w[1]);
-                verdict = Some(TableVerdict { table: t.name.clone(), here_rows: a.rows, there_rows: b.rows, matches, changing, in_flight: skip.len() as i64 });
+                verdict = Some(TableVerdict {
+                    table: t.name.clone(),
+                    here_rows: a.rows,
+                    there_rows: b.rows,
+                    matches,
+                    changing,
+                    in_flight: skip.len() as i64,
+                });
                 break;
             }
             if let Some(k) = kick {
@@ -665,7 +1035,8 @@ pub async fn verify_command(
     cancel: &CancellationToken,
 ) -> Result<VerifyReport, EngineError> {
     let kick = verify_kick(s);
-    let (verdicts, skipped) = verify_tables_mode(s, tables, kick.as_ref(), mode, events, cancel).await?;
+    let (verdicts, skipped) =
+        verify_tables_mode(s, tables, kick.as_ref(), mode, events, cancel).await?;
     let mut text = String::new();
     let mut differences = 0;
     for ((v, t), skip) in verdicts.iter().zip(tables).zip(&skipped) {
@@ -679,8 +1050,15 @@ pub async fn verify_command(
         if !v.matches {
             differences += 1;
         }
-        let flight = if v.in_flight > 0 { format!("\t{} rows in flight left out", v.in_flight) } else { String::new() };
-        text.push_str(&format!("{}\t{state}\tHERE {} rows\tTHERE {} rows{flight}\n", v.table, v.here_rows, v.there_rows));
+        let flight = if v.in_flight > 0 {
+            format!("\t{} rows in flight left out", v.in_flight)
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "{}\t{state}\tHERE {} rows\tTHERE {} rows{flight}\n",
+            v.table, v.here_rows, v.there_rows
+        ));
         if mode == verify::VerifyMode::Deep && !v.matches && !t.key_columns.is_empty() {
             let here = s.here.connect(Side::Here).await?;
             let there = s.there.connect(Side::There).await?;
@@ -690,8 +1068,19 @@ pub async fn verify_command(
             )?;
             let hm: std::collections::BTreeMap<i32, String> = hb.into_iter().collect();
             let tm: std::collections::BTreeMap<i32, String> = tb.into_iter().collect();
-            let buckets: Vec<i32> = hm.keys().chain(tm.keys()).copied().collect::<std::collections::BTreeSet<_>>().into_iter().filter(|b| hm.get(b) != tm.get(b)).collect();
-            text.push_str(&format!("  {} of {} key buckets differ\n", buckets.len(), verify::DEEP_BUCKETS));
+            let buckets: Vec<i32> = hm
+                .keys()
+                .chain(tm.keys())
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|b| hm.get(b) != tm.get(b))
+                .collect();
+            text.push_str(&format!(
+                "  {} of {} key buckets differ\n",
+                buckets.len(),
+                verify::DEEP_BUCKETS
+            ));
             let mut shown = 0;
             for b in buckets {
                 let (hr, tr) = tokio::try_join!(
@@ -706,7 +1095,10 @@ pub async fn verify_command(
                 }
             }
             if shown > DEEP_ROWS_SHOWN {
-                text.push_str(&format!("  ... and {} more rows\n", shown - DEEP_ROWS_SHOWN));
+                text.push_str(&format!(
+                    "  ... and {} more rows\n",
+                    shown - DEEP_ROWS_SHOWN
+                ));
             }
         }
     }
@@ -724,22 +1116,42 @@ fn verify_kick(s: &Settings) -> Option<Invocation> {
         return None;
     }
     let cli = BucardoCli::from_settings(s);
-    Some(cli.invocation(&BucardoCmd::Kick { sync: s.names.sync.clone(), timeout_s: 30 }, &pf))
+    Some(cli.invocation(
+        &BucardoCmd::Kick {
+            sync: s.names.sync.clone(),
+            timeout_s: 30,
+        },
+        &pf,
+    ))
 }
 
 impl StepExecutor for LiveExecutor {
-    async fn execute(&self, plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
+    async fn execute(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
         self.execute_step(plan, step, events, cancel).await?;
         self.record_step(step.kind)
     }
 }
 
 impl LiveExecutor {
-    async fn execute_step(&self, plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>, cancel: &CancellationToken) -> Result<(), EngineError> {
+    async fn execute_step(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
         match step.kind {
             StepKind::CopyRoles => self.copy_roles(step, events).await,
             StepKind::StartDaemon => self.start_daemon(step, events).await,
-            StepKind::AddDatabases | StepKind::AddDbgroup => self.add_objects(plan, step, events).await,
+            StepKind::AddDatabases | StepKind::AddDbgroup => {
+                self.add_objects(plan, step, events).await
+            }
             StepKind::AddTables => {
                 if self.existing_matches(plan, step, events).await? {
                     return Ok(());
@@ -757,13 +1169,24 @@ impl LiveExecutor {
             StepKind::Drain => self.drain(step, events, cancel).await,
             StepKind::Verify => self.verify(plan, events, cancel).await,
             StepKind::InstallBucardo => {
-                if bucardo::control_installed(&self.control_as_bucardo()).await.unwrap_or(false) {
-                    log(events, LogLevel::Info, "Bucardo's control database is installed already".into()).await;
+                if bucardo::control_installed(&self.control_as_bucardo())
+                    .await
+                    .unwrap_or(false)
+                {
+                    log(
+                        events,
+                        LogLevel::Info,
+                        "Bucardo's control database is installed already".into(),
+                    )
+                    .await;
                     return Ok(());
                 }
                 self.step_commands(step, events).await?;
                 if !bucardo::control_installed(&self.control_as_bucardo()).await? {
-                    return Err(EngineError::Refused("bucardo install finished but the control database has no Bucardo schema".into()));
+                    return Err(EngineError::Refused(
+                        "bucardo install finished but the control database has no Bucardo schema"
+                            .into(),
+                    ));
                 }
                 Ok(())
             }
@@ -779,10 +1202,17 @@ impl LiveExecutor {
 
     /// Whether the object a step creates exists already with the definition the plan wants (a
     /// resumed run); an object of that name with another definition is refused.
-    async fn existing_matches(&self, plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<bool, EngineError> {
+    async fn existing_matches(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<bool, EngineError> {
         let n = &self.settings.names;
         let ctl = self.control_as_bucardo().connect(Side::Control).await?;
-        let q = |e: tokio_postgres::Error| EngineError::sql(Side::Control, "reading Bucardo's objects", &e);
+        let q = |e: tokio_postgres::Error| {
+            EngineError::sql(Side::Control, "reading Bucardo's objects", &e)
+        };
         match step.kind {
             StepKind::AddTables => {
                 let rows = ctl
@@ -806,11 +1236,20 @@ impl LiveExecutor {
                 }
             }
             StepKind::AddSync => {
-                let Some(r) = ctl.query_opt("SELECT herd, dbs FROM bucardo.sync WHERE name = $1", &[&n.sync]).await.map_err(q)? else {
+                let Some(r) = ctl
+                    .query_opt(
+                        "SELECT herd, dbs FROM bucardo.sync WHERE name = $1",
+                        &[&n.sync],
+                    )
+                    .await
+                    .map_err(q)?
+                else {
                     return Ok(false);
                 };
                 let (herd, dbs): (Option<String>, Option<String>) = (r.get(0), r.get(1));
-                if herd.as_deref() != Some(n.relgroup.as_str()) || dbs.as_deref() != Some(n.dbgroup.as_str()) {
+                if herd.as_deref() != Some(n.relgroup.as_str())
+                    || dbs.as_deref() != Some(n.dbgroup.as_str())
+                {
                     return Err(EngineError::Refused(format!(
                         "sync {} exists with relgroup {:?} and dbgroup {:?}; remove it (`bucardo remove sync {}`) or choose another --sync",
                         n.sync, herd, dbs, n.sync
@@ -819,24 +1258,46 @@ impl LiveExecutor {
             }
             _ => return Ok(false),
         }
-        log(events, LogLevel::Info, format!("{}: already in Bucardo with the same definition (earlier run)", step.title)).await;
+        log(
+            events,
+            LogLevel::Info,
+            format!(
+                "{}: already in Bucardo with the same definition (earlier run)",
+                step.title
+            ),
+        )
+        .await;
         Ok(true)
     }
 
     /// `add db` and `add dbgroup`, skipping what exists with the same definition.
-    async fn add_objects(&self, _plan: &Plan, step: &Step, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
+    async fn add_objects(
+        &self,
+        _plan: &Plan,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
         let s = &self.settings;
         let ctl = self.control_as_bucardo().connect(Side::Control).await?;
-        let q = |e: tokio_postgres::Error| EngineError::sql(Side::Control, "reading Bucardo's objects", &e);
+        let q = |e: tokio_postgres::Error| {
+            EngineError::sql(Side::Control, "reading Bucardo's objects", &e)
+        };
         for c in &step.commands {
             match c {
                 Command::Run(inv) => {
                     let words: Vec<&str> = inv.argv.iter().map(String::as_str).collect();
                     let pos = words.iter().position(|w| *w == "add").unwrap_or(0);
-                    let (noun, name) = (words.get(pos + 1).copied().unwrap_or(""), words.get(pos + 2).copied().unwrap_or(""));
+                    let (noun, name) = (
+                        words.get(pos + 1).copied().unwrap_or(""),
+                        words.get(pos + 2).copied().unwrap_or(""),
+                    );
                     let exists = match noun {
                         "db" => {
-                            let spec = if name == s.names.here_db { &s.here } else { &s.there };
+                            let spec = if name == s.names.here_db {
+                                &s.here
+                            } else {
+                                &s.there
+                            };
                             match ctl.query_opt("SELECT dbname, dbhost, dbport, dbuser FROM bucardo.db WHERE name = $1", &[&name]).await.map_err(q)? {
                                 None => false,
                                 Some(r) => {
@@ -857,9 +1318,21 @@ impl LiveExecutor {
                             if rows.is_empty() {
                                 false
                             } else {
-                                let mut have: Vec<String> = rows.iter().map(|r| format!("{}:{}", r.get::<_, String>(0), r.get::<_, String>(1))).collect();
+                                let mut have: Vec<String> = rows
+                                    .iter()
+                                    .map(|r| {
+                                        format!(
+                                            "{}:{}",
+                                            r.get::<_, String>(0),
+                                            r.get::<_, String>(1)
+                                        )
+                                    })
+                                    .collect();
                                 have.sort();
-                                let mut want = vec![format!("{}:source", s.names.here_db), format!("{}:source", s.names.there_db)];
+                                let mut want = vec![
+                                    format!("{}:source", s.names.here_db),
+                                    format!("{}:source", s.names.there_db),
+                                ];
                                 want.sort();
                                 if have != want {
                                     return Err(EngineError::Refused(format!(
@@ -878,8 +1351,11 @@ impl LiveExecutor {
                         self.run_ok(inv, events).await?;
                     }
                 }
-                Command::Sql { side, sql, secret, .. } => {
-                    self.sql(*side, &self.control_as_bucardo(), sql, secret, events).await?;
+                Command::Sql {
+                    side, sql, secret, ..
+                } => {
+                    self.sql(*side, &self.control_as_bucardo(), sql, secret, events)
+                        .await?;
                 }
                 _ => {}
             }
@@ -905,7 +1381,9 @@ pub async fn resolve_tables(
                 }
             }
             if chosen.is_empty() {
-                return Err(EngineError::Refused("HERE has no table that Bucardo can replicate".into()));
+                return Err(EngineError::Refused(
+                    "HERE has no table that Bucardo can replicate".into(),
+                ));
             }
             Ok((chosen, excluded))
         }
@@ -932,7 +1410,11 @@ pub async fn resolve_tables(
 
 /// Probes the servers for what the plan needs to know, and refuses when THERE holds rows in a
 /// chosen table. Changes nothing anywhere.
-pub async fn probe(s: &Settings, tables: &[TableInfo], resuming: bool) -> Result<Facts, EngineError> {
+pub async fn probe(
+    s: &Settings,
+    tables: &[TableInfo],
+    resuming: bool,
+) -> Result<Facts, EngineError> {
     let mut f = Facts::default();
     let here = s.here.connect(Side::Here).await?;
     let r = here
@@ -955,18 +1437,29 @@ pub async fn probe(s: &Settings, tables: &[TableInfo], resuming: bool) -> Result
     let there_admin = s.there.with_db("postgres");
     let ta = there_admin.connect(Side::There).await?;
     f.there_db_exists = ta
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&s.there.dbname])
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&s.there.dbname],
+        )
         .await
         .map_err(|e| EngineError::sql(Side::There, "looking for the database", &e))?
         .is_some();
     f.bucardo_role_missing_there = role_missing(ta, Side::There, s.bucardo.user.clone()).await?;
     if f.there_db_exists {
         let there = s.there.connect(Side::There).await?;
-        let existing = catalog::list_tables(&there, Side::There, Some(&tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>())).await?;
+        let existing = catalog::list_tables(
+            &there,
+            Side::There,
+            Some(&tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>()),
+        )
+        .await?;
         let mut nonempty = Vec::new();
         for t in &existing {
             let has_rows: bool = there
-                .query_one(format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.name.sql()).as_str(), &[])
+                .query_one(
+                    format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.name.sql()).as_str(),
+                    &[],
+                )
                 .await
                 .map_err(|e| EngineError::sql(Side::There, format!("looking into {}", t.name), &e))?
                 .get(0);
@@ -990,10 +1483,19 @@ pub async fn probe(s: &Settings, tables: &[TableInfo], resuming: bool) -> Result
         f.there_schema_present = existing.len() == tables.len();
     }
     let admin = s.bucardo.admin.connect(Side::Control).await?;
-    f.bucardo_role_missing_control = role_missing(admin, Side::Control, s.bucardo.control.user.clone()).await?;
-    let control = s.bucardo.control.with_user(&s.bucardo.control.user, s.bucardo.password.clone());
-    f.control_installed = if f.bucardo_role_missing_control { false } else { bucardo::control_installed(&control).await? };
-    f.daemon_running = f.control_installed && bucardo::daemon_alive(&control, PING_WAIT).await?.is_some();
+    f.bucardo_role_missing_control =
+        role_missing(admin, Side::Control, s.bucardo.control.user.clone()).await?;
+    let control = s
+        .bucardo
+        .control
+        .with_user(&s.bucardo.control.user, s.bucardo.password.clone());
+    f.control_installed = if f.bucardo_role_missing_control {
+        false
+    } else {
+        bucardo::control_installed(&control).await?
+    };
+    f.daemon_running =
+        f.control_installed && bucardo::daemon_alive(&control, PING_WAIT).await?.is_some();
     if f.control_installed {
         let ctl = control.connect(Side::Control).await?;
         let taken = bucardo::existing_names(&ctl, s).await?;

@@ -51,9 +51,10 @@ impl Journal {
                     path.display()
                 ))
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                JournalData { fingerprint: fingerprint.to_string(), ..Default::default() }
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => JournalData {
+                fingerprint: fingerprint.to_string(),
+                ..Default::default()
+            },
             Err(e) => return Err(e.into()),
         };
         if data.fingerprint != fingerprint {
@@ -95,7 +96,10 @@ impl Journal {
 
     /// Forgets everything (`--restart`).
     pub fn discard(&mut self) -> Result<(), EngineError> {
-        self.data = JournalData { fingerprint: self.data.fingerprint.clone(), ..Default::default() };
+        self.data = JournalData {
+            fingerprint: self.data.fingerprint.clone(),
+            ..Default::default()
+        };
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -136,13 +140,17 @@ mod tests {
         let mut j = Journal::open(dir.path(), "abc").unwrap();
         assert!(!j.exists() && j.is_empty());
         j.record_step(StepKind::AddSync).unwrap();
-        j.record_table(&TableName::new("Sales", "Order Items")).unwrap();
+        j.record_table(&TableName::new("Sales", "Order Items"))
+            .unwrap();
         let mode = std::fs::metadata(j.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let j2 = Journal::open(dir.path(), "abc").unwrap();
         assert!(j2.step_done(StepKind::AddSync));
         assert!(!j2.step_done(StepKind::CopyData));
-        assert!(j2.data.tables_done.contains(&TableName::new("Sales", "Order Items")));
+        assert!(j2
+            .data
+            .tables_done
+            .contains(&TableName::new("Sales", "Order Items")));
         let mut j3 = j2;
         j3.discard().unwrap();
         assert!(!j3.exists());

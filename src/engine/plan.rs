@@ -57,7 +57,9 @@ pub enum StepKind {
 pub enum SqlSecret {
     None,
     /// `CREATE ROLE` with the password sent as a SCRAM verifier, never in clear.
-    CreateRole { role: String },
+    CreateRole {
+        role: String,
+    },
     /// The password is bound as a `$1` parameter.
     Param,
 }
@@ -66,7 +68,12 @@ pub enum SqlSecret {
 pub enum Command {
     Run(Invocation),
     Pipe(Invocation, Invocation),
-    Sql { side: Side, target: ConnSpec, sql: String, secret: SqlSecret },
+    Sql {
+        side: Side,
+        target: ConnSpec,
+        sql: String,
+        secret: SqlSecret,
+    },
     /// Work the engine does itself (COPY streams, polling); the text says what and how.
     Internal(String),
 }
@@ -107,7 +114,14 @@ impl Plan {
     ) -> Plan {
         let mut steps: Vec<Step> = Vec::new();
         let mut push = |kind, title: &str, why: String, commands: Vec<Command>| {
-            steps.push(Step { id: steps.len(), kind, title: title.to_string(), why, commands, already_done: false })
+            steps.push(Step {
+                id: steps.len(),
+                kind,
+                title: title.to_string(),
+                why,
+                commands,
+                already_done: false,
+            })
         };
         let run_pf = Path::new(RUN_PASSFILE);
         let daemon_pf = Path::new(DAEMON_PASSFILE);
@@ -122,7 +136,8 @@ impl Plan {
             push(
                 StepKind::CopyRoles,
                 "Copy roles",
-                "pg_dumpall --roles-only from HERE into THERE; roles that exist already are kept".into(),
+                "pg_dumpall --roles-only from HERE into THERE; roles that exist already are kept"
+                    .into(),
                 vec![Command::Pipe(
                     pg_invocation("pg_dumpall", here, run_pf, &["--roles-only"], false),
                     psql_invocation(&there_admin, run_pf, false),
@@ -159,25 +174,47 @@ impl Plan {
                 "schema-only dump of HERE (without schema bucardo), restored in one transaction"
                     .into(),
                 vec![Command::Pipe(
-                    pg_invocation("pg_dump", here, run_pf, &["--schema-only", "-N", "bucardo"], true),
+                    pg_invocation(
+                        "pg_dump",
+                        here,
+                        run_pf,
+                        &["--schema-only", "-N", "bucardo"],
+                        true,
+                    ),
                     psql_invocation(there, run_pf, true),
                 )],
             );
         }
         let mut role_cmds = Vec::new();
         for (missing, side, spec) in [
-            (facts.bucardo_role_missing_here, Side::Here, here.with_db(&here.dbname)),
-            (facts.bucardo_role_missing_there, Side::There, there_admin.clone()),
-            (facts.bucardo_role_missing_control, Side::Control, s.bucardo.admin.clone()),
+            (
+                facts.bucardo_role_missing_here,
+                Side::Here,
+                here.with_db(&here.dbname),
+            ),
+            (
+                facts.bucardo_role_missing_there,
+                Side::There,
+                there_admin.clone(),
+            ),
+            (
+                facts.bucardo_role_missing_control,
+                Side::Control,
+                s.bucardo.admin.clone(),
+            ),
         ] {
             let same_server = |o: &ConnSpec| o.host == spec.host && o.port == spec.port;
-            let dup = role_cmds.iter().any(|c| matches!(c, Command::Sql { target, .. } if same_server(target)));
+            let dup = role_cmds
+                .iter()
+                .any(|c| matches!(c, Command::Sql { target, .. } if same_server(target)));
             if missing && !dup {
                 role_cmds.push(Command::Sql {
                     side,
                     target: spec,
                     sql: create_role_sql(&s.bucardo.user),
-                    secret: SqlSecret::CreateRole { role: s.bucardo.user.clone() },
+                    secret: SqlSecret::CreateRole {
+                        role: s.bucardo.user.clone(),
+                    },
                 });
             }
         }
@@ -212,7 +249,9 @@ impl Plan {
                 "Start the Bucardo daemon",
                 "no daemon answered a ping; the sync is created inactive, so it cannot run early"
                     .into(),
-                vec![bucardo(BucardoCmd::Start { reason: "bucardo-bootstrap".into() })],
+                vec![bucardo(BucardoCmd::Start {
+                    reason: "bucardo-bootstrap".into(),
+                })],
             );
         }
         let conn = |c: &ConnSpec| match c.sslmode {
@@ -331,14 +370,21 @@ impl Plan {
                     vec![],
                 ),
             };
-            push(StepKind::Sequences, "Set up sequences for two masters", why, cmds);
+            push(
+                StepKind::Sequences,
+                "Set up sequences for two masters",
+                why,
+                cmds,
+            );
         }
         push(
             StepKind::Enable,
             "Enable the sync",
             "autokick on, status active, and the daemon reloads its configuration".into(),
             vec![
-                bucardo(BucardoCmd::ActivateSync { name: s.names.sync.clone() }),
+                bucardo(BucardoCmd::ActivateSync {
+                    name: s.names.sync.clone(),
+                }),
                 bucardo(BucardoCmd::ReloadConfig),
             ],
         );
@@ -364,7 +410,12 @@ impl Plan {
             )],
         );
         let fingerprint = fingerprint(s, &tables);
-        Plan { steps, tables, excluded, fingerprint }
+        Plan {
+            steps,
+            tables,
+            excluded,
+            fingerprint,
+        }
     }
 
     /// Marks the steps an earlier run of this plan finished; they are shown, not run.
@@ -380,7 +431,11 @@ impl Plan {
     pub fn review_text(&self) -> String {
         let mut out = String::new();
         for step in &self.steps {
-            let done = if step.already_done { "  [done in an earlier run]" } else { "" };
+            let done = if step.already_done {
+                "  [done in an earlier run]"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "{:>2}. {}{done}", step.id + 1, step.title);
             let _ = writeln!(out, "    {}", step.why);
             for c in &step.commands {
@@ -403,13 +458,28 @@ impl Plan {
     pub fn script(&self, s: &Settings) -> String {
         let mut out = String::new();
         out.push_str(SCRIPT_HEADER);
-        let _ = writeln!(out, "STATE_DIR={}", shell_word(&s.state_dir().display().to_string()));
+        let _ = writeln!(
+            out,
+            "STATE_DIR={}",
+            shell_word(&s.state_dir().display().to_string())
+        );
         let specs: Vec<&ConnSpec> = vec![&s.here, &s.there, &s.bucardo.admin];
-        let _ = writeln!(out, "umask 077; mkdir -p \"$STATE_DIR\" {} {}", shell_word(&s.bucardo.piddir.display().to_string()), shell_word(&s.bucardo.logdir.display().to_string()));
+        let _ = writeln!(
+            out,
+            "umask 077; mkdir -p \"$STATE_DIR\" {} {}",
+            shell_word(&s.bucardo.piddir.display().to_string()),
+            shell_word(&s.bucardo.logdir.display().to_string())
+        );
         out.push_str("RUN_PASSFILE=$(mktemp); trap 'rm -f \"$RUN_PASSFILE\"' EXIT\n");
         out.push_str("DAEMON_PASSFILE=\"$STATE_DIR/bucardo.pgpass\"; : > \"$DAEMON_PASSFILE\"\n");
         for spec in specs {
-            let _ = writeln!(out, "pgpass_line {} {} {} \"$PGPASSWORD\" >> \"$RUN_PASSFILE\"", shell_word(&spec.host), spec.port, shell_word(&spec.user));
+            let _ = writeln!(
+                out,
+                "pgpass_line {} {} {} \"$PGPASSWORD\" >> \"$RUN_PASSFILE\"",
+                shell_word(&spec.host),
+                spec.port,
+                shell_word(&spec.user)
+            );
         }
         for spec in [&s.here, &s.there, &s.bucardo.control] {
             let _ = writeln!(out, "pgpass_line {} {} {} \"$BUCARDOPASS\" | tee -a \"$RUN_PASSFILE\" >> \"$DAEMON_PASSFILE\"", shell_word(&spec.host), spec.port, shell_word(&s.bucardo.user));
@@ -418,7 +488,12 @@ impl Plan {
         // would be tried with the superuser's password).
         out.push_str("export -n PGPASSWORD\n");
         for step in &self.steps {
-            let _ = writeln!(out, "\nstep {} {}", shell_word(&format!("{}.", step.id + 1)), shell_word(&step.title));
+            let _ = writeln!(
+                out,
+                "\nstep {} {}",
+                shell_word(&format!("{}.", step.id + 1)),
+                shell_word(&step.title)
+            );
             match step.kind {
                 StepKind::CopyData => out.push_str(&script_copy(s, self)),
                 StepKind::Drain => {
@@ -466,7 +541,12 @@ fn or<'a>(v: &'a str, d: &'a str) -> &'a str {
 }
 
 fn sql_cmd(side: Side, target: &ConnSpec, sql: String) -> Command {
-    Command::Sql { side, target: target.clone(), sql, secret: SqlSecret::None }
+    Command::Sql {
+        side,
+        target: target.clone(),
+        sql,
+        secret: SqlSecret::None,
+    }
 }
 
 fn create_role_sql(role: &str) -> String {
@@ -513,7 +593,13 @@ pub fn interleave_there_sql(seq: &TableName, value: &str) -> String {
     )
 }
 
-pub fn pg_invocation(tool: &str, spec: &ConnSpec, passfile: &Path, extra: &[&str], with_db: bool) -> Invocation {
+pub fn pg_invocation(
+    tool: &str,
+    spec: &ConnSpec,
+    passfile: &Path,
+    extra: &[&str],
+    with_db: bool,
+) -> Invocation {
     let mut argv = vec![
         pg_tool(tool),
         "-h".into(),
@@ -549,7 +635,11 @@ pub fn psql_invocation(spec: &ConnSpec, passfile: &Path, strict: bool) -> Invoca
         spec.dbname.clone(),
     ];
     if strict {
-        argv.extend(["-v".into(), "ON_ERROR_STOP=1".into(), "--single-transaction".into()]);
+        argv.extend([
+            "-v".into(),
+            "ON_ERROR_STOP=1".into(),
+            "--single-transaction".into(),
+        ]);
     }
     Invocation::new(argv).envs(spec.child_env(passfile))
 }
@@ -557,8 +647,13 @@ pub fn psql_invocation(spec: &ConnSpec, passfile: &Path, strict: bool) -> Invoca
 fn command_lines(c: &Command) -> Vec<String> {
     match c {
         Command::Run(inv) => vec![display_invocation(inv)],
-        Command::Pipe(a, b) => vec![format!("{} \\", display_invocation(a)), format!("  | {}", display_invocation(b))],
-        Command::Sql { side, target, sql, .. } => {
+        Command::Pipe(a, b) => vec![
+            format!("{} \\", display_invocation(a)),
+            format!("  | {}", display_invocation(b)),
+        ],
+        Command::Sql {
+            side, target, sql, ..
+        } => {
             let mut v = vec![format!("[{side} {}]", target.display_uri())];
             v.extend(sql.lines().map(|l| format!("  {l}")));
             v
@@ -572,7 +667,9 @@ pub fn display_invocation(inv: &Invocation) -> String {
     let env: Vec<String> = inv
         .env
         .iter()
-        .filter(|(k, v)| k == "PGOPTIONS" || (k == "PGSSLMODE" && v != "prefer") || k == "PGSSLROOTCERT")
+        .filter(|(k, v)| {
+            k == "PGOPTIONS" || (k == "PGSSLMODE" && v != "prefer") || k == "PGSSLROOTCERT"
+        })
         .map(|(k, v)| format!("{k}={}", shell_word(v)))
         .collect();
     let argv: Vec<String> = inv.argv.iter().map(|w| shell_word(w)).collect();
@@ -585,7 +682,11 @@ pub fn display_invocation(inv: &Invocation) -> String {
 }
 
 fn script_invocation(inv: &Invocation) -> String {
-    let pf = inv.env.iter().find(|(k, _)| k == "PGPASSFILE").map(|(_, v)| v.as_str());
+    let pf = inv
+        .env
+        .iter()
+        .find(|(k, _)| k == "PGPASSFILE")
+        .map(|(_, v)| v.as_str());
     let pf_var = match pf {
         Some(RUN_PASSFILE) => "PGPASSFILE=\"$RUN_PASSFILE\" ",
         Some(DAEMON_PASSFILE) => "PGPASSFILE=\"$DAEMON_PASSFILE\" ",
@@ -598,7 +699,11 @@ fn script_invocation(inv: &Invocation) -> String {
         .map(|(k, v)| format!("{k}={} ", shell_word(v)))
         .collect();
     let argv: Vec<String> = inv.argv.iter().map(|w| shell_word(w)).collect();
-    let cd = inv.cwd.as_ref().map(|d| format!("cd {} && ", shell_word(&d.display().to_string()))).unwrap_or_default();
+    let cd = inv
+        .cwd
+        .as_ref()
+        .map(|d| format!("cd {} && ", shell_word(&d.display().to_string())))
+        .unwrap_or_default();
     if cd.is_empty() {
         format!("{pf_var}{env}{}", argv.join(" "))
     } else {
@@ -609,7 +714,11 @@ fn script_invocation(inv: &Invocation) -> String {
 fn script_command(c: &Command) -> String {
     match c {
         Command::Run(inv) => format!("{}\n", script_invocation(inv)),
-        Command::Pipe(a, b) => format!("{} \\\n  | {}\n", script_invocation(a), script_invocation(b)),
+        Command::Pipe(a, b) => format!(
+            "{} \\\n  | {}\n",
+            script_invocation(a),
+            script_invocation(b)
+        ),
         Command::Sql { target, sql, .. } => script_sql(target, sql),
         Command::Internal(t) => format!("# {t}\n"),
     }
@@ -637,10 +746,21 @@ fn script_copy(s: &Settings, plan: &Plan) -> String {
         dump_args.push(t.name.sql());
     }
     let dump_refs: Vec<&str> = dump_args.iter().map(String::as_str).collect();
-    let dump = pg_invocation("pg_dump", &s.here, Path::new(RUN_PASSFILE), &dump_refs, true);
+    let dump = pg_invocation(
+        "pg_dump",
+        &s.here,
+        Path::new(RUN_PASSFILE),
+        &dump_refs,
+        true,
+    );
     let psql = psql_invocation(&s.there, Path::new(RUN_PASSFILE), true)
         .env("PGOPTIONS", "-c session_replication_role=replica");
-    let _ = writeln!(out, "{} \\\n  | {} >/dev/null", script_invocation(&dump), script_invocation(&psql));
+    let _ = writeln!(
+        out,
+        "{} \\\n  | {} >/dev/null",
+        script_invocation(&dump),
+        script_invocation(&psql)
+    );
     let ctl = psql_invocation(&s.bucardo.control, Path::new(RUN_PASSFILE), false);
     let _ = writeln!(
         out,

@@ -20,7 +20,11 @@ pub struct Invocation {
 
 impl Invocation {
     pub fn new<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Self {
-        Invocation { argv: argv.into_iter().map(Into::into).collect(), env: vec![], cwd: None }
+        Invocation {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: vec![],
+            cwd: None,
+        }
     }
 
     pub fn env(mut self, k: &str, v: impl Into<String>) -> Self {
@@ -69,7 +73,11 @@ pub struct Output {
 
 impl Output {
     pub fn tail(&self) -> String {
-        let text = if self.stderr.trim().is_empty() { &self.stdout } else { &self.stderr };
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let from = lines.len().saturating_sub(6);
         lines[from..].join(" | ")
@@ -79,7 +87,9 @@ impl Output {
 /// Runs one program to completion and returns its redacted output, whatever its exit status.
 pub async fn run(inv: &Invocation, timeout: Duration) -> Result<Output, EngineError> {
     let mut cmd = inv.command();
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let child = cmd.spawn().map_err(|e| spawn_error(inv, &e))?;
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Err(_) => Err(EngineError::Timeout(format!(
@@ -116,7 +126,9 @@ pub async fn pipe(
     timeout: Duration,
 ) -> Result<(Output, Output), EngineError> {
     let mut p = producer.command();
-    p.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    p.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut pc = p.spawn().map_err(|e| spawn_error(producer, &e))?;
     let pout: Stdio = pc
         .stdout
@@ -130,8 +142,11 @@ pub async fn pipe(
     let mut perr = pc.stderr.take().expect("piped stderr");
     let work = async {
         let mut perr_buf = Vec::new();
-        let (pstatus, _, cout) =
-            tokio::join!(pc.wait(), perr.read_to_end(&mut perr_buf), cc.wait_with_output());
+        let (pstatus, _, cout) = tokio::join!(
+            pc.wait(),
+            perr.read_to_end(&mut perr_buf),
+            cc.wait_with_output()
+        );
         (pstatus, perr_buf, cout)
     };
     let (pstatus, perr_buf, cout) = tokio::time::timeout(timeout, work).await.map_err(|_| {
@@ -222,7 +237,12 @@ mod tests {
 
     #[tokio::test]
     async fn runs_argv_without_a_shell() {
-        let out = run(&Invocation::new(["echo", "$HOME; ls"]), Duration::from_secs(5)).await.unwrap();
+        let out = run(
+            &Invocation::new(["echo", "$HOME; ls"]),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(out.stdout.trim(), "$HOME; ls");
     }
 
@@ -260,9 +280,12 @@ mod tests {
 
     #[tokio::test]
     async fn missing_program_says_how_to_install() {
-        let err = run(&Invocation::new(["/nonexistent/bucardo"]), Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let err = run(
+            &Invocation::new(["/nonexistent/bucardo"]),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("apt-get install bucardo"), "{err}");
     }
 }

@@ -40,20 +40,38 @@ pub async fn run<E: StepExecutor>(
     events: &mpsc::Sender<RunEvent>,
     cancel: &CancellationToken,
 ) -> RunResult {
-    let mut result =
-        RunResult { ok: false, aborted: false, failed_step: None, error: None, timings: vec![] };
-    let _ = events.send(RunEvent::Started { steps: plan.steps.len() }).await;
+    let mut result = RunResult {
+        ok: false,
+        aborted: false,
+        failed_step: None,
+        error: None,
+        timings: vec![],
+    };
+    let _ = events
+        .send(RunEvent::Started {
+            steps: plan.steps.len(),
+        })
+        .await;
     for step in &plan.steps {
         if cancel.is_cancelled() {
             result.aborted = true;
             break;
         }
         if step.already_done {
-            finish(events, &mut result, step.id, StepOutcome::AlreadyDone, Duration::ZERO).await;
+            finish(
+                events,
+                &mut result,
+                step.id,
+                StepOutcome::AlreadyDone,
+                Duration::ZERO,
+            )
+            .await;
             continue;
         }
         if mode == ConfirmMode::EachStep {
-            let _ = events.send(RunEvent::AwaitingConfirm { step: step.id }).await;
+            let _ = events
+                .send(RunEvent::AwaitingConfirm { step: step.id })
+                .await;
             let reply = tokio::select! {
                 r = gate.recv() => r.unwrap_or(GateReply::Abort),
                 _ = cancel.cancelled() => GateReply::Abort,
@@ -61,13 +79,36 @@ pub async fn run<E: StepExecutor>(
             match reply {
                 GateReply::Proceed => {}
                 GateReply::Skip => {
-                    log(events, LogLevel::Warn, format!("step {} skipped by the operator: {}", step.id + 1, step.title)).await;
-                    finish(events, &mut result, step.id, StepOutcome::Skipped, Duration::ZERO).await;
+                    log(
+                        events,
+                        LogLevel::Warn,
+                        format!(
+                            "step {} skipped by the operator: {}",
+                            step.id + 1,
+                            step.title
+                        ),
+                    )
+                    .await;
+                    finish(
+                        events,
+                        &mut result,
+                        step.id,
+                        StepOutcome::Skipped,
+                        Duration::ZERO,
+                    )
+                    .await;
                     continue;
                 }
                 GateReply::Abort => {
                     result.aborted = true;
-                    finish(events, &mut result, step.id, StepOutcome::Aborted, Duration::ZERO).await;
+                    finish(
+                        events,
+                        &mut result,
+                        step.id,
+                        StepOutcome::Aborted,
+                        Duration::ZERO,
+                    )
+                    .await;
                     break;
                 }
             }
@@ -92,7 +133,14 @@ pub async fn run<E: StepExecutor>(
                 tracing::error!("step {} failed: {msg}", step.id + 1);
                 result.failed_step = Some(step.id);
                 result.error = Some(msg.clone());
-                finish(events, &mut result, step.id, StepOutcome::Failed(msg), elapsed).await;
+                finish(
+                    events,
+                    &mut result,
+                    step.id,
+                    StepOutcome::Failed(msg),
+                    elapsed,
+                )
+                .await;
                 break;
             }
         }
@@ -105,7 +153,12 @@ pub async fn run<E: StepExecutor>(
     } else {
         result.error.clone().unwrap_or_default()
     };
-    let _ = events.send(RunEvent::Finished { ok: result.ok, summary }).await;
+    let _ = events
+        .send(RunEvent::Finished {
+            ok: result.ok,
+            summary,
+        })
+        .await;
     result
 }
 
@@ -117,7 +170,13 @@ async fn finish(
     elapsed: Duration,
 ) {
     result.timings.push((step, outcome.clone(), elapsed));
-    let _ = events.send(RunEvent::StepFinished { step, outcome, elapsed }).await;
+    let _ = events
+        .send(RunEvent::StepFinished {
+            step,
+            outcome,
+            elapsed,
+        })
+        .await;
 }
 
 pub async fn log(events: &mpsc::Sender<RunEvent>, level: LogLevel, message: String) {
@@ -181,14 +240,25 @@ mod tests {
         replies: &[GateReply],
         fail_at: Option<StepId>,
     ) -> (RunResult, Vec<StepId>, Vec<RunEvent>) {
-        let fake = Fake { ran: Mutex::new(vec![]), fail_at };
+        let fake = Fake {
+            ran: Mutex::new(vec![]),
+            fail_at,
+        };
         let (gtx, mut grx) = mpsc::channel(16);
         for r in replies {
             gtx.send(*r).await.unwrap();
         }
         drop(gtx);
         let (etx, mut erx) = mpsc::channel(1024);
-        let res = run(&plan(n), &fake, mode, &mut grx, &etx, &CancellationToken::new()).await;
+        let res = run(
+            &plan(n),
+            &fake,
+            mode,
+            &mut grx,
+            &etx,
+            &CancellationToken::new(),
+        )
+        .await;
         drop(etx);
         let mut evs = vec![];
         while let Some(e) = erx.recv().await {
@@ -214,7 +284,11 @@ mod tests {
             None,
         )
         .await;
-        assert_eq!(ran, vec![0], "step 1 skipped, step 2 aborted, step 3 never reached");
+        assert_eq!(
+            ran,
+            vec![0],
+            "step 1 skipped, step 2 aborted, step 3 never reached"
+        );
         assert!(res.aborted && !res.ok);
         let gates: Vec<StepId> = evs
             .iter()
@@ -226,7 +300,11 @@ mod tests {
         assert_eq!(gates, vec![0, 1, 2]);
         assert!(evs.iter().any(|e| matches!(
             e,
-            RunEvent::StepFinished { step: 1, outcome: StepOutcome::Skipped, .. }
+            RunEvent::StepFinished {
+                step: 1,
+                outcome: StepOutcome::Skipped,
+                ..
+            }
         )));
     }
 
@@ -240,7 +318,10 @@ mod tests {
 
     #[tokio::test]
     async fn steps_done_in_an_earlier_run_are_not_run_or_gated() {
-        let fake = Fake { ran: Mutex::new(vec![]), fail_at: None };
+        let fake = Fake {
+            ran: Mutex::new(vec![]),
+            fail_at: None,
+        };
         let mut p = plan(3);
         p.steps[0].already_done = true;
         p.steps[1].already_done = true;
@@ -248,7 +329,15 @@ mod tests {
         gtx.send(GateReply::Proceed).await.unwrap();
         drop(gtx);
         let (etx, mut erx) = mpsc::channel(64);
-        let res = run(&p, &fake, ConfirmMode::EachStep, &mut grx, &etx, &CancellationToken::new()).await;
+        let res = run(
+            &p,
+            &fake,
+            ConfirmMode::EachStep,
+            &mut grx,
+            &etx,
+            &CancellationToken::new(),
+        )
+        .await;
         drop(etx);
         assert!(res.ok);
         assert_eq!(*fake.ran.lock().unwrap(), vec![2]);
@@ -267,6 +356,9 @@ mod tests {
         assert_eq!(ran, vec![0, 1]);
         assert_eq!(res.failed_step, Some(1));
         assert!(res.error.unwrap().contains("boom"));
-        assert!(matches!(evs.last(), Some(RunEvent::Finished { ok: false, .. })));
+        assert!(matches!(
+            evs.last(),
+            Some(RunEvent::Finished { ok: false, .. })
+        ));
     }
 }

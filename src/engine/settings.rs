@@ -24,7 +24,13 @@ impl Names {
     pub fn seed_defaults(here: Option<&str>, there: Option<&str>, dbname: &str) -> Names {
         let clean: String = dbname
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         Names {
             here_db: format!("{}{}", here.unwrap_or("here"), clean),
@@ -57,7 +63,10 @@ impl Names {
             return Err("HERE and THERE need different Bucardo database names".into());
         }
         if ["pushdelta", "fullcopy", "swap", "sync"].contains(&self.sync.as_str()) {
-            return Err(format!("{:?} is reserved by Bucardo; choose another sync name", self.sync));
+            return Err(format!(
+                "{:?} is reserved by Bucardo; choose another sync name",
+                self.sync
+            ));
         }
         Ok(())
     }
@@ -133,13 +142,18 @@ pub fn default_state_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("bucardo-bootstrap");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
     home.join(".local/state/bucardo-bootstrap")
 }
 
 /// A sensible number of copy workers for this machine: one per core, at least 2, at most 8.
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
 }
 
 #[cfg(test)]

@@ -43,7 +43,9 @@ impl SyncStatus {
         let _ = writeln!(
             out,
             "daemon:        {}",
-            self.daemon_pid.map(|p| format!("running (PID {p})")).unwrap_or_else(|| "NOT answering".into())
+            self.daemon_pid
+                .map(|p| format!("running (PID {p})"))
+                .unwrap_or_else(|| "NOT answering".into())
         );
         let _ = writeln!(
             out,
@@ -56,14 +58,25 @@ impl SyncStatus {
             },
             if self.running { ", running now" } else { "" }
         );
-        let _ = writeln!(out, "last good run: {}", self.last_good.as_deref().unwrap_or("none"));
+        let _ = writeln!(
+            out,
+            "last good run: {}",
+            self.last_good.as_deref().unwrap_or("none")
+        );
         let _ = writeln!(
             out,
             "last bad run:  {}{}",
             self.last_bad.as_deref().unwrap_or("none"),
-            self.last_bad_status.as_deref().map(|s| format!(" ({s})")).unwrap_or_default()
+            self.last_bad_status
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
         );
-        let _ = writeln!(out, "conflicts:     {} in the last 24 hours", self.conflicts_24h);
+        let _ = writeln!(
+            out,
+            "conflicts:     {} in the last 24 hours",
+            self.conflicts_24h
+        );
         if self.pending.is_empty() {
             let _ = writeln!(out, "pending:       no delta waiting");
         } else {
@@ -72,19 +85,36 @@ impl SyncStatus {
                 let _ = writeln!(out, "  {side:<6} {table}: {n} deltas");
             }
         }
-        let _ = writeln!(out, "health:        {}", if self.healthy() { "OK" } else { "NEEDS ATTENTION" });
+        let _ = writeln!(
+            out,
+            "health:        {}",
+            if self.healthy() {
+                "OK"
+            } else {
+                "NEEDS ATTENTION"
+            }
+        );
         out
     }
 }
 
 /// Reads everything; a server that cannot be reached is an error naming it.
 pub async fn read(s: &Settings) -> Result<SyncStatus, EngineError> {
-    let control = s.bucardo.control.with_user(&s.bucardo.control.user, s.bucardo.password.clone());
-    let mut st = SyncStatus { daemon_pid: bucardo::daemon_alive(&control, Duration::from_secs(3)).await?, ..Default::default() };
+    let control = s
+        .bucardo
+        .control
+        .with_user(&s.bucardo.control.user, s.bucardo.password.clone());
+    let mut st = SyncStatus {
+        daemon_pid: bucardo::daemon_alive(&control, Duration::from_secs(3)).await?,
+        ..Default::default()
+    };
     let ctl = control.connect(Side::Control).await?;
     let q = |e: tokio_postgres::Error| EngineError::sql(Side::Control, "reading the sync", &e);
     if let Some(r) = ctl
-        .query_opt("SELECT status, autokick FROM bucardo.sync WHERE name = $1", &[&s.names.sync])
+        .query_opt(
+            "SELECT status, autokick FROM bucardo.sync WHERE name = $1",
+            &[&s.names.sync],
+        )
         .await
         .map_err(q)?
     {
@@ -114,7 +144,9 @@ pub async fn read(s: &Settings) -> Result<SyncStatus, EngineError> {
             continue;
         }
         let now = bucardo::server_now(&c, side).await?;
-        for (table, n) in bucardo::pending_before(&c, side, &s.names.sync, &s.names.dbgroup, &now).await? {
+        for (table, n) in
+            bucardo::pending_before(&c, side, &s.names.sync, &s.names.dbgroup, &now).await?
+        {
             st.pending.push((side.to_string(), table, n));
         }
     }

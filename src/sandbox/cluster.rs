@@ -49,7 +49,7 @@ pub fn pg_bindir() -> Result<PathBuf> {
                 continue;
             };
             let bin = entry.path().join("bin");
-            if bin.join("initdb").is_file() && best.as_ref().map_or(true, |(v, _)| version > *v) {
+            if bin.join("initdb").is_file() && best.as_ref().is_none_or(|(v, _)| version > *v) {
                 best = Some((version, bin));
             }
         }

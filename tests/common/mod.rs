@@ -31,7 +31,10 @@ pub fn conn_flags(sb: &Sandbox, tables: &str) -> Vec<String> {
         "--there".into(),
         sb.there.uri("widgets"),
         "--bucardo-db".into(),
-        format!("postgres://bucardo@{}:{}/bucardo", sb.here.host, sb.here.port),
+        format!(
+            "postgres://bucardo@{}:{}/bucardo",
+            sb.here.host, sb.here.port
+        ),
         "--bucardo-piddir".into(),
         sb.piddir.display().to_string(),
         "--bucardo-logdir".into(),
@@ -177,4 +180,3 @@ impl Running {
 pub fn run_to_end(sb: &Sandbox, extra: &[&str]) -> (i32, String) {
     spawn_run(sb, extra).finish()
 }
-
