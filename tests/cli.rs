@@ -1,0 +1,52 @@
+//! The command line without servers: refusals that must come before anything connects.
+
+use std::process::{Command, Stdio};
+
+fn tool() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bucardo-bootstrap"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::null());
+    c
+}
+
+#[test]
+fn run_without_yes_and_without_a_terminal_refuses_instead_of_hanging() {
+    let out = tool()
+        .args([
+            "run",
+            "--here",
+            "postgres://u@127.0.0.1:1/a",
+            "--there",
+            "postgres://u@127.0.0.1:2/a",
+            "--tables",
+            "all",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn missing_table_selection_says_what_to_write() {
+    let out = tool()
+        .args([
+            "plan",
+            "--here",
+            "postgres://u@127.0.0.1:1/a",
+            "--there",
+            "postgres://u@127.0.0.1:2/a",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--tables schema.table") && err.contains("--tables all"),
+        "{err}"
+    );
+}
