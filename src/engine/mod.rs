@@ -1,7 +1,7 @@
 //! The engine: everything that talks to PostgreSQL, Bucardo and the PostgreSQL client tools.
 //!
-//! No UI crate is imported below this module (`grep -rE 'ratatui|crossterm|inquire' src/engine`
-//! prints nothing). Front ends build [`settings::Settings`], ask [`plan::Plan::build`] for the
+//! No UI crate is imported below this module (the terminal, widget and prompt crates belong to
+//! the front ends). Front ends build [`settings::Settings`], ask [`plan::Plan::build`] for the
 //! steps, and drive [`runner::run`], which reports [`event::RunEvent`]s.
 
 pub mod bucardo;

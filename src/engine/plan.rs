@@ -644,7 +644,8 @@ pub fn psql_invocation(spec: &ConnSpec, passfile: &Path, strict: bool) -> Invoca
     Invocation::new(argv).envs(spec.child_env(passfile))
 }
 
-fn command_lines(c: &Command) -> Vec<String> {
+/// The display lines of one command (review, confirm gate).
+pub fn command_lines(c: &Command) -> Vec<String> {
     match c {
         Command::Run(inv) => vec![display_invocation(inv)],
         Command::Pipe(a, b) => vec![

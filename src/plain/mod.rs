@@ -1,1 +1,611 @@
-//! The plain front end: inquire prompts over the same engine, for terminals where a full-screen UI is impractical.
+//! The plain front end (`--plain`): the wizard's flow as inquire prompts, for terminals where a
+//! full-screen UI is impractical. Connections and passwords (only those not already available),
+//! Bucardo's names, a multi-select of the eligible tables, the preflight findings, the review,
+//! then the same runner as the other front ends, with confirm-each-step as a prompt before each
+//! step and progress printed as lines on stderr.
+//!
+//! Runner events are folded into the wizard's own [`RunState`], so the plain mode reports the
+//! same figures and, after an abort or a failure, the same "state of the databases" advice.
+//! Prompts block, so each runs on a blocking thread; none runs while another one is open.
+
+use crate::cli::Draft;
+use crate::engine::catalog::{self, TableInfo};
+use crate::engine::conn::{ConnDefaults, ConnSpec, Side};
+use crate::engine::event::{ConfirmMode, CopyEvent, GateReply, LogLevel, RunEvent, StepOutcome};
+use crate::engine::exec::{self, LiveExecutor};
+use crate::engine::journal::Journal;
+use crate::engine::plan::Plan;
+use crate::engine::preflight::{self, Finding, Severity};
+use crate::engine::runner;
+use crate::engine::secret::Secret;
+use crate::engine::settings::Settings;
+use crate::tui::effects::write_private;
+use crate::tui::screens::run::{RunState, TableStatus};
+use crate::tui::widgets::{fmt_bytes, fmt_count, fmt_duration, fmt_thousands, Ui};
+use inquire::error::InquireError;
+use inquire::{Confirm, MultiSelect, Password, PasswordDisplayMode, Select, Text};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How often a table's copy progress is printed.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+/// The operator left with Esc or Ctrl-C at a prompt.
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled at a prompt")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Runs a blocking inquire prompt off the async runtime.
+async fn ask<T: Send + 'static>(
+    prompt: impl FnOnce() -> Result<T, InquireError> + Send + 'static,
+) -> anyhow::Result<T> {
+    match tokio::task::spawn_blocking(prompt).await? {
+        Ok(v) => Ok(v),
+        Err(InquireError::OperationCanceled | InquireError::OperationInterrupted) => {
+            Err(Cancelled.into())
+        }
+        Err(InquireError::NotTTY) => {
+            anyhow::bail!(
+                "--plain asks questions and needs a terminal; use `run --yes` without one"
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn text(message: &str, default: &str) -> anyhow::Result<String> {
+    let (m, d) = (message.to_string(), default.to_string());
+    ask(move || Text::new(&m).with_default(&d).prompt()).await
+}
+
+async fn confirm(message: &str, default: bool) -> anyhow::Result<bool> {
+    let m = message.to_string();
+    ask(move || Confirm::new(&m).with_default(default).prompt()).await
+}
+
+async fn password(message: &str) -> anyhow::Result<Option<Secret>> {
+    let m = message.to_string();
+    let p = ask(move || {
+        Password::new(&m)
+            .without_confirmation()
+            .with_display_mode(PasswordDisplayMode::Masked)
+            .with_help_message("empty: none (trust or peer authentication)")
+            .prompt()
+    })
+    .await?;
+    Ok((!p.is_empty()).then(|| Secret::new(p)))
+}
+
+/// Whether a password for `uri` is already known (URI, environment value, passfile).
+fn has_password(uri: &str, env: Option<&Secret>, passfile: Option<&std::path::Path>) -> bool {
+    match ConnSpec::parse_uri(uri.trim(), &ConnDefaults::default()) {
+        Ok(mut spec) => {
+            spec.resolve_password(env.map(Secret::expose), passfile);
+            spec.password.is_some()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Asks for the connections, passwords and names until the draft validates.
+async fn connections(draft: &mut Draft) -> anyhow::Result<Settings> {
+    loop {
+        draft.here = text("HERE, the live database:", &draft.here).await?;
+        draft.there = text("THERE, the new database:", &draft.there).await?;
+        draft.bucardo_db = text("Bucardo's control database:", &draft.bucardo_db).await?;
+        if !has_password(
+            &draft.here,
+            draft.pg_password.as_ref(),
+            draft.passfile.as_deref(),
+        ) {
+            draft.pg_password =
+                password("Superuser password for HERE and THERE (PGPASSWORD):").await?;
+        }
+        if !has_password(
+            &draft.bucardo_db,
+            draft.bucardo_password.as_ref(),
+            draft.passfile.as_deref(),
+        ) {
+            draft.bucardo_password = password("Password of Bucardo's role (BUCARDOPASS):").await?;
+        }
+        let names = format!(
+            "Keep Bucardo's names (databases {} and {}, relgroup {}, dbgroup {}, sync {})?",
+            draft.here_name, draft.there_name, draft.relgroup, draft.dbgroup, draft.sync
+        );
+        if !confirm(&names, true).await? {
+            draft.here_name = text("Bucardo's name for HERE:", &draft.here_name).await?;
+            draft.there_name = text("Bucardo's name for THERE:", &draft.there_name).await?;
+            draft.relgroup = text("Relgroup:", &draft.relgroup).await?;
+            draft.dbgroup = text("Dbgroup:", &draft.dbgroup).await?;
+            draft.sync = text("Sync:", &draft.sync).await?;
+        }
+        let mut d = draft.clone();
+        if d.tables.trim().is_empty() {
+            d.tables = "all".into();
+        }
+        match d.build() {
+            Ok(s) => return Ok(s),
+            Err(e) => eprintln!("✗ {e}\n  Let's go through the settings again."),
+        }
+    }
+}
+
+/// Lists HERE's tables, says which cannot be replicated and why, and asks which to bootstrap.
+async fn choose_tables(s: &Settings, draft: &Draft) -> anyhow::Result<Vec<TableInfo>> {
+    let here = s
+        .here
+        .connect(Side::Here)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    let all = catalog::list_tables(&here, Side::Here, None)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    let (eligible, ineligible): (Vec<TableInfo>, Vec<TableInfo>) =
+        all.into_iter().partition(TableInfo::is_eligible);
+    for t in &ineligible {
+        eprintln!(
+            "  ✗ {} cannot be replicated: {}",
+            t.name,
+            t.eligibility().err().unwrap_or_default()
+        );
+    }
+    if eligible.is_empty() {
+        anyhow::bail!("HERE has no table that Bucardo can replicate");
+    }
+    let wanted = match draft.tables.trim() {
+        "" | "all" => None,
+        list => crate::engine::ident::parse_table_list(list).ok(),
+    };
+    let defaults: Vec<usize> = eligible
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| wanted.as_ref().is_none_or(|w| w.contains(&t.name)))
+        .map(|(i, _)| i)
+        .collect();
+    let labels: Vec<String> = eligible.iter().map(table_label).collect();
+    let chosen = ask(move || {
+        MultiSelect::new(
+            "Tables to bootstrap (space toggles, → all, ← none, type to filter):",
+            labels,
+        )
+        .with_default(&defaults)
+        .with_page_size(15)
+        .raw_prompt()
+    })
+    .await?;
+    Ok(chosen
+        .into_iter()
+        .map(|o| eligible[o.index].clone())
+        .collect())
+}
+
+/// `public.orders  (about 60.0k rows, 14.1 MB)`.
+pub fn table_label(t: &TableInfo) -> String {
+    format!(
+        "{}  (about {} rows, {})",
+        t.name,
+        fmt_count(t.est_rows.max(0) as u64),
+        fmt_bytes(t.total_bytes.max(0) as u64)
+    )
+}
+
+/// The findings as lines, grouped as the wizard groups them.
+pub fn findings_text(findings: &[Finding]) -> String {
+    let mut groups: Vec<(&str, Vec<&Finding>)> = Vec::new();
+    for f in findings {
+        match groups.iter_mut().find(|(g, _)| *g == f.group) {
+            Some((_, v)) => v.push(f),
+            None => groups.push((&f.group, vec![f])),
+        }
+    }
+    let mut out = String::new();
+    for (g, list) in groups {
+        out.push_str(&format!("{g}\n"));
+        for f in list {
+            let sym = match f.severity {
+                Severity::Pass => "✓",
+                Severity::Warn => "!",
+                Severity::Fail => "✗",
+            };
+            out.push_str(&format!("  {sym} {}: {}\n", f.check, f.message));
+            if let Some(fix) = &f.fix {
+                out.push_str(&format!("      fix: {fix}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// The gate: what is about to run, then Proceed, Skip or Abort.
+pub fn gate_text(run: &RunState, step: usize) -> String {
+    let Some(s) = run.steps.get(step) else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\nStep {} of {}: {}\n  {}\n",
+        s.id + 1,
+        run.steps.len(),
+        s.title,
+        s.why
+    );
+    for c in &s.commands {
+        out.push_str(&format!("    {c}\n"));
+    }
+    out
+}
+
+/// The line printed for an event, if any; `last_print` throttles copy progress per table.
+pub fn event_line(
+    run: &RunState,
+    ev: &RunEvent,
+    last_print: &mut Vec<(String, Duration)>,
+) -> Option<String> {
+    let n = run.steps.len();
+    let title = |id: usize| {
+        run.steps
+            .get(id)
+            .map(|s| s.title.clone())
+            .unwrap_or_default()
+    };
+    let now = run.ui.now;
+    match ev {
+        RunEvent::StepStarted { step } => Some(format!("[{}/{n}] {} ...", step + 1, title(*step))),
+        RunEvent::StepFinished {
+            step,
+            outcome,
+            elapsed,
+        } => Some(match outcome {
+            StepOutcome::Done => format!(
+                "[{}/{n}] {} done in {}",
+                step + 1,
+                title(*step),
+                fmt_duration(*elapsed)
+            ),
+            StepOutcome::AlreadyDone => format!(
+                "[{}/{n}] {} was done by an earlier run",
+                step + 1,
+                title(*step)
+            ),
+            StepOutcome::Skipped => format!("[{}/{n}] {} skipped", step + 1, title(*step)),
+            StepOutcome::Aborted => format!("[{}/{n}] {} aborted", step + 1, title(*step)),
+            StepOutcome::Failed(e) => format!("[{}/{n}] {} FAILED: {e}", step + 1, title(*step)),
+        }),
+        RunEvent::Copy(CopyEvent::Advanced { table, .. }) => {
+            let key = table.to_string();
+            let due = match last_print.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, at)) if now.saturating_sub(*at) < PROGRESS_EVERY => false,
+                Some((_, at)) => {
+                    *at = now;
+                    true
+                }
+                None => {
+                    last_print.push((key, now));
+                    true
+                }
+            };
+            let p = run.tables.iter().find(|p| &p.table == table)?;
+            due.then(|| {
+                let mut line = format!(
+                    "    {table}: {}/{} rows ({:.0}%), {}",
+                    fmt_count(p.rows),
+                    fmt_count(p.est_rows.max(0) as u64),
+                    p.ratio() * 100.0,
+                    fmt_bytes(p.bytes)
+                );
+                if let Some(r) = p.rate(now) {
+                    line.push_str(&format!(", {}/s", fmt_bytes(r as u64)));
+                }
+                if let Some(e) = p.eta(now) {
+                    line.push_str(&format!(", ETA {}", fmt_duration(e)));
+                }
+                line
+            })
+        }
+        RunEvent::Copy(CopyEvent::TableFinished {
+            table,
+            rows,
+            bytes,
+            elapsed,
+        }) => Some(format!(
+            "    {table}: {} rows, {} in {}",
+            fmt_thousands(i64::try_from(*rows).unwrap_or(i64::MAX)),
+            fmt_bytes(*bytes),
+            fmt_duration(*elapsed)
+        )),
+        RunEvent::Copy(CopyEvent::TableFailed { table, error }) => {
+            Some(format!("    {table}: FAILED: {error}"))
+        }
+        RunEvent::Verified(v) => Some(format!(
+            "    {}: {} (HERE {} rows, THERE {} rows)",
+            v.table,
+            if v.matches {
+                "identical"
+            } else if v.changing {
+                "still changing"
+            } else {
+                "DIFFERENT"
+            },
+            fmt_thousands(v.here_rows),
+            fmt_thousands(v.there_rows)
+        )),
+        RunEvent::Log {
+            level: LogLevel::Warn,
+            message,
+        } => Some(format!("    warning: {message}")),
+        RunEvent::Log {
+            level: LogLevel::Error,
+            message,
+        } => Some(format!("    error: {message}")),
+        _ => None,
+    }
+}
+
+async fn gate_prompt(text: String) -> GateReply {
+    eprint!("{text}");
+    let options = vec!["Proceed", "Skip this step", "Abort the run"];
+    match ask(move || Select::new("Run this step?", options).prompt()).await {
+        Ok("Proceed") => GateReply::Proceed,
+        Ok("Skip this step") => GateReply::Skip,
+        _ => GateReply::Abort,
+    }
+}
+
+/// Drives the runner, printing progress and asking at each gate.
+async fn run_plan(plan: Plan, settings: Settings, mode: ConfirmMode) -> anyhow::Result<u8> {
+    let journal = Journal::open(&settings.state_dir(), &plan.fingerprint)
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    let executor =
+        LiveExecutor::new(settings.clone(), journal).map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    let started = Instant::now();
+    let mut state = RunState::new(&plan, mode, &settings.names.sync, Ui::default());
+    let (etx, mut erx) = mpsc::channel::<RunEvent>(1024);
+    let (gtx, mut grx) = mpsc::channel::<GateReply>(1);
+    let cancel = CancellationToken::new();
+    let ctrl_c = cancel.clone();
+    let interrupt = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping at a safe point...");
+            ctrl_c.cancel();
+        }
+    });
+    let runner_cancel = cancel.clone();
+    let runner = tokio::spawn(async move {
+        runner::run(&plan, &executor, mode, &mut grx, &etx, &runner_cancel).await
+    });
+    let mut last_print = Vec::new();
+    while let Some(ev) = erx.recv().await {
+        state.ui.now = started.elapsed();
+        let gate = match &ev {
+            RunEvent::AwaitingConfirm { step } => Some(*step),
+            _ => None,
+        };
+        state.apply(ev.clone());
+        if let Some(line) = event_line(&state, &ev, &mut last_print) {
+            eprintln!("{line}");
+        }
+        if let Some(step) = gate {
+            let reply = gate_prompt(gate_text(&state, step)).await;
+            if reply == GateReply::Abort {
+                state.aborting = true;
+            }
+            let _ = gtx.send(reply).await;
+        }
+    }
+    interrupt.abort();
+    let result = runner.await?;
+    state.result = Some(result.clone());
+    let stopped: Vec<String> = state
+        .tables
+        .iter()
+        .filter(|p| p.status == TableStatus::Stopped)
+        .map(|p| p.table.to_string())
+        .collect();
+    if !stopped.is_empty() {
+        eprintln!("    stopped while copying: {}", stopped.join(", "));
+    }
+    if result.ok {
+        eprintln!(
+            "\n✓ Bootstrap complete in {}. {}",
+            fmt_duration(started.elapsed()),
+            state.db_state()
+        );
+        eprintln!(
+            "  Watch it: bucardo-bootstrap status (same flags), or bucardo status {}",
+            settings.names.sync
+        );
+        Ok(0)
+    } else {
+        let head = if result.aborted {
+            "Aborted".to_string()
+        } else {
+            format!("Failed: {}", result.error.unwrap_or_default())
+        };
+        eprintln!("\n✗ {head}\n  {}", state.db_state());
+        Ok(if result.aborted { 130 } else { 1 })
+    }
+}
+
+/// The plain flow; returns the exit status (0 done, 1 failed or declined, 130 aborted).
+pub async fn run(mut draft: Draft) -> anyhow::Result<u8> {
+    let (_guard, log_path) = crate::logging::init(&PathBuf::from(&draft.log_dir), "plain")?;
+    eprintln!(
+        "bucardo-bootstrap (plain prompts) · log: {}",
+        log_path.display()
+    );
+    match flow(&mut draft).await {
+        Err(e) if e.is::<Cancelled>() => {
+            eprintln!("cancelled; nothing was changed after the last completed step");
+            Ok(1)
+        }
+        other => other,
+    }
+}
+
+async fn flow(draft: &mut Draft) -> anyhow::Result<u8> {
+    let mut settings = connections(draft).await?;
+    let tables = loop {
+        let tables = choose_tables(&settings, draft).await?;
+        if tables.is_empty() {
+            eprintln!("✗ choose at least one table");
+            continue;
+        }
+        break tables;
+    };
+    draft.tables = tables
+        .iter()
+        .map(|t| t.name.sql())
+        .collect::<Vec<_>>()
+        .join(",");
+    settings = draft.build().map_err(anyhow::Error::msg)?;
+    loop {
+        eprintln!("\nPreflight checks…");
+        let findings = preflight::run(&settings, Some(&tables)).await;
+        eprint!("{}", findings_text(&findings));
+        if !preflight::has_fail(&findings) {
+            break;
+        }
+        if !confirm(
+            "Some checks fail and block the bootstrap. Fix them, then run the checks again?",
+            true,
+        )
+        .await?
+        {
+            return Ok(1);
+        }
+    }
+    eprintln!("\nBuilding the plan…");
+    let (plan, _journal) = exec::prepare(&settings, false)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    eprint!("\n{}", plan.review_text());
+    loop {
+        let options = vec![
+            "Run, confirming each step",
+            "Run every step automatically",
+            "Save the bash script",
+            "Save a plan file (run --config)",
+            "Quit without changing anything",
+        ];
+        let choice = ask(move || Select::new("What now?", options).prompt()).await?;
+        let dir = settings.state_dir();
+        match choice {
+            "Run, confirming each step" => {
+                return run_plan(plan, settings, ConfirmMode::EachStep).await
+            }
+            "Run every step automatically" => {
+                return run_plan(plan, settings, ConfirmMode::Automatic).await
+            }
+            "Save the bash script" => {
+                let path = dir.join(format!("bootstrap-{}.sh", plan.fingerprint));
+                write_private(&path, &plan.script(&settings)).map_err(anyhow::Error::msg)?;
+                eprintln!("✓ script saved (0600): {}", path.display());
+            }
+            "Save a plan file (run --config)" => {
+                let path = dir.join(format!("plan-{}.toml", plan.fingerprint));
+                write_private(&path, &crate::planfile::save(&settings)?)
+                    .map_err(anyhow::Error::msg)?;
+                eprintln!(
+                    "✓ plan file saved: {} (replay: bucardo-bootstrap run --config FILE)",
+                    path.display()
+                );
+            }
+            _ => return Ok(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::ident::TableName;
+    use crate::engine::plan::{Step, StepKind};
+
+    fn plan() -> Plan {
+        let step = |id: usize, kind, title: &str| Step {
+            id,
+            kind,
+            title: title.into(),
+            why: "because".into(),
+            commands: vec![crate::engine::plan::Command::Internal("copy it".into())],
+            already_done: false,
+        };
+        let mut t = TableInfo {
+            name: TableName::new("public", "orders"),
+            est_rows: 1000,
+            total_bytes: 1 << 20,
+            ..Default::default()
+        };
+        t.key_kind = crate::engine::catalog::KeyKind::Primary;
+        Plan {
+            steps: vec![
+                step(0, StepKind::AddSync, "Create the sync"),
+                step(1, StepKind::CopyData, "Copy the data"),
+            ],
+            tables: vec![t],
+            excluded: vec![],
+            fingerprint: "f".into(),
+        }
+    }
+
+    #[test]
+    fn progress_lines_are_throttled_per_table_and_gates_show_the_commands() {
+        let p = plan();
+        let mut run = RunState::new(&p, ConfirmMode::EachStep, "mysync", Ui::default());
+        let orders = TableName::new("public", "orders");
+        let mut seen = Vec::new();
+        let mut lines = Vec::new();
+        for (secs, rows) in [(0, 100), (1, 100), (4, 100)] {
+            run.ui.now = Duration::from_secs(secs);
+            let ev = RunEvent::Copy(CopyEvent::Advanced {
+                table: orders.clone(),
+                rows,
+                bytes: 1000,
+            });
+            run.apply(ev.clone());
+            lines.push(event_line(&run, &ev, &mut seen));
+        }
+        assert!(
+            lines[0]
+                .as_deref()
+                .is_some_and(|l| l.contains("100/1.0k rows")),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].is_none(),
+            "a second line within {PROGRESS_EVERY:?} is held back"
+        );
+        assert!(
+            lines[2]
+                .as_deref()
+                .is_some_and(|l| l.contains("300/1.0k rows (30%)")),
+            "{lines:?}"
+        );
+        let gate = gate_text(&run, 1);
+        assert!(
+            gate.contains("Step 2 of 2: Copy the data") && gate.contains("# copy it"),
+            "{gate}"
+        );
+    }
+
+    #[test]
+    fn findings_are_grouped_with_fixes() {
+        let f = vec![
+            Finding::pass("HERE", "connect", "ok"),
+            Finding::fail("THERE", "connect", "refused", Some("start it".into())),
+            Finding::warn("HERE", "wal", "low", None),
+        ];
+        assert_eq!(
+            findings_text(&f),
+            "HERE\n  ✓ connect: ok\n  ! wal: low\nTHERE\n  ✗ connect: refused\n      fix: start it\n"
+        );
+    }
+}

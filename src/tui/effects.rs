@@ -1,0 +1,249 @@
+//! Performs the [`Effect`]s that `update` asks for: each one becomes a spawned tokio task that
+//! talks to the engine and reports back with a [`Msg`] on the wizard's bounded channel. The only
+//! long-lived thing here is the handle of a running bootstrap (its gate sender and cancellation
+//! token), which `GateReply` and `Abort` use.
+
+use crate::engine::catalog;
+use crate::engine::conn::{ConnSpec, Side};
+use crate::engine::event::{GateReply, LogLevel, RunEvent};
+use crate::engine::exec::{self, LiveExecutor};
+use crate::engine::journal::Journal;
+use crate::engine::preflight;
+use crate::engine::runner::{self, RunResult};
+use crate::engine::settings::Settings;
+use crate::tui::app::{Effect, Msg, SaveKind};
+use crate::tui::screens::connect::TestState;
+use crate::tui::screens::done::Health;
+use std::path::{Path, PathBuf};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Runner events in flight between the runner and the wizard's channel.
+const RUN_EVENT_CAPACITY: usize = 1024;
+
+struct RunControl {
+    gate: mpsc::Sender<GateReply>,
+    cancel: CancellationToken,
+}
+
+pub struct Effects {
+    tx: mpsc::Sender<Msg>,
+    run: Option<RunControl>,
+}
+
+impl Effects {
+    pub fn new(tx: mpsc::Sender<Msg>) -> Effects {
+        Effects { tx, run: None }
+    }
+
+    /// Starts the effect; returns `true` when it asks the event loop to stop.
+    pub fn perform(&mut self, effect: Effect) -> bool {
+        let tx = self.tx.clone();
+        match effect {
+            Effect::TestConnection {
+                side,
+                spec,
+                fallback,
+                seq,
+            } => {
+                tokio::spawn(async move {
+                    let result = test_connection(side, &spec, fallback.as_deref()).await;
+                    tracing::info!("connection test, {side}: {result:?}");
+                    let _ = tx.send(Msg::ConnTested { side, seq, result }).await;
+                });
+            }
+            Effect::LoadTables(s) => {
+                tokio::spawn(async move {
+                    let result = async {
+                        let here = s.here.connect(Side::Here).await?;
+                        catalog::list_tables(&here, Side::Here, None).await
+                    }
+                    .await
+                    .map_err(|e| e.one_line());
+                    let _ = tx.send(Msg::TablesLoaded(result)).await;
+                });
+            }
+            Effect::RunPreflight { settings, tables } => {
+                tokio::spawn(async move {
+                    let findings = preflight::run(&settings, tables.as_deref()).await;
+                    let _ = tx.send(Msg::PreflightDone(findings)).await;
+                });
+            }
+            Effect::BuildPlan(s) => {
+                tokio::spawn(async move {
+                    // The journal is opened again when the run starts; here only the plan counts.
+                    let result = exec::prepare(&s, false)
+                        .await
+                        .map(|(plan, _journal)| Box::new(plan))
+                        .map_err(|e| e.one_line());
+                    let _ = tx.send(Msg::PlanBuilt(result)).await;
+                });
+            }
+            Effect::SaveScript { path, contents } => save(tx, SaveKind::Script, path, contents),
+            Effect::SavePlanFile { path, contents } => save(tx, SaveKind::PlanFile, path, contents),
+            Effect::StartRun {
+                plan,
+                settings,
+                mode,
+            } => {
+                let (gate_tx, mut gate_rx) = mpsc::channel(8);
+                let cancel = CancellationToken::new();
+                self.run = Some(RunControl {
+                    gate: gate_tx,
+                    cancel: cancel.clone(),
+                });
+                tokio::spawn(async move {
+                    let executor = match Journal::open(&settings.state_dir(), &plan.fingerprint)
+                        .and_then(|journal| LiveExecutor::new(*settings, journal))
+                    {
+                        Ok(e) => e,
+                        Err(e) => {
+                            let msg = e.one_line();
+                            for ev in [
+                                RunEvent::Log {
+                                    level: LogLevel::Error,
+                                    message: msg.clone(),
+                                },
+                                RunEvent::Finished {
+                                    ok: false,
+                                    summary: msg.clone(),
+                                },
+                            ] {
+                                let _ = tx.send(Msg::Run(ev)).await;
+                            }
+                            let result = RunResult {
+                                ok: false,
+                                aborted: false,
+                                failed_step: None,
+                                error: Some(msg),
+                                timings: vec![],
+                            };
+                            let _ = tx.send(Msg::RunEnded(result)).await;
+                            return;
+                        }
+                    };
+                    let (ev_tx, mut ev_rx) = mpsc::channel(RUN_EVENT_CAPACITY);
+                    let fwd_tx = tx.clone();
+                    let forward = tokio::spawn(async move {
+                        while let Some(ev) = ev_rx.recv().await {
+                            if fwd_tx.send(Msg::Run(ev)).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    let result =
+                        runner::run(&plan, &executor, mode, &mut gate_rx, &ev_tx, &cancel).await;
+                    drop(ev_tx);
+                    let _ = forward.await;
+                    let _ = tx.send(Msg::RunEnded(result)).await;
+                });
+            }
+            Effect::GateReply(reply) => {
+                if let Some(run) = &self.run {
+                    if run.gate.try_send(reply).is_err() {
+                        tracing::warn!("the runner did not take the gate reply {reply:?}");
+                    }
+                }
+            }
+            Effect::Abort => {
+                if let Some(run) = &self.run {
+                    tracing::warn!("abort requested by the operator");
+                    run.cancel.cancel();
+                }
+            }
+            Effect::RefreshHealth(s) => {
+                tokio::spawn(async move {
+                    let result = health(&s).await;
+                    let _ = tx.send(Msg::Health(result)).await;
+                });
+            }
+            Effect::Quit => return true,
+        }
+        false
+    }
+}
+
+/// `15.6` from `15.6 (Debian 15.6-0+deb12u1)`.
+fn short_version(v: &str) -> &str {
+    v.split_whitespace().next().unwrap_or(v)
+}
+
+async fn server(side: Side, spec: &ConnSpec) -> Result<catalog::ServerInfo, String> {
+    let client = spec.connect(side).await.map_err(|e| e.one_line())?;
+    catalog::server_info(&client, side)
+        .await
+        .map_err(|e| e.one_line())
+}
+
+/// Connects as a run would and reports the server version, or the exact error. When that fails
+/// but `fallback` answers, the server is up and the error is shown as a warning: THERE's database
+/// and Bucardo's role and database are created by the plan.
+pub async fn test_connection(
+    side: Side,
+    spec: &ConnSpec,
+    fallback: Option<&ConnSpec>,
+) -> TestState {
+    let error = match server(side, spec).await {
+        Ok(info) => {
+            let role = if info.is_superuser {
+                "superuser"
+            } else {
+                "not a superuser"
+            };
+            return TestState::Ok(format!(
+                "PostgreSQL {} · connected as {} ({role})",
+                short_version(&info.version),
+                spec.user
+            ));
+        }
+        Err(e) => e,
+    };
+    match fallback {
+        Some(f) => match server(side, f).await {
+            Ok(info) => TestState::Warn(format!(
+                "PostgreSQL {} is up (as {} on {}); the plan creates the rest. Now: {error}",
+                short_version(&info.version),
+                f.user,
+                f.dbname
+            )),
+            Err(_) => TestState::Failed(error),
+        },
+        None => TestState::Failed(error),
+    }
+}
+
+fn save(tx: mpsc::Sender<Msg>, what: SaveKind, path: PathBuf, contents: String) {
+    tokio::spawn(async move {
+        let result =
+            tokio::task::spawn_blocking(move || write_private(&path, &contents).map(|()| path))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        let _ = tx.send(Msg::Saved { what, result }).await;
+    });
+}
+
+/// Writes `contents` to `path` with mode 0600 (also when the file existed).
+pub fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        exec::private_dir(dir).map_err(|e| e.one_line())?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    f.write_all(contents.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// Reads the sync's health with the engine's `status` module.
+pub async fn health(s: &Settings) -> Result<Health, String> {
+    crate::engine::status::read(s)
+        .await
+        .map_err(|e| e.one_line())
+}

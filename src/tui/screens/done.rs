@@ -1,0 +1,421 @@
+//! The Done screen: how the run ended and what state the databases are in, the verification
+//! verdict per table, the time each phase took, where the log is, what to do next, and a live
+//! view of the sync's health (last good run, pending deltas, conflicts) refreshed every few
+//! seconds while the screen is open.
+
+use crate::engine::event::TableVerdict;
+use crate::engine::plan::StepKind;
+use crate::engine::status::SyncStatus;
+use crate::tui::screens::run::{RunState, StepState};
+use crate::tui::theme;
+use crate::tui::widgets::{fit, fmt_duration, fmt_thousands, spinner, truncate, wrap, Ui};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Widget};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often the health view reads Bucardo's state.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The sync's health as last read, by the engine's `status` module.
+pub type Health = SyncStatus;
+
+#[derive(Clone, Debug, Default)]
+pub struct DoneState {
+    pub ui: Ui,
+    pub ok: bool,
+    pub headline: String,
+    pub db_state: String,
+    pub verdicts: Vec<TableVerdict>,
+    /// Phase name and the time its steps took, in run order.
+    pub phases: Vec<(String, Duration)>,
+    pub total: Duration,
+    pub log_path: Option<PathBuf>,
+    pub sync: String,
+    /// A sync exists, so there is health to watch.
+    pub watch: bool,
+    pub health: Option<Result<Health, String>>,
+    pub health_checked_at: Option<Duration>,
+    pub health_requested_at: Option<Duration>,
+    pub health_pending: bool,
+}
+
+fn phase_of(kind: StepKind) -> &'static str {
+    match kind {
+        StepKind::CopyRoles | StepKind::CreateDatabase | StepKind::CopySchema => "Prepare THERE",
+        StepKind::BucardoRole
+        | StepKind::InstallBucardo
+        | StepKind::StartDaemon
+        | StepKind::AddDatabases
+        | StepKind::AddTables
+        | StepKind::AddDbgroup
+        | StepKind::AddSync => "Set up Bucardo",
+        StepKind::CopyData | StepKind::Sequences => "Copy the data",
+        StepKind::Enable | StepKind::Drain => "Go live",
+        StepKind::Verify => "Verify",
+    }
+}
+
+impl DoneState {
+    pub fn from_run(run: &RunState, log_path: Option<PathBuf>, ui: Ui) -> DoneState {
+        let ok = run.finished.as_ref().is_some_and(|f| f.ok);
+        let aborted = run.aborting || run.result.as_ref().is_some_and(|r| r.aborted);
+        let summary = run
+            .finished
+            .as_ref()
+            .map(|f| f.summary.clone())
+            .unwrap_or_default();
+        let headline = if ok {
+            format!("{} Bootstrap complete: {summary}", theme::OK)
+        } else if aborted {
+            format!("{} Aborted by the operator", theme::ABORTED)
+        } else {
+            let at = run
+                .failed_step()
+                .map(|s| format!(" at step {} ({})", s.id + 1, s.title))
+                .unwrap_or_default();
+            format!("{} The bootstrap failed{at}: {summary}", theme::FAIL)
+        };
+        let mut phases: Vec<(String, Duration)> = Vec::new();
+        for s in &run.steps {
+            let Some(e) = s.elapsed else { continue };
+            if matches!(s.state, StepState::Skipped | StepState::Pending) {
+                continue;
+            }
+            let name = phase_of(s.kind);
+            match phases.iter_mut().find(|(p, _)| p == name) {
+                Some((_, d)) => *d += e,
+                None => phases.push((name.to_string(), e)),
+            }
+        }
+        let watch = run.steps.iter().any(|s| {
+            s.kind == StepKind::AddSync
+                && matches!(s.state, StepState::Done | StepState::AlreadyDone)
+        });
+        DoneState {
+            ui,
+            ok,
+            headline,
+            db_state: run.db_state(),
+            verdicts: run.verdicts.clone(),
+            total: phases.iter().map(|(_, d)| *d).sum(),
+            phases,
+            log_path,
+            sync: run.sync.clone(),
+            watch,
+            health: None,
+            health_checked_at: None,
+            health_requested_at: None,
+            health_pending: false,
+        }
+    }
+
+    /// Whether a health read is due at `now`: none in flight, and the last one is
+    /// [`HEALTH_INTERVAL`] old.
+    pub fn health_due(&self, now: Duration) -> bool {
+        self.watch
+            && !self.health_pending
+            && self
+                .health_checked_at
+                .is_none_or(|t| now.saturating_sub(t) >= HEALTH_INTERVAL)
+    }
+
+    fn verdict_lines(&self, w: usize) -> Vec<Line<'static>> {
+        let t = self.ui.theme;
+        if self.verdicts.is_empty() {
+            return vec![Line::styled("no table was verified", t.dim())];
+        }
+        // The verdict column only when the table name keeps 24 columns.
+        let verdict_w = w.saturating_sub(2 + 10 + 10 + 2 + 24).min(20);
+        let wide = verdict_w >= 9;
+        let name_w = w
+            .saturating_sub(2 + 10 + 10 + if wide { verdict_w + 2 } else { 0 })
+            .max(8);
+        let mut out = vec![Line::styled(
+            format!(
+                "  {}{:>10}{:>10}{}",
+                fit("table", name_w),
+                "HERE",
+                "THERE",
+                if wide { "  verdict" } else { "" }
+            ),
+            t.bold(),
+        )];
+        for v in &self.verdicts {
+            let (sym, style, word) = if v.matches {
+                let word = if v.in_flight > 0 && verdict_w >= 20 {
+                    format!("same ({} in flight)", v.in_flight)
+                } else {
+                    "identical".into()
+                };
+                (theme::OK, t.ok(), word)
+            } else if v.changing {
+                (theme::WARN, t.warn(), "still changing".to_string())
+            } else {
+                (theme::FAIL, t.fail(), "DIFFERENT".to_string())
+            };
+            let mut spans = vec![
+                Span::styled(format!("{sym} "), style),
+                Span::raw(format!(
+                    "{}{:>10}{:>10}",
+                    fit(&v.table.to_string(), name_w),
+                    fmt_thousands(v.here_rows),
+                    fmt_thousands(v.there_rows)
+                )),
+            ];
+            if wide {
+                spans.push(Span::styled(
+                    format!("  {}", truncate(&word, verdict_w)),
+                    style,
+                ));
+            }
+            out.push(Line::from(spans));
+        }
+        out
+    }
+
+    fn phase_lines(&self, w: usize) -> Vec<Line<'static>> {
+        let t = self.ui.theme;
+        let mut out: Vec<Line> = self
+            .phases
+            .iter()
+            .map(|(p, d)| {
+                Line::raw(format!(
+                    "{}{:>10}",
+                    fit(p, w.saturating_sub(10)),
+                    fmt_duration(*d)
+                ))
+            })
+            .collect();
+        out.push(Line::styled(
+            format!(
+                "{}{:>10}",
+                fit("Total", w.saturating_sub(10)),
+                fmt_duration(self.total)
+            ),
+            t.bold(),
+        ));
+        out
+    }
+
+    fn health_lines(&self, w: usize) -> Vec<Line<'static>> {
+        let t = self.ui.theme;
+        if !self.watch {
+            return vec![Line::styled(
+                "no sync was created: nothing to watch",
+                t.dim(),
+            )];
+        }
+        let h = match &self.health {
+            None => {
+                return vec![Line::from(vec![
+                    Span::styled(format!("{} ", spinner(self.ui.now)), t.accent()),
+                    Span::raw("reading the sync's state…"),
+                ])]
+            }
+            Some(Err(e)) => {
+                return wrap(
+                    &format!("{} cannot read the sync's health: {e}", theme::FAIL),
+                    w,
+                )
+                .into_iter()
+                .map(|l| Line::styled(l, t.fail()))
+                .collect()
+            }
+            Some(Ok(h)) => h,
+        };
+        let row = |k: &str, (v, style): (String, Style)| {
+            Line::from(vec![
+                Span::raw(fit(k, 15)),
+                Span::styled(truncate(&v, w.saturating_sub(15)), style),
+            ])
+        };
+        let ok = |v: String| (format!("{} {v}", theme::OK), t.ok());
+        let warn = |v: String| (format!("{} {v}", theme::WARN), t.warn());
+        let bad = |v: String| (format!("{} {v}", theme::FAIL), t.fail());
+        let stamp = |s: &str| s.chars().take(19).collect::<String>();
+        let mut out = vec![
+            row(
+                "daemon",
+                match h.daemon_pid {
+                    Some(pid) => ok(format!("answers (pid {pid})")),
+                    None => bad("does not answer a ping".into()),
+                },
+            ),
+            row(
+                "sync",
+                match (h.sync_state.as_deref(), h.autokick) {
+                    (Some("active"), Some(true)) => ok(format!(
+                        "active, autokick on{}",
+                        if h.running { ", running now" } else { "" }
+                    )),
+                    (Some(state), kick) => warn(format!(
+                        "{state}, autokick {}",
+                        if kick == Some(true) { "on" } else { "off" }
+                    )),
+                    (None, _) => bad("does not exist".into()),
+                },
+            ),
+            row(
+                "last good run",
+                match &h.last_good {
+                    Some(g) => ok(stamp(g)),
+                    None => warn("none yet".into()),
+                },
+            ),
+        ];
+        if let Some(b) = &h.last_bad {
+            let status = h.last_bad_status.clone().unwrap_or_default();
+            out.push(row("last bad run", bad(format!("{} {status}", stamp(b)))));
+        }
+        out.push(row(
+            "conflicts 24 h",
+            match h.conflicts_24h {
+                0 => ok("0".into()),
+                n => warn(format!("{n}, settled by the conflict strategy")),
+            },
+        ));
+        for side in ["HERE", "THERE"] {
+            let list: Vec<String> = h
+                .pending
+                .iter()
+                .filter(|(s, _, _)| s == side)
+                .map(|(_, table, n)| format!("{table} ({n})"))
+                .collect();
+            let value = if list.is_empty() {
+                ok("none".into())
+            } else {
+                warn(list.join(", "))
+            };
+            out.push(row(&format!("pending {side}"), value));
+        }
+        if let Some(at) = self.health_checked_at {
+            let ago = self.ui.now.saturating_sub(at).as_secs();
+            let verdict = if h.healthy() {
+                "healthy"
+            } else {
+                "needs a look"
+            };
+            out.push(Line::styled(
+                format!(
+                    "{verdict} · checked {ago} s ago · every {} s · r: now",
+                    HEALTH_INTERVAL.as_secs()
+                ),
+                t.dim(),
+            ));
+        }
+        out
+    }
+
+    fn next_lines(&self, w: usize) -> Vec<Line<'static>> {
+        let t = self.ui.theme;
+        let mut items: Vec<String> = if self.ok {
+            vec![
+                format!(
+                    "Watch it: bucardo-bootstrap status (same flags) or bucardo status {}",
+                    self.sync
+                ),
+                "Compare any time: bucardo-bootstrap verify (same flags)".into(),
+                "Both sides take writes now: move clients to THERE when ready".into(),
+            ]
+        } else {
+            vec!["Read the log, fix the cause, then run the wizard again".into()]
+        };
+        if let Some(p) = &self.log_path {
+            items.push(format!("Log: {}", p.display()));
+        }
+        items
+            .iter()
+            .flat_map(|i| wrap(&format!("• {i}"), w))
+            .map(|l| {
+                if l.starts_with("• Log:") {
+                    Line::styled(l, t.accent())
+                } else {
+                    Line::raw(l)
+                }
+            })
+            .collect()
+    }
+}
+
+impl Widget for &DoneState {
+    /// ```text
+    ///  ✓ Bootstrap complete: …
+    ///  what state the databases are in
+    /// ┌ Verification ─────────────┐┌ Sync health ───────────────┐
+    /// │✓ public.orders 60,000 …   ││last good run ✓ 2025-…      │
+    /// └───────────────────────────┘└────────────────────────────┘
+    /// ┌ Time per phase ───────────┐┌ Next ──────────────────────┐
+    /// └───────────────────────────┘└────────────────────────────┘
+    /// ```
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let t = self.ui.theme;
+        let w = area.width as usize;
+        let mut head: Vec<Line> = wrap(&self.headline, w)
+            .into_iter()
+            .take(2)
+            .map(|l| {
+                Line::styled(
+                    l,
+                    if self.ok {
+                        t.ok().patch(t.bold())
+                    } else {
+                        t.fail()
+                    },
+                )
+            })
+            .collect();
+        head.extend(wrap(&self.db_state, w).into_iter().take(3).map(Line::raw));
+        let [head_area, cols] =
+            Layout::vertical([Constraint::Length(head.len() as u16), Constraint::Min(4)])
+                .areas(area);
+        Paragraph::new(head).render(head_area, buf);
+
+        let [left, right] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(cols);
+        let lw = left.width.saturating_sub(2) as usize;
+        let rw = right.width.saturating_sub(2) as usize;
+        let phases = self.phase_lines(lw);
+        let [verify_area, phase_area] = Layout::vertical([
+            Constraint::Min(3),
+            Constraint::Length((phases.len() as u16 + 2).min(left.height / 2)),
+        ])
+        .areas(left);
+        let title = |s: &str| Span::styled(format!(" {s} "), t.bold());
+        Paragraph::new(self.verdict_lines(lw))
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(title("Verification")),
+            )
+            .render(verify_area, buf);
+        Paragraph::new(phases)
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(title("Time per phase")),
+            )
+            .render(phase_area, buf);
+
+        let health = self.health_lines(rw);
+        let [health_area, next_area] = Layout::vertical([
+            Constraint::Length((health.len() as u16 + 2).min(right.height.saturating_sub(4))),
+            Constraint::Min(3),
+        ])
+        .areas(right);
+        Paragraph::new(health)
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(title(&format!("Sync {} health", self.sync))),
+            )
+            .render(health_area, buf);
+        Paragraph::new(self.next_lines(rw))
+            .block(Block::default().borders(Borders::ALL).title(title("Next")))
+            .render(next_area, buf);
+    }
+}

@@ -1,0 +1,362 @@
+//! The Tables screen: a filterable, sortable checklist of HERE's tables with schema, name,
+//! estimated rows, size and key. Ineligible tables are listed but cannot be checked; the reason
+//! (from [`TableInfo::eligibility`]) is shown for the highlighted row.
+
+use crate::engine::catalog::{KeyKind, TableInfo};
+use crate::engine::ident::parse_table_list;
+use crate::tui::theme;
+use crate::tui::widgets::{fit, fmt_bytes, fmt_count, spinner, truncate, wrap, LineEdit, Ui};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Widget};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SortBy {
+    #[default]
+    Name,
+    /// Largest first.
+    Size,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TablesState {
+    pub ui: Ui,
+    pub loading: bool,
+    pub error: Option<String>,
+    pub all: Vec<TableInfo>,
+    pub checked: Vec<bool>,
+    pub filter: String,
+    /// Set while `/` is typing into the filter.
+    pub filter_edit: Option<LineEdit>,
+    pub sort: SortBy,
+    /// Index into [`TablesState::visible`].
+    pub cursor: usize,
+}
+
+impl TablesState {
+    /// Loads the catalog and checks what `draft_tables` names (`all` or empty: every eligible).
+    pub fn set_tables(&mut self, all: Vec<TableInfo>, draft_tables: &str) {
+        let wanted = match draft_tables.trim() {
+            "" | "all" => None,
+            list => parse_table_list(list).ok(),
+        };
+        self.checked = all
+            .iter()
+            .map(|t| t.is_eligible() && wanted.as_ref().is_none_or(|w| w.contains(&t.name)))
+            .collect();
+        self.all = all;
+        self.loading = false;
+        self.error = None;
+        self.cursor = 0;
+    }
+
+    /// Indexes into `all` of the rows shown, filtered and sorted.
+    pub fn visible(&self) -> Vec<usize> {
+        let needle = self.filter.to_lowercase();
+        let mut v: Vec<usize> = (0..self.all.len())
+            .filter(|i| {
+                needle.is_empty() || self.all[*i].name.raw().to_lowercase().contains(&needle)
+            })
+            .collect();
+        match self.sort {
+            SortBy::Name => v.sort_by(|a, b| self.all[*a].name.cmp(&self.all[*b].name)),
+            SortBy::Size => v.sort_by(|a, b| {
+                self.all[*b]
+                    .total_bytes
+                    .cmp(&self.all[*a].total_bytes)
+                    .then(self.all[*a].name.cmp(&self.all[*b].name))
+            }),
+        }
+        v
+    }
+
+    pub fn highlighted(&self) -> Option<usize> {
+        self.visible().get(self.cursor).copied()
+    }
+
+    pub fn move_cursor(&mut self, delta: isize) {
+        let n = self.visible().len();
+        if n == 0 {
+            self.cursor = 0;
+            return;
+        }
+        self.cursor = (self.cursor as isize + delta).clamp(0, n as isize - 1) as usize;
+    }
+
+    /// Toggles the highlighted table; ineligible ones stay unchecked. Returns whether it changed.
+    pub fn toggle(&mut self) -> bool {
+        match self.highlighted() {
+            Some(i) if self.all[i].is_eligible() => {
+                self.checked[i] = !self.checked[i];
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Checks every eligible table shown.
+    pub fn select_all(&mut self) {
+        for i in self.visible() {
+            if self.all[i].is_eligible() {
+                self.checked[i] = true;
+            }
+        }
+    }
+
+    /// Inverts the selection of the eligible tables shown.
+    pub fn invert(&mut self) {
+        for i in self.visible() {
+            if self.all[i].is_eligible() {
+                self.checked[i] = !self.checked[i];
+            }
+        }
+    }
+
+    pub fn set_filter(&mut self, f: &str) {
+        self.filter = f.to_string();
+        self.cursor = 0;
+    }
+
+    pub fn toggle_sort(&mut self) {
+        self.sort = match self.sort {
+            SortBy::Name => SortBy::Size,
+            SortBy::Size => SortBy::Name,
+        };
+        self.cursor = 0;
+    }
+
+    pub fn selection(&self) -> Vec<&TableInfo> {
+        self.all
+            .iter()
+            .zip(&self.checked)
+            .filter(|(_, c)| **c)
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    /// The selection as a `--tables` value.
+    pub fn selection_arg(&self) -> String {
+        self.selection()
+            .iter()
+            .map(|t| t.name.sql())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn key_text(t: &TableInfo) -> String {
+        match t.key_kind {
+            KeyKind::Primary => format!("PK ({})", t.key_columns.join(", ")),
+            KeyKind::Unique => format!("unique ({})", t.key_columns.join(", ")),
+            KeyKind::None => "none".into(),
+        }
+    }
+
+    fn detail(&self, width: usize) -> Vec<Line<'static>> {
+        let th = self.ui.theme;
+        let Some(i) = self.highlighted() else {
+            return vec![Line::styled("no table matches the filter", th.dim())];
+        };
+        let t = &self.all[i];
+        let mut out = Vec::new();
+        match t.eligibility() {
+            Err(why) => {
+                for (n, piece) in wrap(
+                    &format!("cannot be replicated: {why}"),
+                    width.saturating_sub(2),
+                )
+                .into_iter()
+                .enumerate()
+                {
+                    let lead = if n == 0 {
+                        format!("{} ", theme::FAIL)
+                    } else {
+                        "  ".into()
+                    };
+                    out.push(Line::from(vec![
+                        Span::styled(lead, th.fail()),
+                        Span::raw(piece.trim_start().to_string()),
+                    ]));
+                }
+            }
+            Ok(()) => {
+                let mut facts = vec![format!("key {}", Self::key_text(t))];
+                if !t.sequences.is_empty() {
+                    let seqs: Vec<String> =
+                        t.sequences.iter().map(|s| s.sequence.to_string()).collect();
+                    facts.push(format!("sequences {}", seqs.join(", ")));
+                }
+                if !t.fk_out.is_empty() {
+                    facts.push(format!(
+                        "references {}",
+                        t.fk_out
+                            .iter()
+                            .map(|n| n.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                if !t.user_triggers.is_empty() {
+                    facts.push(format!("triggers {}", t.user_triggers.join(", ")));
+                }
+                let text = format!("{} can be replicated: {}", t.name, facts.join("; "));
+                for (n, piece) in wrap(&text, width.saturating_sub(2)).into_iter().enumerate() {
+                    let lead = if n == 0 {
+                        format!("{} ", theme::OK)
+                    } else {
+                        "  ".into()
+                    };
+                    out.push(Line::from(vec![
+                        Span::styled(lead, th.ok()),
+                        Span::raw(piece.trim_start().to_string()),
+                    ]));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Widget for &TablesState {
+    /// ```text
+    /// ┌ Tables: 5 of 7 selected · about 125.0k rows · 30.1 MB ─────────┐
+    /// │    schema    name              est. rows      size  key         │
+    /// │▶ [x] public  orders               60.0k   12.1 MB  PK (id)      │
+    /// │  [-] public  audit_log             8.0k    1.1 MB  none         │
+    /// └─────────────────────────────────────────────────────────────────┘
+    /// ┌ public.audit_log ───────────────────────────────────────────────┐
+    /// │✗ cannot be replicated: no primary key …                         │
+    /// └─────────────────────────────────────────────────────────────────┘
+    ///  /filter  sort: name
+    /// ```
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let th = self.ui.theme;
+        if self.loading || self.error.is_some() {
+            let line = match &self.error {
+                Some(e) => Line::from(vec![
+                    Span::styled(format!("{} ", theme::FAIL), th.fail()),
+                    Span::raw(format!("cannot list HERE's tables: {e} (r: try again)")),
+                ]),
+                None => Line::from(vec![
+                    Span::styled(format!("{} ", spinner(self.ui.now)), th.accent()),
+                    Span::raw("reading HERE's catalog…"),
+                ]),
+            };
+            Paragraph::new(line)
+                .wrap(ratatui::widgets::Wrap { trim: false })
+                .block(Block::default().borders(Borders::ALL).title(" Tables "))
+                .render(area, buf);
+            return;
+        }
+        let inner_w = area.width.saturating_sub(2) as usize;
+        let detail = self.detail(inner_w);
+        let [list_area, detail_area, filter_area] = Layout::vertical([
+            Constraint::Min(4),
+            Constraint::Length(detail.len().min(4) as u16 + 2),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+
+        let sel = self.selection();
+        let rows_sum: i64 = sel.iter().map(|t| t.est_rows).sum();
+        let bytes_sum: i64 = sel.iter().map(|t| t.total_bytes).sum();
+        let title = format!(
+            " Tables: {} of {} selected · about {} rows · {} ",
+            sel.len(),
+            self.all.len(),
+            fmt_count(rows_sum.max(0) as u64),
+            fmt_bytes(bytes_sum.max(0) as u64)
+        );
+        // Columns: marker 2, box 4, schema, name (the rest), rows 10, size 10, key 14.
+        let schema_w = 12.min(inner_w / 6);
+        let key_w = if inner_w >= 100 { 22 } else { 13 };
+        let name_w = inner_w
+            .saturating_sub(2 + 4 + schema_w + 1 + 1 + 10 + 10 + 2 + key_w)
+            .max(8);
+        let header = format!(
+            "      {} {} {:>10}{:>10}  {}",
+            fit("schema", schema_w),
+            fit("name", name_w),
+            "est. rows",
+            "size",
+            "key"
+        );
+        let mut lines = vec![Line::styled(header, th.bold())];
+        let rows = list_area.height.saturating_sub(3) as usize;
+        let visible = self.visible();
+        let first = (self.cursor + 1).saturating_sub(rows.max(1));
+        for (pos, i) in visible.iter().enumerate().skip(first).take(rows) {
+            let t = &self.all[*i];
+            let focused = pos == self.cursor;
+            let eligible = t.is_eligible();
+            let boxed = if !eligible {
+                "[-] "
+            } else if self.checked[*i] {
+                "[x] "
+            } else {
+                "[ ] "
+            };
+            let row = format!(
+                "{boxed}{} {} {:>10}{:>10}  {}",
+                fit(&t.name.schema, schema_w),
+                fit(&t.name.name, name_w),
+                fmt_count(t.est_rows.max(0) as u64),
+                fmt_bytes(t.total_bytes.max(0) as u64),
+                truncate(&TablesState::key_text(t), key_w)
+            );
+            let mut style = if eligible { Style::new() } else { th.dim() };
+            if focused {
+                style = style.patch(th.selected());
+            }
+            lines.push(Line::from(vec![
+                Span::styled(if focused { "▶ " } else { "  " }, th.accent()),
+                Span::styled(row, style),
+            ]));
+        }
+        if visible.is_empty() {
+            lines.push(Line::styled(
+                format!("  no table name contains {:?}", self.filter),
+                th.dim(),
+            ));
+        }
+        let more = visible.len().saturating_sub(first + rows);
+        let bottom = if more > 0 {
+            format!(" ↓ {more} more ")
+        } else {
+            String::new()
+        };
+        Paragraph::new(lines)
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(Span::styled(title, th.bold()))
+                    .title_bottom(Line::from(bottom).right_aligned()),
+            )
+            .render(list_area, buf);
+
+        let detail_title = self
+            .highlighted()
+            .map(|i| format!(" {} ", self.all[i].name))
+            .unwrap_or_default();
+        Paragraph::new(detail.into_iter().take(4).collect::<Vec<_>>())
+            .block(Block::default().borders(Borders::ALL).title(detail_title))
+            .render(detail_area, buf);
+
+        let sort = match self.sort {
+            SortBy::Name => "name",
+            SortBy::Size => "size, largest first",
+        };
+        let mut spans = vec![Span::raw(" filter ")];
+        match &self.filter_edit {
+            Some(edit) => {
+                spans.push(Span::styled("/", th.accent()));
+                spans.extend(edit.line(&edit.text, 30, th).spans);
+            }
+            None if self.filter.is_empty() => spans.push(Span::styled("(none: press /)", th.dim())),
+            None => spans.push(Span::styled(format!("/{}", self.filter), th.accent())),
+        }
+        spans.push(Span::raw(format!("   sort: {sort}")));
+        Paragraph::new(Line::from(spans)).render(filter_area, buf);
+    }
+}
