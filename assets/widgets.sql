@@ -81,7 +81,7 @@ CREATE TABLE public.audit_log (
 );
 
 INSERT INTO public.foo (name, value, updated_at)
-SELECT 'foo ' || i, (i * 7919) % 1000, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 minute'
+SELECT 'foo ' || i, (i::bigint * 7919) % 1000, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 minute'
 FROM generate_series(1, 10000 * :scale) AS i;
 
 INSERT INTO public.bar (foo_id, label, qty)
@@ -92,7 +92,7 @@ INSERT INTO public.customers (email, name, country, balance, profile, notes, cre
 SELECT 'customer' || i || '@example.com',
        (ARRAY['Ada', 'Zoë', 'O''Brien', 'José', 'Émile', '李雷'])[1 + i % 6] || ' ' || i,
        (ARRAY['US', 'FR', 'DE', 'JP', 'BR', 'IE'])[1 + i % 6],
-       round(((i * 37) % 100000) / 100.0, 2),
+       round(((i::bigint * 37) % 100000) / 100.0, 2),
        jsonb_build_object('tier', (ARRAY['free', 'pro', 'enterprise'])[1 + i % 3],
                           'tags', jsonb_build_array('t' || i % 5, 't' || i % 7),
                           'newsletter', i % 2 = 0),
@@ -102,9 +102,9 @@ SELECT 'customer' || i || '@example.com',
 FROM generate_series(1, 10000 * :scale) AS i;
 
 INSERT INTO public.orders (customer_id, status, total, items, comment, placed_at, shipped_at)
-SELECT 1 + (i * 13) % (10000 * :scale),
+SELECT 1 + (i::bigint * 13) % (10000 * :scale),
        (ARRAY['new', 'paid', 'shipped', 'cancelled'])[1 + i % 4],
-       round(((i * 7919) % 50000) / 100.0 + 1, 2),
+       round(((i::bigint * 7919) % 50000) / 100.0 + 1, 2),
        jsonb_build_array(jsonb_build_object('sku', 'W-' || i % 500, 'qty', 1 + i % 4)),
        CASE WHEN i % 7 = 0 THEN 'gift wrap; deliver after 6pm' END,
        timestamptz '2023-01-01 00:00:00+00' + i * interval '5 minutes',
