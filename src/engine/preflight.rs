@@ -533,9 +533,17 @@ async fn here_privileges(
             "SELECT 'SELECT on ' || t::regclass::text, format('GRANT SELECT ON %s TO %I;', t::regclass, current_user)
                FROM unnest($1::oid[]) AS t WHERE NOT has_table_privilege(t, 'SELECT')
              UNION ALL
-             SELECT 'ownership of sequence ' || q::text,
-                    format('ALTER SEQUENCE %s OWNER TO %I;', q, current_user)
-               FROM unnest($2::text[]) AS n, LATERAL (SELECT n::regclass AS q) x
+             SELECT 'ownership of sequence ' || q::text
+                    || coalesce(' (it goes with table ' || owner::text || ')', ''),
+                    CASE WHEN owner IS NULL
+                         THEN format('ALTER SEQUENCE %s OWNER TO %I;', q, current_user)
+                         ELSE format('ALTER TABLE %s OWNER TO %I;', owner, current_user) END
+               FROM unnest($2::text[]) AS n,
+                    LATERAL (SELECT n::regclass AS q) x,
+                    LATERAL (SELECT (SELECT d.refobjid::regclass FROM pg_depend d
+                                      WHERE d.classid = 'pg_class'::regclass AND d.objid = x.q
+                                        AND d.refclassid = 'pg_class'::regclass
+                                        AND d.deptype IN ('a', 'i') LIMIT 1) AS owner) y
               WHERE $3 AND NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = q), 'USAGE')",
             &[&oids, &seqs, &(s.sequences == SequenceMode::Interleave)],
         )
@@ -784,14 +792,25 @@ async fn there_checks(s: &Settings, opts: &Options) -> ThereOut {
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1),
                     (SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user),
-                    coalesce((SELECT has_database_privilege(oid, 'CREATE') FROM pg_database WHERE datname = $1), false),
-                    CASE WHEN current_setting('server_version_num')::int >= 150000
-                         THEN has_parameter_privilege('session_replication_role', 'SET') END",
+                    coalesce((SELECT has_database_privilege(oid, 'CREATE') FROM pg_database WHERE datname = $1), false)",
             &[db],
         )
         .await;
+    // GRANT SET ON PARAMETER (and the function that checks it) came with PostgreSQL 15.
+    let set_srr = if info.version_num >= 150000 {
+        admin
+            .query_one(
+                "SELECT has_parameter_privilege('session_replication_role', 'SET')",
+                &[],
+            )
+            .await
+            .map(|r| Some(r.get::<_, bool>(0)))
+    } else {
+        Ok(None)
+    };
+    let facts = facts.and_then(|r| set_srr.map(|p| (r, p)));
     let (exists, createdb, create_on_db, set_srr): (bool, bool, bool, Option<bool>) = match facts {
-        Ok(r) => (r.get(0), r.get(1), r.get(2), r.get(3)),
+        Ok((r, p)) => (r.get(0), r.get(1), r.get(2), p),
         Err(e) => {
             let e = EngineError::sql(Side::There, "reading THERE's database and privileges", &e);
             o.findings.push(sql_failure(THERE, "database", &e));
@@ -1054,13 +1073,7 @@ async fn bucardo_checks(s: &Settings, opts: &Options) -> Vec<Finding> {
         .control
         .with_user(&s.bucardo.control.user, Some(password));
     let cli = BucardoCli::from_settings(s);
-    let command = |cmd: &BucardoCmd| {
-        cli.argv(cmd)
-            .iter()
-            .map(|w| shell_word(w))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let command = |cmd: &BucardoCmd| command_line(&cli, cmd);
     let installed = match open(&control, Side::Control).await {
         Ok(c) => match installed_version(&c).await {
             Ok(Some(v)) => {
@@ -1079,7 +1092,7 @@ async fn bucardo_checks(s: &Settings, opts: &Options) -> Vec<Finding> {
                         ));
                     }
                 }
-                out.extend(taken_names(s, &c, &command).await);
+                out.extend(taken_names(s, &c, &cli).await);
                 true
             }
             Ok(None) => {
@@ -1129,6 +1142,15 @@ async fn bucardo_checks(s: &Settings, opts: &Options) -> Vec<Finding> {
         )),
     }
     out
+}
+
+/// A Bucardo command as one line for a shell.
+fn command_line(cli: &BucardoCli, cmd: &BucardoCmd) -> String {
+    cli.argv(cmd)
+        .iter()
+        .map(|w| shell_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Finds the CLI and its version (`bucardo --version` prints `bucardo version 5.6.0`).
@@ -1223,11 +1245,7 @@ async fn installed_version(c: &Client) -> Result<Option<String>, EngineError> {
 }
 
 /// Bucardo names the bootstrap would create that exist already.
-async fn taken_names(
-    s: &Settings,
-    c: &Client,
-    command: &dyn Fn(&BucardoCmd) -> String,
-) -> Vec<Finding> {
+async fn taken_names(s: &Settings, c: &Client, cli: &BucardoCli) -> Vec<Finding> {
     let taken = match bucardo::existing_names(c, s).await {
         Ok(t) => t,
         Err(e) => return vec![sql_failure(BUCARDO, "names", &e)],
@@ -1261,7 +1279,7 @@ async fn taken_names(
                 format!(
                     "Bucardo already has a {kind} named {name}: pick another with {other}, or remove it (after whatever uses it)"
                 ),
-                Some(command(&cmd)),
+                Some(command_line(cli, &cmd)),
             )
         })
         .collect()
@@ -1368,68 +1386,65 @@ async fn role_missing(s: &Settings) -> Option<bool> {
 
 /// A directory that exists and is writable, or can be created under one that is.
 fn directory_finding(group: &str, what: &str, dir: &Path) -> Vec<Finding> {
-    let mkdir = format!(
-        "mkdir -p {} && chmod 700 {}",
-        shell_word(&dir.display().to_string()),
-        shell_word(&dir.display().to_string())
-    );
-    if dir.exists() {
+    let d = shell_word(&dir.display().to_string());
+    let finding = if dir.exists() {
         if !dir.is_dir() {
-            return vec![Finding::fail(
+            Finding::fail(
                 group,
                 what,
                 format!("{} is not a directory", dir.display()),
                 None,
-            )];
-        }
-        if writable(dir) {
-            return vec![Finding::pass(
+            )
+        } else if writable(dir) {
+            Finding::pass(group, what, format!("{} is writable", dir.display()))
+        } else {
+            Finding::fail(
                 group,
                 what,
-                format!("{} is writable", dir.display()),
-            )];
+                format!("{} is not writable by this user", dir.display()),
+                Some(format!("sudo chown \"$(id -un)\" {d}")),
+            )
         }
-        return vec![Finding::fail(
-            group,
-            what,
-            format!("{} is not writable by this user", dir.display()),
-            Some(format!(
-                "sudo chown \"$(id -un)\" {}",
-                shell_word(&dir.display().to_string())
-            )),
-        )];
-    }
-    let ancestor = dir.ancestors().skip(1).find(|a| a.exists());
-    match ancestor {
-        Some(a) if a.is_dir() && writable(a) => vec![Finding::pass(
-            group,
-            what,
-            format!(
-                "{} does not exist yet; it can be created under {}",
-                dir.display(),
-                a.display()
+    } else {
+        match dir.ancestors().skip(1).find(|a| a.exists()) {
+            Some(a) if !a.is_dir() => Finding::fail(
+                group,
+                what,
+                format!(
+                    "{} cannot be created: {} is a file",
+                    dir.display(),
+                    a.display()
+                ),
+                None,
             ),
-        )],
-        Some(a) => vec![Finding::fail(
-            group,
-            what,
-            format!(
-                "{} does not exist and {} is not writable by this user",
-                dir.display(),
-                a.display()
+            Some(a) if writable(a) => Finding::pass(
+                group,
+                what,
+                format!(
+                    "{} does not exist yet; it can be created under {}",
+                    dir.display(),
+                    a.display()
+                ),
             ),
-            Some(format!(
-                "sudo {mkdir} && sudo chown \"$(id -un)\" {}",
-                shell_word(&dir.display().to_string())
-            )),
-        )],
-        None => vec![Finding::fail(
-            group,
-            what,
-            format!("{} cannot be created", dir.display()),
-            Some(mkdir),
-        )],
-    }
+            Some(a) => Finding::fail(
+                group,
+                what,
+                format!(
+                    "{} does not exist and {} is not writable by this user",
+                    dir.display(),
+                    a.display()
+                ),
+                Some(format!("sudo install -d -m 700 -o \"$(id -un)\" {d}")),
+            ),
+            None => Finding::fail(
+                group,
+                what,
+                format!("{} cannot be created", dir.display()),
+                None,
+            ),
+        }
+    };
+    vec![finding]
 }
 
 fn writable(dir: &Path) -> bool {
@@ -1673,4 +1688,11 @@ mod tests {
         );
         assert!(text.ends_with("1 fail, 0 warn, 1 pass\n"));
     }
+}
+
+/// Front ends spawn preflight on the runtime: its future must be `Send`.
+#[allow(dead_code)]
+fn run_is_send(s: &Settings) {
+    fn send<T: Send>(_: T) {}
+    send(run(s, None));
 }
