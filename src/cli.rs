@@ -45,6 +45,11 @@ pub enum Cmd {
         #[arg(long)]
         restart: bool,
     },
+    /// Run every preflight check and print the findings with their fixes; exit 0 when none fails.
+    Check {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// Print the steps and exact commands, secrets masked.
     Plan {
         #[command(flatten)]

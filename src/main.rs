@@ -6,6 +6,7 @@ use bucardo_bootstrap::cli::{Cli, Cmd, ConnArgs, Draft};
 use bucardo_bootstrap::engine::conn::ProcessEnv;
 use bucardo_bootstrap::engine::event::StepOutcome;
 use bucardo_bootstrap::engine::exec::{self, LiveExecutor};
+use bucardo_bootstrap::engine::preflight;
 use bucardo_bootstrap::engine::settings::Settings;
 use bucardo_bootstrap::engine::verify::VerifyMode;
 use bucardo_bootstrap::{headless, logging};
@@ -56,9 +57,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             };
             run(s, yes, restart).await
         }
+        Some(Cmd::Check { conn }) => {
+            let s = settings(&conn.merged(&cli.conn))?;
+            let (_guard, _) = logging::init(&s.log_dir, "check")?;
+            Ok(preflight::check_command(&s).await)
+        }
         Some(Cmd::Plan { conn, script, save }) => {
             let s = settings(&conn.merged(&cli.conn))?;
             let (_guard, _) = logging::init(&s.log_dir, "plan")?;
+            if !preflight_passes(&s, false).await? {
+                return Ok(1);
+            }
             let (plan, _journal) = exec::prepare(&s, false)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.one_line()))?;
@@ -126,6 +135,9 @@ async fn run(s: Settings, yes: bool, restart: bool) -> anyhow::Result<u8> {
             return Ok(1);
         }
     }
+    if !preflight_passes(&s, restart).await? {
+        return Ok(1);
+    }
     let (plan, journal) = exec::prepare(&s, restart)
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
@@ -166,6 +178,32 @@ async fn run(s: Settings, yes: bool, restart: bool) -> anyhow::Result<u8> {
         eprintln!("Fix the cause and run the same command again to resume, or `bucardo-bootstrap cleanup` with the same flags to undo. Log: {}", log_path.display());
         Ok(1)
     }
+}
+
+/// Preflight before anything changes. A plan that an earlier run started (its journal has
+/// records) passed preflight then, and now legitimately has Bucardo names taken and rows on THERE,
+/// so only a fresh plan is checked. Prints failures (and warnings) to stderr.
+async fn preflight_passes(s: &Settings, restart: bool) -> anyhow::Result<bool> {
+    if !restart
+        && exec::resuming(s)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.one_line()))?
+    {
+        return Ok(true);
+    }
+    let findings = preflight::run(s, None).await;
+    if preflight::has_fail(&findings) {
+        eprint!("{}", preflight::render(&findings));
+        eprintln!("preflight failed: nothing was changed. Fix the failures above and run again.");
+        return Ok(false);
+    }
+    for f in findings
+        .iter()
+        .filter(|f| f.severity == preflight::Severity::Warn)
+    {
+        eprintln!("warning: {}: {}", f.check, f.message);
+    }
+    Ok(true)
 }
 
 async fn verify(s: &Settings, mode: VerifyMode) -> anyhow::Result<u8> {

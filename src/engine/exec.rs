@@ -1510,6 +1510,13 @@ pub async fn probe(
     Ok(f)
 }
 
+/// Whether an earlier run of this plan left records in its journal (a rerun resumes).
+pub async fn resuming(s: &Settings) -> Result<bool, EngineError> {
+    let here = s.here.connect(Side::Here).await?;
+    let (tables, _) = resolve_tables(s, &here).await?;
+    Ok(!Journal::open(&s.state_dir(), &plan::fingerprint(s, &tables))?.is_empty())
+}
+
 /// Prepares everything for `run`/`plan`: resolves tables, opens the journal (discarding it with
 /// `restart`), probes, builds the plan and marks what an earlier run finished.
 pub async fn prepare(s: &Settings, restart: bool) -> Result<(Plan, Journal), EngineError> {
