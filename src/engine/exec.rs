@@ -581,14 +581,7 @@ impl LiveExecutor {
         }
         let there = s.there.connect(Side::There).await?;
         for t in &todo {
-            let has_rows: bool = there
-                .query_one(
-                    format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.name.sql()).as_str(),
-                    &[],
-                )
-                .await
-                .map_err(|e| EngineError::sql(Side::There, format!("looking into {}", t.name), &e))?
-                .get(0);
+            let has_rows = has_rows(&there, Side::There, &t.name).await?;
             if has_rows {
                 // Rows of an interrupted copy: empty the table and copy it again under the new
                 // snapshot. Replica mode keeps Bucardo's truncate trigger from logging this.
@@ -1455,14 +1448,7 @@ pub async fn probe(
         .await?;
         let mut nonempty = Vec::new();
         for t in &existing {
-            let has_rows: bool = there
-                .query_one(
-                    format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.name.sql()).as_str(),
-                    &[],
-                )
-                .await
-                .map_err(|e| EngineError::sql(Side::There, format!("looking into {}", t.name), &e))?
-                .get(0);
+            let has_rows = has_rows(&there, Side::There, &t.name).await?;
             if has_rows {
                 nonempty.push(t.name.to_string());
             }
@@ -1508,6 +1494,21 @@ pub async fn probe(
         }
     }
     Ok(f)
+}
+
+/// Whether a table holds any row.
+async fn has_rows(
+    c: &tokio_postgres::Client,
+    side: Side,
+    t: &TableName,
+) -> Result<bool, EngineError> {
+    c.query_one(
+        format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.sql()).as_str(),
+        &[],
+    )
+    .await
+    .map(|r| r.get(0))
+    .map_err(|e| EngineError::sql(side, format!("looking into {t}"), &e))
 }
 
 /// Whether an earlier run of this plan left records in its journal (a rerun resumes).

@@ -9,16 +9,27 @@ use crate::engine::error::EngineError;
 use crate::engine::ident::quote_ident;
 use tokio_postgres::Client;
 
-/// Count and checksum of a table. Generated columns are left out: they follow from the rest.
-pub fn checksum_sql(t: &TableInfo) -> String {
-    let cols = t
-        .copy_columns()
+/// The copied columns of `t` as `t."a", t."b"`, for `ROW(...)`. Generated columns are left out:
+/// they follow from the rest.
+fn row_columns(t: &TableInfo) -> String {
+    t.copy_columns()
         .iter()
         .map(|c| format!("t.{}", quote_ident(&c.name)))
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+/// `count:sum` of the first 64 bits of each row's md5: order-independent, no sort needed.
+fn count_and_sum(cols: &str) -> String {
+    format!("count(*) || ':' || coalesce(sum(('x' || substr(md5(ROW({cols})::text), 1, 16))::bit(64)::bigint::numeric), 0)")
+}
+
+/// Count and checksum of a table.
+pub fn checksum_sql(t: &TableInfo) -> String {
+    let cols = row_columns(t);
     format!(
-        "SELECT count(*) || ':' || coalesce(sum(('x' || substr(md5(ROW({cols})::text), 1, 16))::bit(64)::bigint::numeric), 0) FROM ONLY {} t",
+        "SELECT {} FROM ONLY {} t",
+        count_and_sum(&cols),
         t.name.sql()
     )
 }
@@ -171,14 +182,10 @@ pub async fn bucket_sums(
     t: &TableInfo,
     skip: &[String],
 ) -> Result<Vec<(i32, String)>, EngineError> {
-    let cols = t
-        .copy_columns()
-        .iter()
-        .map(|c| format!("t.{}", quote_ident(&c.name)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = row_columns(t);
     let sql = format!(
-        "SELECT {b} AS bucket, count(*) || ':' || sum(('x' || substr(md5(ROW({cols})::text), 1, 16))::bit(64)::bigint::numeric) FROM ONLY {tn} t WHERE NOT ({k}::text = ANY($1::text[])) GROUP BY 1 ORDER BY 1",
+        "SELECT {b} AS bucket, {sum} FROM ONLY {tn} t WHERE NOT ({k}::text = ANY($1::text[])) GROUP BY 1 ORDER BY 1",
+        sum = count_and_sum(&cols),
         b = bucket_expr(t),
         tn = t.name.sql(),
         k = key_row(t, "t"),
@@ -198,12 +205,7 @@ pub async fn bucket_rows(
     bucket: i32,
     skip: &[String],
 ) -> Result<Vec<(String, String)>, EngineError> {
-    let cols = t
-        .copy_columns()
-        .iter()
-        .map(|c| format!("t.{}", quote_ident(&c.name)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = row_columns(t);
     let sql = format!(
         "SELECT {k}::text, md5(ROW({cols})::text) FROM ONLY {tn} t WHERE {b} = $1 AND NOT ({k}::text = ANY($2::text[])) ORDER BY 1",
         k = key_row(t, "t"),
