@@ -231,8 +231,9 @@ async fn read_clock(c: &Client, local: fn() -> f64) -> Option<ClockReading> {
             offset: server - (t0 + t1) / 2.0,
             uncertainty: (t1 - t0) / 2.0,
         };
-        if best.map_or(true, |b| r.uncertainty < b.uncertainty) {
-            best = Some(r);
+        match best {
+            Some(b) if b.uncertainty <= r.uncertainty => {}
+            _ => best = Some(r),
         }
     }
     best
@@ -1610,6 +1611,13 @@ fn tool_findings(tools: &[Tool], here: Option<i32>, there: Option<i32>) -> Vec<F
     out
 }
 
+/// Front ends spawn preflight on the runtime: its future must be `Send`.
+#[allow(dead_code)]
+fn run_is_send(s: &Settings) {
+    fn send<T: Send>(_: T) {}
+    send(run(s, None));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1688,11 +1696,4 @@ mod tests {
         );
         assert!(text.ends_with("1 fail, 0 warn, 1 pass\n"));
     }
-}
-
-/// Front ends spawn preflight on the runtime: its future must be `Send`.
-#[allow(dead_code)]
-fn run_is_send(s: &Settings) {
-    fn send<T: Send>(_: T) {}
-    send(run(s, None));
 }

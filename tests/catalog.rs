@@ -1,0 +1,206 @@
+//! The catalog against the zoo (`assets/zoo.sql`) on a real cluster: every trap is reported with
+//! the right trait, and eligibility gives the reason and the fix.
+
+mod zoo;
+
+use bucardo_bootstrap::engine::catalog::{list_tables, server_info, KeyKind, TableInfo};
+use bucardo_bootstrap::engine::conn::Side;
+use bucardo_bootstrap::engine::ident::TableName;
+
+fn find<'a>(all: &'a [TableInfo], schema: &str, name: &str) -> &'a TableInfo {
+    all.iter()
+        .find(|t| t.name == TableName::new(schema, name))
+        .unwrap_or_else(|| panic!("{schema}.{name} is listed"))
+}
+
+fn public<'a>(all: &'a [TableInfo], name: &str) -> &'a TableInfo {
+    find(all, "public", name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_traits_and_eligibility() {
+    let sb = tokio::task::spawn_blocking(zoo::zoo_sandbox).await.unwrap();
+    let s = zoo::settings(&sb, "all");
+    let c = s.here.connect(Side::Here).await.unwrap();
+    let info = server_info(&c, Side::Here).await.unwrap();
+    assert!(info.is_superuser && info.version_num >= 150000, "{info:?}");
+
+    let all = list_tables(&c, Side::Here, None).await.unwrap();
+    let names: Vec<String> = all.iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(all.len(), 18, "{names:?}");
+
+    // Keys.
+    let keyed = public(&all, "keyed");
+    assert_eq!(
+        (keyed.key_kind, keyed.key_columns.clone()),
+        (KeyKind::Primary, vec!["id".to_string()])
+    );
+    assert!(keyed.is_eligible() && keyed.est_rows == 50 && keyed.total_bytes > 0);
+    let u = public(&all, "unique_ok");
+    assert_eq!(
+        (u.key_kind, u.key_columns.clone()),
+        (KeyKind::Unique, vec!["code".into(), "part".into()])
+    );
+    assert!(u.is_eligible());
+    for (table, why) in [
+        ("no_key", "no primary key or usable unique index"),
+        (
+            "partial_unique",
+            "unique index partial_unique_active is partial",
+        ),
+        (
+            "nullable_unique",
+            "unique index nullable_unique_email_key has nullable column(s) email",
+        ),
+        (
+            "expr_unique",
+            "unique index expr_unique_lower indexes an expression",
+        ),
+    ] {
+        let t = public(&all, table);
+        assert_eq!(t.key_kind, KeyKind::None, "{table}");
+        let e = t.eligibility().unwrap_err();
+        assert!(
+            e.contains(why) && e.contains("ADD PRIMARY KEY"),
+            "{table}: {e}"
+        );
+    }
+    assert!(public(&all, "no_key").key_rejections.is_empty());
+    let fix = public(&all, "nullable_unique").blockers()[0]
+        .fix
+        .clone()
+        .unwrap();
+    assert_eq!(
+        fix,
+        r#"ALTER TABLE "public"."nullable_unique" ADD PRIMARY KEY ("email");"#
+    );
+
+    // Partitions.
+    let parent = public(&all, "measurements");
+    assert_eq!(parent.relkind, 'p');
+    assert_eq!(
+        parent.partitions,
+        vec![
+            TableName::new("public", "measurements_2024"),
+            TableName::new("public", "measurements_2025")
+        ]
+    );
+    let e = parent.eligibility().unwrap_err();
+    assert!(
+        e.contains("leaf partitions: public.measurements_2024, public.measurements_2025"),
+        "{e}"
+    );
+    assert!(
+        e.contains("--tables public.measurements_2024,public.measurements_2025"),
+        "{e}"
+    );
+    let leaf = public(&all, "measurements_2024");
+    assert!(leaf.is_partition && leaf.relkind == 'r');
+    assert_eq!(
+        leaf.partition_root,
+        Some(TableName::new("public", "measurements"))
+    );
+    assert_eq!(leaf.key_kind, KeyKind::Primary);
+    assert!(leaf.is_eligible(), "{:?}", leaf.eligibility());
+
+    // Generated columns, large objects, odd names.
+    let g = public(&all, "generated_col");
+    assert_eq!(
+        g.columns
+            .iter()
+            .filter(|c| c.generated)
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["total"]
+    );
+    assert_eq!(g.copy_columns().len(), 3);
+    let e = g.eligibility().unwrap_err();
+    assert!(
+        e.contains("generated column(s) total") && e.contains("DROP EXPRESSION"),
+        "{e}"
+    );
+    let b = public(&all, "blobs");
+    assert_eq!(b.large_object_columns, ["raw_oid", "doc"]);
+    assert!(b.is_eligible());
+    assert!(b.cautions()[0].reason.contains("large-object"));
+    let w = public(&all, "we\"ird");
+    let e = w.eligibility().unwrap_err();
+    assert!(
+        e.contains("Bucardo's CLI") && e.contains(r#"RENAME TO "we_ird""#),
+        "{e}"
+    );
+    let mixed = find(&all, "Mixed Case", "Order Items");
+    assert!(mixed.is_eligible());
+    assert_eq!(mixed.key_columns, ["Order Id", "Line No"]);
+    assert_eq!(mixed.name.sql(), r#""Mixed Case"."Order Items""#);
+
+    // Unlogged, triggers, foreign keys.
+    let un = public(&all, "unlogged_t");
+    assert!(un.unlogged && un.is_eligible());
+    assert!(un.cautions()[0]
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("SET LOGGED"));
+    assert!(!keyed.unlogged && keyed.cautions().is_empty());
+    let tr = public(&all, "triggered");
+    assert_eq!(tr.user_triggers, ["triggered_touch"]);
+    assert!(tr.cautions()[0].reason.contains("do not fire"));
+    let orders = public(&all, "orders");
+    let customers = public(&all, "customers");
+    assert_eq!(orders.fk_out, [TableName::new("public", "customers")]);
+    assert!(orders.fk_in.is_empty());
+    assert_eq!(customers.fk_in, [TableName::new("public", "orders")]);
+    assert!(customers.fk_out.is_empty());
+
+    // Sequences: identity, serial and a default calling nextval.
+    let seqs = public(&all, "seqs");
+    let mut uses: Vec<(String, String)> = seqs
+        .sequences
+        .iter()
+        .map(|u| (u.column.clone(), u.sequence.to_string()))
+        .collect();
+    uses.sort();
+    assert_eq!(
+        uses,
+        [
+            ("d".to_string(), "public.shared_seq".to_string()),
+            ("id".into(), "public.seqs_id_seq".into()),
+            ("s".into(), "public.seqs_s_seq".into()),
+        ]
+    );
+    assert_eq!(keyed.sequences.len(), 1);
+
+    // The filter takes raw names, mixed case and quotes included.
+    let only = [
+        TableName::new("Mixed Case", "Order Items"),
+        TableName::new("public", "we\"ird"),
+    ];
+    let some = list_tables(&c, Side::Here, Some(&only)).await.unwrap();
+    assert_eq!(
+        some.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+        only
+    );
+
+    let eligible: Vec<String> = all
+        .iter()
+        .filter(|t| t.is_eligible())
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(
+        eligible,
+        [
+            r#""Mixed Case"."Order Items""#,
+            "public.blobs",
+            "public.customers",
+            "public.keyed",
+            "public.measurements_2024",
+            "public.measurements_2025",
+            "public.orders",
+            "public.seqs",
+            "public.triggered",
+            "public.unique_ok",
+            "public.unlogged_t",
+        ]
+    );
+}
