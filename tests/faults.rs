@@ -93,7 +93,7 @@ async fn there_restarting_mid_copy_fails_clearly_and_a_rerun_finishes() {
     let last = out
         .lines()
         .filter(|l| l.starts_with("error:"))
-        .last()
+        .next_back()
         .unwrap_or_default()
         .to_string();
     assert!(

@@ -208,8 +208,10 @@ impl BucardoCli {
     }
 
     pub fn invocation(&self, cmd: &BucardoCmd, passfile: &Path) -> Invocation {
+        // Bucardo decodes its argv by the locale: under C, non-ASCII table names never match.
         Invocation::new(self.argv(cmd))
             .envs(self.control.child_env(passfile))
+            .env("LC_ALL", "C.UTF-8")
             .cwd(&self.workdir)
     }
 }

@@ -14,7 +14,10 @@ pub struct TableName {
 
 impl TableName {
     pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        TableName { schema: schema.into(), name: name.into() }
+        TableName {
+            schema: schema.into(),
+            name: name.into(),
+        }
     }
 
     /// `"schema"."name"` for SQL.
@@ -46,10 +49,25 @@ impl TableName {
     }
 }
 
+/// For people: bare when plain, else quoted as SQL. Control characters (a newline, an escape
+/// sequence that would repaint a terminal) are shown escaped, `\n` or `\u{1b}`, so a name always
+/// prints on one line and as itself; [`TableName::sql`] is the exact form.
 impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if needs_quotes(&self.schema) || needs_quotes(&self.name) {
-            write!(f, "{}", self.sql())
+            let sql = self.sql();
+            if sql.contains(char::is_control) {
+                for c in sql.chars() {
+                    if c.is_control() {
+                        write!(f, "{}", c.escape_default())?;
+                    } else {
+                        write!(f, "{c}")?;
+                    }
+                }
+                Ok(())
+            } else {
+                f.write_str(&sql)
+            }
         } else {
             write!(f, "{}.{}", self.schema, self.name)
         }
@@ -128,7 +146,9 @@ pub fn parse_table_list(input: &str) -> Result<Vec<TableName>, String> {
 
 fn needs_quotes(s: &str) -> bool {
     s.is_empty()
-        || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         || s.starts_with(|c: char| c.is_ascii_digit())
 }
 
@@ -156,15 +176,23 @@ pub fn shell_word(s: &str) -> String {
 }
 
 /// Why Bucardo's CLI cannot take this table, if it cannot. `add_items_to_goat_table` accepts only
-/// `[-\w ]+` per part, and a name must not start with `-` (it would read as an option).
+/// `^([-\w ]+)\.([-\w ]+)$` (Perl's Unicode `\w`, after decoding argv with the locale's codeset),
+/// an argument with `=` is read as `key=value`, `*` and `%` as wildcards, and a word starting with
+/// `-` as an option. Accepted here: letters (any script), ASCII digits, `_`, `-` and spaces, which
+/// is a little stricter than `\w` (no combining marks, no non-ASCII digits).
 pub fn bucardo_cli_refusal(t: &TableName) -> Option<String> {
     for part in [&t.schema, &t.name] {
+        if part.is_empty() {
+            return Some(format!("{t}: Bucardo's CLI cannot take an empty name"));
+        }
         if part.starts_with('-') {
-            return Some(format!("{t}: Bucardo's CLI would read a name starting with '-' as an option"));
+            return Some(format!(
+                "{t}: Bucardo's CLI would read a name starting with '-' as an option"
+            ));
         }
         if let Some(bad) = part
             .chars()
-            .find(|c| !(c.is_alphanumeric() || *c == '_' || *c == '-' || *c == ' '))
+            .find(|c| !(c.is_alphabetic() || c.is_ascii_digit() || matches!(c, '_' | '-' | ' ')))
         {
             return Some(format!(
                 "{t}: Bucardo's CLI only accepts letters, digits, '_', '-' and spaces in names, not {bad:?}"
@@ -221,5 +249,193 @@ mod tests {
         assert!(bucardo_cli_refusal(&TableName::new("public", "we\"ird")).is_some());
         assert!(bucardo_cli_refusal(&TableName::new("public", "-x")).is_some());
         assert!(bucardo_cli_refusal(&TableName::new("public", "a;b")).is_some());
+    }
+
+    /// Names an attacker or an unlucky schema could hold.
+    pub(crate) fn adversarial() -> Vec<String> {
+        let mut v: Vec<String> = [
+            "plain",
+            "we\"ird",
+            "\"",
+            "\"\"",
+            "it's",
+            "'",
+            "with space",
+            " leading and trailing ",
+            "semi;colon",
+            "dollar$name",
+            "$(touch /tmp/pwned)",
+            "${HOME}",
+            "`id`",
+            "new\nline",
+            "tab\there",
+            "cr\rhere",
+            "\u{1b}[2J\u{1b}[31mred",
+            "ünïcødé",
+            "表格",
+            "Ünï Cödé",
+            "UPPER",
+            "MixedCase",
+            "select",
+            "user",
+            "table",
+            "order",
+            "-leading",
+            "--",
+            "-",
+            "a.b",
+            "a,b",
+            "a=b",
+            "a*",
+            "50%",
+            "back\\slash",
+            "#hash",
+            "!bang",
+            "x>y<z|w&v",
+            "(paren)",
+            "9starts_with_digit",
+            "tbl²",
+            "e\u{301}",
+            "*",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.push("a".repeat(63));
+        // 63 bytes of two-byte characters and one ASCII byte: the longest name PostgreSQL keeps.
+        v.push(format!("{}x", "é".repeat(31)));
+        v.push(format!("{}\"", "q".repeat(62)));
+        v
+    }
+
+    #[test]
+    fn adversarial_names_round_trip_through_sql_quoting() {
+        let names = adversarial();
+        for schema in ["public", "Sales", "we\"ird", "a.b", "with space"] {
+            for name in &names {
+                let t = TableName::new(schema, name.as_str());
+                let sql = t.sql();
+                assert_eq!(parse_table_list(&sql), Ok(vec![t.clone()]), "{sql}");
+                assert_eq!(TableName::parse(&sql), Ok(t.clone()), "{sql}");
+                // Displayed names parse back too (the review and error messages show these),
+                // unless they hold control characters, which display escaped.
+                let shown = t.to_string();
+                assert!(!shown.contains(char::is_control), "{shown:?}");
+                if !sql.contains(char::is_control) {
+                    assert_eq!(TableName::parse(&shown), Ok(t.clone()), "{t}");
+                }
+            }
+        }
+        // Every name in one list, comma-separated: the list parser keeps each one whole.
+        let all: Vec<TableName> = names
+            .iter()
+            .map(|n| TableName::new("public", n.as_str()))
+            .collect();
+        let joined = all.iter().map(TableName::sql).collect::<Vec<_>>().join(",");
+        let mut want = all.clone();
+        want.sort();
+        want.dedup();
+        assert_eq!(parse_table_list(&joined), Ok(want));
+    }
+
+    #[test]
+    fn sql_quoting_is_exact() {
+        for name in adversarial() {
+            let q = quote_ident(&name);
+            assert!(q.starts_with('"') && q.ends_with('"'));
+            let inner = &q[1..q.len() - 1];
+            // Every quote inside is doubled: removing the pairs leaves none.
+            assert!(!inner.replace("\"\"", "").contains('"'), "{q}");
+            assert_eq!(inner.replace("\"\"", "\""), name);
+            let l = quote_literal(&name);
+            assert!(!l[1..l.len() - 1].replace("''", "").contains('\''), "{l}");
+            assert_eq!(l[1..l.len() - 1].replace("''", "'"), name);
+        }
+    }
+
+    #[test]
+    fn shell_words_survive_bash_exactly() {
+        let mut words = adversarial();
+        words.extend(
+            [
+                "", "'\\''", "a'b'c", "!!", "~", "~root", "$'x'", "*.rs", "{a,b}", "a\\",
+            ]
+            .map(String::from),
+        );
+        for w in &words {
+            let script = format!("printf %s {}", shell_word(w));
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .expect("bash runs");
+            assert!(out.status.success(), "{script}");
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), *w, "{script}");
+        }
+        // Bare words only when nothing in them is special to bash.
+        for w in &words {
+            let s = shell_word(w);
+            if !s.starts_with('\'') {
+                assert!(
+                    s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)),
+                    "{s}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bucardo_refusal_matches_its_cli_pattern() {
+        let accepted = [
+            "plain",
+            "with space",
+            "UPPER",
+            "MixedCase",
+            "ünïcødé",
+            "表格",
+            "Ünï Cödé",
+            "select",
+            "user",
+            "9starts_with_digit",
+            "a-b",
+            "trailing-",
+        ];
+        for n in accepted {
+            assert_eq!(
+                bucardo_cli_refusal(&TableName::new("public", n)),
+                None,
+                "{n}"
+            );
+            assert_eq!(bucardo_cli_refusal(&TableName::new(n, "t")), None, "{n}");
+        }
+        assert_eq!(
+            bucardo_cli_refusal(&TableName::new("public", "a".repeat(63))),
+            None
+        );
+        for n in adversarial() {
+            let t = TableName::new("public", n.as_str());
+            let ok = !n.is_empty()
+                && !n.starts_with('-')
+                && n.chars()
+                    .all(|c| c.is_alphabetic() || c.is_ascii_digit() || "_- ".contains(c));
+            match bucardo_cli_refusal(&t) {
+                None => assert!(ok, "{n:?} must be refused"),
+                Some(why) => {
+                    assert!(!ok, "{n:?} was refused: {why}");
+                    assert!(
+                        why.starts_with(&t.to_string()) && why.contains("Bucardo"),
+                        "{why}"
+                    );
+                    assert!(!why.contains('\n'), "a refusal is one line: {why:?}");
+                }
+            }
+        }
+        let why = bucardo_cli_refusal(&TableName::new("public", "semi;colon")).unwrap();
+        assert!(why.contains("not ';'"), "{why}");
+        let why = bucardo_cli_refusal(&TableName::new("-s", "t")).unwrap();
+        assert!(why.contains("as an option"), "{why}");
+        assert!(bucardo_cli_refusal(&TableName::new("public", "tbl²")).is_some());
+        assert!(bucardo_cli_refusal(&TableName::new("public", "new\nline")).is_some());
     }
 }

@@ -254,10 +254,7 @@ impl Plan {
                 })],
             );
         }
-        let conn = |c: &ConnSpec| match c.sslmode {
-            crate::engine::conn::SslMode::Prefer => None,
-            m => Some(format!("sslmode={}", m.as_str())),
-        };
+        let conn = |c: &ConnSpec| c.bucardo_conn();
         push(
             StepKind::AddDatabases,
             "Register both databases",

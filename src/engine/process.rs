@@ -55,6 +55,7 @@ impl Invocation {
         // A password in the operator's environment must not leak into a child that does not need
         // it: children get passwords only through the passfile named in their env.
         c.env_remove("PGPASSWORD");
+        c.env_remove("BUCARDOPASS");
         if let Some(d) = &self.cwd {
             c.current_dir(d);
         }

@@ -1,0 +1,11 @@
+//! cargo-fuzz target: see [`bucardo_bootstrap_fuzz::check_planfile`].
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        bucardo_bootstrap_fuzz::check_planfile(text);
+    }
+});
