@@ -182,6 +182,8 @@ pub fn state_after(done: &[crate::engine::plan::StepKind]) -> &'static str {
         "THERE holds the data; Bucardo's triggers log every change on both sides, the sync is not enabled yet"
     } else if done.contains(&AddSync) {
         "Bucardo's triggers log every change on HERE and THERE (the delta tables grow until the sync is enabled or cleaned up); THERE's data copy is incomplete"
+    } else if done.contains(&BucardoRole) || done.contains(&InstallBucardo) {
+        "THERE has the schema; on HERE only Bucardo's role (and control database) exist, no trigger yet"
     } else if done.contains(&CopySchema) {
         "THERE has the schema; nothing on HERE has changed yet (no trigger)"
     } else {

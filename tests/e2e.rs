@@ -40,10 +40,16 @@ async fn run_bootstraps_master_master_under_live_writes() {
     let started = Instant::now();
     // A role that exists only on HERE and owns a grant: the schema restore needs --copy-roles.
     sb.here
-        .psql("widgets", "CREATE ROLE app_reader LOGIN; GRANT SELECT ON public.foo TO app_reader")
+        .psql(
+            "widgets",
+            "CREATE ROLE app_reader LOGIN; GRANT SELECT ON public.foo TO app_reader",
+        )
         .unwrap();
     let mut cmd = tool(&sb);
-    cmd.arg("run").arg("--yes").arg("--copy-roles").args(conn_flags(&sb, "all"));
+    cmd.arg("run")
+        .arg("--yes")
+        .arg("--copy-roles")
+        .args(conn_flags(&sb, "all"));
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .unwrap()
@@ -63,7 +69,10 @@ async fn run_bootstraps_master_master_under_live_writes() {
 
     let grant = sb
         .there
-        .psql("widgets", "SELECT has_table_privilege('app_reader', 'public.foo', 'SELECT')")
+        .psql(
+            "widgets",
+            "SELECT has_table_privilege('app_reader', 'public.foo', 'SELECT')",
+        )
         .unwrap();
     assert_eq!(grant.trim(), "t", "the role and its grant reached THERE");
 

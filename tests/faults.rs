@@ -92,8 +92,7 @@ async fn there_restarting_mid_copy_fails_clearly_and_a_rerun_finishes() {
     assert_ne!(code, 0, "the run fails: {out}");
     let last = out
         .lines()
-        .filter(|l| l.starts_with("error:"))
-        .next_back()
+        .rfind(|l| l.starts_with("error:"))
         .unwrap_or_default()
         .to_string();
     assert!(

@@ -674,6 +674,13 @@ impl LiveExecutor {
         let s = &self.settings;
         let here = s.here.connect(Side::Here).await?;
         let there = s.there.connect(Side::There).await?;
+        // ALTER SEQUENCE waits for nothing long, but no statement on HERE may wait without bound.
+        let bounded = format!("SET lock_timeout = '{}ms'", LOCK_TIMEOUT.as_millis());
+        for (side, c) in [(Side::Here, &here), (Side::There, &there)] {
+            c.batch_execute(&bounded)
+                .await
+                .map_err(|e| EngineError::sql(side, "setting lock_timeout", &e))?;
+        }
         for (q, t, col) in plan::sequence_uses(&plan.tables) {
             let sql = plan::interleave_here_sql(&q, &t, &col);
             let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
