@@ -477,9 +477,11 @@ impl LiveExecutor {
             };
             match &result {
                 Err(EngineError::Command { stderr_tail, .. })
-                    if stderr_tail.contains("lock timeout") && attempt < LOCK_ATTEMPTS =>
+                    if (stderr_tail.contains("lock timeout")
+                        || stderr_tail.contains("deadlock detected"))
+                        && attempt < LOCK_ATTEMPTS =>
                 {
-                    log(events, LogLevel::Warn, format!("installing the triggers timed out waiting for a lock (attempt {attempt} of {LOCK_ATTEMPTS}); retrying")).await;
+                    log(events, LogLevel::Warn, format!("installing the triggers hit a lock timeout or a deadlock (attempt {attempt} of {LOCK_ATTEMPTS}); retrying")).await;
                     tokio::time::sleep(Duration::from_secs(2 * attempt as u64)).await;
                 }
                 _ => break,
@@ -850,7 +852,7 @@ impl LiveExecutor {
 /// How long the trigger installation waits for a lock on HERE before it gives up and retries.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many times the trigger installation is tried.
-pub const LOCK_ATTEMPTS: u32 = 3;
+pub const LOCK_ATTEMPTS: u32 = 5;
 /// How often the sessions blocking Bucardo on HERE are reported.
 const BLOCKER_POLL: Duration = Duration::from_secs(2);
 
@@ -1192,7 +1194,8 @@ impl LiveExecutor {
             }
             StepKind::Enable => {
                 self.ensure_daemon(events).await?;
-                self.step_commands(step, events).await
+                // autokick=1 makes Bucardo create its kick triggers on every table of HERE.
+                self.add_sync_lock_safe(step, events, cancel).await
             }
             StepKind::CreateDatabase | StepKind::CopySchema | StepKind::BucardoRole => {
                 self.step_commands(step, events).await
