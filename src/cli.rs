@@ -72,6 +72,12 @@ pub enum Cmd {
         #[arg(long)]
         deep: bool,
     },
+    /// Copy the data alone into existing, empty tables on THERE (no Bucardo involved): the
+    /// fast copy of `run`, for re-seeding tables and for benchmarks.
+    Copy {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// Remove what the bootstrap created: Bucardo's objects, its triggers and delta tables on
     /// both sides, the interleaved sequence increments (and, with --drop-data, THERE's rows).
     Cleanup {

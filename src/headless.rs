@@ -2,10 +2,12 @@
 //! stderr (step start and end, per-table copy progress every few seconds, the verdicts, and a
 //! one-line reason when it fails).
 
+use crate::engine::copy::standalone::summary;
+use crate::engine::copy::TableCopied;
 use crate::engine::event::{ConfirmMode, CopyEvent, GateReply, RunEvent, StepOutcome};
 use crate::engine::exec::LiveExecutor;
 use crate::engine::ident::TableName;
-use crate::engine::plan::{human_bytes, Plan};
+use crate::engine::plan::{human_bytes, Plan, StepKind};
 use crate::engine::runner::{self, RunResult};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -39,8 +41,10 @@ pub async fn run(plan: &Plan, exec: LiveExecutor) -> RunResult {
     let steps = plan.steps.clone();
     let printer = tokio::spawn(async move {
         let mut tables: BTreeMap<TableName, TableProgress> = BTreeMap::new();
+        let mut copied: Vec<TableCopied> = Vec::new();
         while let Some(ev) = erx.recv().await {
             print_event(&ev, &steps, &mut tables);
+            summarize_copy(&ev, &steps, &mut copied);
         }
     });
     let result = runner::run(plan, &exec, ConfirmMode::Automatic, &mut grx, &etx, &cancel).await;
@@ -135,6 +139,7 @@ fn print_event(
             rows,
             bytes,
             elapsed,
+            ..
         }) => {
             let secs = elapsed.as_secs_f64().max(0.001);
             eprintln!(
@@ -168,7 +173,49 @@ fn print_event(
             level: crate::engine::event::LogLevel::Warn | crate::engine::event::LogLevel::Error,
             message,
         } => eprintln!("    warning: {message}"),
+        RunEvent::Log { message, .. }
+            if message.starts_with("copy:") || message.starts_with("THERE: index") =>
+        {
+            eprintln!("    {message}")
+        }
         RunEvent::Finished { ok: true, summary } => eprintln!("done: {summary}"),
+        _ => {}
+    }
+}
+
+/// Collects the tables the copy finished and prints their summary table when the copy step ends.
+fn summarize_copy(
+    ev: &RunEvent,
+    steps: &[crate::engine::plan::Step],
+    copied: &mut Vec<TableCopied>,
+) {
+    match ev {
+        RunEvent::Copy(CopyEvent::TableFinished {
+            table,
+            rows,
+            bytes,
+            elapsed,
+            format,
+            parts,
+        }) => copied.push(TableCopied {
+            table: table.clone(),
+            rows: *rows,
+            bytes: *bytes,
+            elapsed: *elapsed,
+            parts: *parts,
+            format: *format,
+        }),
+        RunEvent::StepFinished {
+            step,
+            outcome: StepOutcome::Done,
+            elapsed,
+        } if steps.get(*step).map(|s| s.kind) == Some(StepKind::CopyData) && !copied.is_empty() => {
+            copied.sort_by(|a, b| a.table.cmp(&b.table));
+            for line in summary(copied, *elapsed).lines() {
+                eprintln!("    {line}");
+            }
+            copied.clear();
+        }
         _ => {}
     }
 }

@@ -103,6 +103,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let (_guard, _) = logging::init(&s.log_dir, "cleanup")?;
             cleanup(&s, drop_data, yes).await
         }
+        Some(Cmd::Copy { conn }) => {
+            let s = settings(&conn.merged(&cli.conn))?;
+            let (_guard, _) = logging::init(&s.log_dir, "copy")?;
+            bucardo_bootstrap::engine::copy::copy_command(&s.here, &s.there, &s.tables, s.jobs)
+                .await
+        }
         Some(Cmd::Status { conn }) => {
             let s = settings(&conn.merged(&cli.conn))?;
             let st = bucardo_bootstrap::engine::status::read(&s)

@@ -62,6 +62,25 @@ async fn run_bootstraps_master_master_under_live_writes() {
         stderr.contains("left out public.audit_log"),
         "the keyless table is named: {stderr}"
     );
+    // The copy ends with its summary table: a header, a row per table and the wall-clock total.
+    assert!(
+        stderr.contains("rows      bytes  seconds     MB/s  format  ranges"),
+        "the copy summary's header: {stderr}"
+    );
+    let foo_row = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("public.foo "))
+        .unwrap_or_else(|| panic!("a summary row for public.foo: {stderr}"));
+    assert!(
+        foo_row.contains(" binary ") || foo_row.contains(" text "),
+        "{foo_row}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("total ") && l.contains("wall clock")),
+        "the summary's total: {stderr}"
+    );
     assert!(
         !stderr.contains(&sb.password) && !stderr.contains(BUCARDO_PASS),
         "a password leaked: {stderr}"

@@ -5,6 +5,7 @@
 mod tui_fixtures;
 
 use bucardo_bootstrap::engine::conn::Side;
+use bucardo_bootstrap::engine::copy::format::Format;
 use bucardo_bootstrap::engine::event::{CopyEvent, LogLevel, RunEvent, StepOutcome, TableVerdict};
 use bucardo_bootstrap::engine::plan::StepKind;
 use bucardo_bootstrap::engine::preflight::Finding;
@@ -222,6 +223,8 @@ fn run_in_progress() -> App {
                 rows: 20_000,
                 bytes: 2_400_000,
                 elapsed: Duration::from_millis(1900),
+                format: Format::Binary,
+                parts: 1,
             }),
             advanced(&customers, 5_000, 600_000),
             RunEvent::Copy(CopyEvent::TableFinished {
@@ -229,6 +232,8 @@ fn run_in_progress() -> App {
                 rows: 5_000,
                 bytes: 600_000,
                 elapsed: Duration::from_millis(800),
+                format: Format::Binary,
+                parts: 1,
             }),
             RunEvent::Log {
                 level: LogLevel::Info,

@@ -6,6 +6,7 @@ mod tui_fixtures;
 
 use bucardo_bootstrap::engine::catalog::TableInfo;
 use bucardo_bootstrap::engine::conn::Side;
+use bucardo_bootstrap::engine::copy::format::Format;
 use bucardo_bootstrap::engine::event::{ConfirmMode, CopyEvent, GateReply, RunEvent, StepOutcome};
 use bucardo_bootstrap::engine::plan::StepKind;
 use bucardo_bootstrap::engine::preflight::Finding;
@@ -528,6 +529,8 @@ fn copy_deltas_are_reduced_into_rows_bytes_rate_and_eta() {
             rows: 61_000,
             bytes: 12_000_000,
             elapsed: Duration::from_secs(4),
+            format: Format::Binary,
+            parts: 1,
         })],
     );
     let p = app

@@ -52,6 +52,9 @@ pub enum CopyEvent {
         rows: u64,
         bytes: u64,
         elapsed: Duration,
+        format: crate::engine::copy::format::Format,
+        /// Key ranges it was copied in (1 when whole).
+        parts: usize,
     },
     TableFailed {
         table: TableName,

@@ -760,24 +760,7 @@ impl LiveExecutor {
         let deadline = tokio::time::Instant::now() + s.kick_timeout();
         loop {
             let runs = bucardo::sync_runs(&ctl, &s.names.sync).await?;
-            let mut pending = bucardo::pending_before(
-                &here,
-                Side::Here,
-                &s.names.sync,
-                &s.names.dbgroup,
-                &here_t0,
-            )
-            .await?;
-            pending.extend(
-                bucardo::pending_before(
-                    &there,
-                    Side::There,
-                    &s.names.sync,
-                    &s.names.dbgroup,
-                    &there_t0,
-                )
-                .await?,
-            );
+            let pending = interim_pending(s, (&here, &here_t0), (&there, &there_t0)).await?;
             if pending.is_empty() && runs.last_good_ended.is_some() {
                 log(
                     events,
@@ -937,24 +920,8 @@ pub async fn verify_tables_mode(
             let _ = process::run(k, Duration::from_secs(60)).await;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
             loop {
-                let mut pending = bucardo::pending_before(
-                    &here_keys,
-                    Side::Here,
-                    &s.names.sync,
-                    &s.names.dbgroup,
-                    &here_t0,
-                )
-                .await?;
-                pending.extend(
-                    bucardo::pending_before(
-                        &there_keys,
-                        Side::There,
-                        &s.names.sync,
-                        &s.names.dbgroup,
-                        &there_t0,
-                    )
-                    .await?,
-                );
+                let pending =
+                    interim_pending(s, (&here_keys, &here_t0), (&there_keys, &there_t0)).await?;
                 if pending.is_empty() || tokio::time::Instant::now() >= deadline {
                     break;
                 }
@@ -1504,6 +1471,19 @@ pub async fn probe(
         }
     }
     Ok(f)
+}
+
+/// Deltas logged before each side's `t0` (that server's clock) that are not replicated yet, on
+/// HERE and THERE together: what the drain and the verification wait for.
+async fn interim_pending(
+    s: &Settings,
+    here: (&tokio_postgres::Client, &str),
+    there: (&tokio_postgres::Client, &str),
+) -> Result<Vec<(String, i64)>, EngineError> {
+    let (names, group) = (&s.names.sync, &s.names.dbgroup);
+    let mut pending = bucardo::pending_before(here.0, Side::Here, names, group, here.1).await?;
+    pending.extend(bucardo::pending_before(there.0, Side::There, names, group, there.1).await?);
+    Ok(pending)
 }
 
 /// Whether a table holds any row.

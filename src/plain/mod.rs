@@ -315,6 +315,7 @@ pub fn event_line(
             rows,
             bytes,
             elapsed,
+            ..
         }) => Some(format!(
             "    {table}: {} rows, {} in {}",
             fmt_thousands(i64::try_from(*rows).unwrap_or(i64::MAX)),

@@ -336,6 +336,7 @@ impl RunState {
                 rows,
                 bytes,
                 elapsed,
+                ..
             } => {
                 let p = self.table_mut(&table);
                 p.rows = rows;

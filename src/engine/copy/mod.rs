@@ -1,0 +1,588 @@
+//! The data copy: every chosen table streamed from HERE's `COPY ... TO STDOUT` into THERE's
+//! `COPY ... FROM STDIN`, with no temporary files and bounded buffers. All workers import one
+//! snapshot that HERE exported after Bucardo's triggers committed, so every change is either in
+//! the snapshot or a delta. THERE's sessions run with `session_replication_role = replica` (no
+//! Bucardo trigger, no FK check fires) and `synchronous_commit = off`.
+//!
+//! This module owns the scheduling: `jobs` workers, each with one HERE session in the snapshot
+//! and one THERE session, take work largest first from one queue. Work is a whole table, or a key
+//! range of a table larger than [`CopyOptions::split_bytes`] ([`parts`]). Each piece commits in
+//! its own THERE transaction; a table is finished when its last piece committed. A table with
+//! deferrable secondary indexes is copied whole, its indexes dropped and rebuilt in its copy's transaction
+//! ([`indexes`]): the measurements favoured deferred builds over key ranges. The format of each
+//! table is chosen in [`format`], the bytes move in [`stream`], and [`standalone`] is the `copy`
+//! command.
+
+pub mod format;
+pub mod indexes;
+pub mod parts;
+pub mod standalone;
+pub mod stream;
+
+use crate::engine::catalog::TableInfo;
+use crate::engine::conn::{ConnSpec, Side};
+use crate::engine::error::EngineError;
+use crate::engine::event::{CopyEvent, LogLevel, RunEvent};
+use crate::engine::ident::{quote_ident, quote_literal, TableName};
+use format::{ColumnMap, Format, FormatChoice};
+use indexes::{Building, DeferredIndex};
+use parts::KeyRange;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stream::{Stop, Tally};
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+pub use standalone::copy_command;
+pub use stream::PROGRESS_INTERVAL;
+
+/// Result of copying one table (all its key ranges).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableCopied {
+    pub table: TableName,
+    pub rows: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// Key ranges it was copied in (1 when whole).
+    pub parts: usize,
+    pub format: Format,
+}
+
+/// How the copy runs. [`CopyOptions::new`] holds the measured defaults; the `BUCARDO_BOOTSTRAP_COPY_*`
+/// environment variables override them ([`CopyOptions::with_env`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyOptions {
+    pub jobs: usize,
+    pub format: FormatChoice,
+    /// A table larger than this (`pg_total_relation_size`) is split into key ranges of about
+    /// this size, when there is more than one worker.
+    pub split_bytes: i64,
+    /// At most this many ranges per table.
+    pub max_parts: usize,
+    /// Rebuild THERE's secondary indexes after the rows are in ([`indexes`]).
+    pub defer_indexes: bool,
+}
+
+/// Default split threshold and range size.
+pub const SPLIT_BYTES: i64 = 128 * 1024 * 1024;
+
+impl CopyOptions {
+    pub fn new(jobs: usize) -> Self {
+        CopyOptions {
+            jobs: jobs.max(1),
+            format: FormatChoice::Auto,
+            split_bytes: SPLIT_BYTES,
+            max_parts: 16,
+            defer_indexes: true,
+        }
+    }
+
+    /// `BUCARDO_BOOTSTRAP_COPY_FORMAT=text|auto`, `BUCARDO_BOOTSTRAP_COPY_SPLIT_MB=N` (0: never
+    /// split) and `BUCARDO_BOOTSTRAP_COPY_DEFER_INDEXES=0`, for measurements and for a THERE
+    /// that misbehaves with one of them.
+    pub fn with_env(mut self) -> Self {
+        if let Ok(v) = std::env::var("BUCARDO_BOOTSTRAP_COPY_FORMAT") {
+            self.format = if v.eq_ignore_ascii_case("text") {
+                FormatChoice::Text
+            } else {
+                FormatChoice::Auto
+            };
+        }
+        if let Some(mb) = std::env::var("BUCARDO_BOOTSTRAP_COPY_SPLIT_MB")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            self.split_bytes = if mb <= 0 { i64::MAX } else { mb * 1024 * 1024 };
+        }
+        if let Ok(v) = std::env::var("BUCARDO_BOOTSTRAP_COPY_DEFER_INDEXES") {
+            self.defer_indexes = !matches!(v.as_str(), "0" | "false" | "no" | "off");
+        }
+        self
+    }
+}
+
+/// A snapshot exported on HERE; the holder connection keeps it valid while it lives.
+pub struct Snapshot {
+    holder: Client,
+    pub id: String,
+}
+
+impl Snapshot {
+    pub async fn export(here: &ConnSpec) -> Result<Snapshot, EngineError> {
+        let holder = here.connect(Side::Here).await?;
+        holder
+            .batch_execute(
+                "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
+                 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            )
+            .await
+            .map_err(|e| EngineError::sql(Side::Here, "opening the snapshot transaction", &e))?;
+        let id: String = holder
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map_err(|e| EngineError::sql(Side::Here, "exporting a snapshot", &e))?
+            .get(0);
+        Ok(Snapshot { holder, id })
+    }
+
+    /// Runs a query inside the snapshot (sequence values, key ranges).
+    pub fn client(&self) -> &Client {
+        &self.holder
+    }
+
+    pub async fn release(self) {
+        let _ = self.holder.batch_execute("COMMIT").await;
+    }
+}
+
+/// Copies `tables` with `jobs` workers inside `snapshot`, largest first, with the default
+/// [`CopyOptions`] (and their environment overrides).
+pub async fn copy_tables(
+    here: &ConnSpec,
+    there: &ConnSpec,
+    snapshot: &Snapshot,
+    tables: &[TableInfo],
+    jobs: usize,
+    events: &mpsc::Sender<RunEvent>,
+    cancel: &CancellationToken,
+) -> Result<Vec<TableCopied>, EngineError> {
+    let opts = CopyOptions::new(jobs).with_env();
+    copy_tables_with(here, there, snapshot, tables, &opts, events, cancel).await
+}
+
+/// One unit of work: a table, or a key range of it.
+struct Piece {
+    tally: Arc<Tally>,
+    format: Format,
+    copy_out: String,
+    copy_in: String,
+    est_bytes: i64,
+    order: (TableName, usize),
+    defer: Vec<DeferredIndex>,
+}
+
+/// Copies `tables` as [`copy_tables`] does, with explicit options.
+pub async fn copy_tables_with(
+    here: &ConnSpec,
+    there: &ConnSpec,
+    snapshot: &Snapshot,
+    tables: &[TableInfo],
+    opts: &CopyOptions,
+    events: &mpsc::Sender<RunEvent>,
+    cancel: &CancellationToken,
+) -> Result<Vec<TableCopied>, EngineError> {
+    if tables.is_empty() {
+        return Ok(vec![]);
+    }
+    let pieces = plan_pieces(there, snapshot, tables, opts, events).await?;
+    let tallies: Vec<Arc<Tally>> = {
+        let mut seen = HashMap::new();
+        for p in &pieces {
+            seen.entry(p.tally.table.clone())
+                .or_insert_with(|| p.tally.clone());
+        }
+        seen.into_values().collect()
+    };
+    let workers_n = opts.jobs.max(1).min(pieces.len());
+    let building: Building = Arc::default();
+    let monitor_done = CancellationToken::new();
+    if pieces.iter().any(|p| !p.defer.is_empty()) {
+        let c = there.connect(Side::There).await?;
+        tokio::spawn(indexes::monitor(
+            c,
+            building.clone(),
+            events.clone(),
+            monitor_done.clone(),
+        ));
+    }
+    let _monitor_guard = monitor_done.drop_guard();
+    let queue = Arc::new(Mutex::new(VecDeque::from(pieces)));
+    let stop = cancel.child_token();
+    // Workers outlive nothing: dropping this future stops them too.
+    let _stop_guard = stop.clone().drop_guard();
+    let first_err: Arc<Mutex<Option<EngineError>>> = Arc::default();
+    let mut workers = Vec::new();
+    for _ in 0..workers_n {
+        let (here, there, snap) = (here.clone(), there.clone(), snapshot.id.clone());
+        let (queue, events, stop, building, first_err) = (
+            queue.clone(),
+            events.clone(),
+            stop.clone(),
+            building.clone(),
+            first_err.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let r = worker(&here, &there, &snap, &queue, &events, &stop, &building).await;
+            if let Err(Stop::Failed(e)) = r {
+                // The first failure is the cause; the others' are its consequences.
+                if let Ok(mut slot) = first_err.lock() {
+                    slot.get_or_insert(e);
+                }
+                stop.cancel();
+            }
+        }));
+    }
+    for w in workers {
+        if let Err(join) = w.await {
+            stop.cancel();
+            if let Ok(mut slot) = first_err.lock() {
+                slot.get_or_insert(EngineError::Io(format!("a copy worker died: {join}")));
+            }
+        }
+    }
+    if let Some(e) = first_err.lock().ok().and_then(|mut s| s.take()) {
+        return Err(e);
+    }
+    if cancel.is_cancelled() {
+        return Err(EngineError::Aborted);
+    }
+    let mut out: Vec<TableCopied> = tallies
+        .iter()
+        .map(|t| {
+            let (rows, bytes, elapsed) = t.totals();
+            TableCopied {
+                table: t.table.clone(),
+                rows,
+                bytes,
+                elapsed,
+                parts: t.parts,
+                format: t.format,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.table.cmp(&b.table));
+    Ok(out)
+}
+
+/// Chooses each table's format and ranges, and orders the pieces largest first.
+async fn plan_pieces(
+    there: &ConnSpec,
+    snapshot: &Snapshot,
+    tables: &[TableInfo],
+    opts: &CopyOptions,
+    events: &mpsc::Sender<RunEvent>,
+) -> Result<Vec<Piece>, EngineError> {
+    let names: Vec<TableName> = tables.iter().map(|t| t.name.clone()).collect();
+    let here_c = snapshot.client();
+    let there_c = there.connect(Side::There).await?;
+    let (here_cols, there_cols): (ColumnMap, ColumnMap) = tokio::try_join!(
+        format::columns(here_c, Side::Here, &names),
+        format::columns(&there_c, Side::There, &names)
+    )?;
+    let same_major = format::major_version(here_c, Side::Here).await?
+        == format::major_version(&there_c, Side::There).await?;
+    let mut deferrable = if opts.defer_indexes {
+        indexes::deferrable(&there_c, &names).await?
+    } else {
+        HashMap::new()
+    };
+    drop(there_c);
+
+    let mut pieces = Vec::new();
+    let mut text_reasons: Vec<String> = Vec::new();
+    let mut splits: Vec<String> = Vec::new();
+    let mut deferred = 0usize;
+    for t in tables {
+        let h = here_cols.get(&t.name).map(Vec::as_slice);
+        let (fmt, why) = format::choose(
+            opts.format,
+            same_major,
+            h,
+            there_cols.get(&t.name).map(Vec::as_slice),
+        );
+        if let (Format::Text, Some(why)) = (fmt, why) {
+            if opts.format != FormatChoice::Text {
+                text_reasons.push(format!("{} ({why})", t.name));
+            }
+        }
+        let cols: Vec<String> = match h {
+            Some(h) => h.iter().map(|c| quote_ident(&c.name)).collect(),
+            None => t
+                .copy_columns()
+                .iter()
+                .map(|c| quote_ident(&c.name))
+                .collect(),
+        };
+        let cols = cols.join(", ");
+        let tn = t.name.sql();
+        let copy_in = format!("COPY {tn} ({cols}) FROM STDIN{}", fmt.copy_option());
+
+        let defer = deferrable.remove(&t.name).unwrap_or_default();
+        deferred += defer.len();
+        let mut ranges: Vec<KeyRange> = vec![];
+        let splittable = opts.jobs > 1 && t.relkind == 'r' && defer.is_empty();
+        if splittable && t.total_bytes > opts.split_bytes {
+            let n = ((t.total_bytes + opts.split_bytes - 1) / opts.split_bytes)
+                .clamp(2, opts.max_parts as i64) as usize;
+            if let Some(h) = h {
+                if let Some(r) = parts::split(here_c, &t.name, &t.key_columns, h, n).await? {
+                    ranges = r;
+                }
+            }
+        }
+        let n_parts = ranges.len().max(1);
+        let tally = Arc::new(Tally::new(
+            t.name.clone(),
+            t.est_rows,
+            t.total_bytes,
+            n_parts,
+            fmt,
+        ));
+        if ranges.is_empty() {
+            let copy_out = if t.relkind == 'r' {
+                format!("COPY {tn} ({cols}) TO STDOUT{}", fmt.copy_option())
+            } else {
+                format!(
+                    "COPY (SELECT {cols} FROM ONLY {tn}) TO STDOUT{}",
+                    fmt.copy_option()
+                )
+            };
+            pieces.push(Piece {
+                tally,
+                format: fmt,
+                copy_out,
+                copy_in,
+                est_bytes: t.total_bytes,
+                order: (t.name.clone(), 0),
+                defer,
+            });
+        } else {
+            splits.push(format!("{} in {n_parts} key ranges", t.name));
+            for (i, r) in ranges.iter().enumerate() {
+                let copy_out = format!(
+                    "COPY (SELECT {cols} FROM ONLY {tn} WHERE {}) TO STDOUT{}",
+                    r.predicate(),
+                    fmt.copy_option()
+                );
+                pieces.push(Piece {
+                    tally: tally.clone(),
+                    format: fmt,
+                    copy_out,
+                    copy_in: copy_in.clone(),
+                    est_bytes: t.total_bytes / n_parts as i64,
+                    order: (t.name.clone(), i),
+                    defer: vec![],
+                });
+            }
+        }
+    }
+    pieces.sort_by(|a, b| {
+        b.est_bytes
+            .cmp(&a.est_bytes)
+            .then_with(|| a.order.cmp(&b.order))
+    });
+
+    let binary = tables.len() - text_reasons.len();
+    let mut msg = match opts.format {
+        FormatChoice::Text => format!("copy: {} tables in text format", tables.len()),
+        FormatChoice::Auto => format!(
+            "copy: {binary} tables in binary format, {} in text",
+            text_reasons.len()
+        ),
+    };
+    if !text_reasons.is_empty() {
+        msg.push_str(&format!(": {}", text_reasons.join(", ")));
+    }
+    if !splits.is_empty() {
+        msg.push_str(&format!("; split: {}", splits.join(", ")));
+    }
+    if deferred > 0 {
+        msg.push_str(&format!(
+            "; {deferred} secondary indexes rebuilt after their table's rows, in the same transaction"
+        ));
+    }
+    let _ = events
+        .send(RunEvent::Log {
+            level: LogLevel::Info,
+            message: msg,
+        })
+        .await;
+    Ok(pieces)
+}
+
+/// One worker: a HERE session in the snapshot and a THERE session, taking pieces until none is
+/// left or the run stops.
+async fn worker(
+    here: &ConnSpec,
+    there: &ConnSpec,
+    snapshot: &str,
+    queue: &Mutex<VecDeque<Piece>>,
+    events: &mpsc::Sender<RunEvent>,
+    stop: &CancellationToken,
+    building: &Building,
+) -> Result<(), Stop> {
+    let (src, dst) = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return Err(Stop::Stopped),
+        r = open_worker(here, there, snapshot) => r.map_err(Stop::Failed)?,
+    };
+    loop {
+        if stop.is_cancelled() {
+            return Err(Stop::Stopped);
+        }
+        let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+        let Some(piece) = next else { break };
+        if let Err(e) = copy_piece(&src, &dst, &piece, events, stop, building).await {
+            if let Stop::Failed(err) = &e {
+                let _ = events
+                    .send(RunEvent::Copy(CopyEvent::TableFailed {
+                        table: piece.tally.table.clone(),
+                        error: err.one_line(),
+                    }))
+                    .await;
+            }
+            return Err(e);
+        }
+    }
+    let _ = src.batch_execute("COMMIT").await;
+    Ok(())
+}
+
+async fn open_worker(
+    here: &ConnSpec,
+    there: &ConnSpec,
+    snapshot: &str,
+) -> Result<(Client, Client), EngineError> {
+    let src = here.connect(Side::Here).await?;
+    src.batch_execute(&format!(
+        "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
+         BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+        quote_literal(snapshot)
+    ))
+    .await
+    .map_err(|e| EngineError::sql(Side::Here, "importing the snapshot", &e))?;
+    let dst = there.connect(Side::There).await?;
+    dst.batch_execute(
+        "SET session_replication_role = replica; SET synchronous_commit = off; \
+         SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0",
+    )
+    .await
+    .map_err(|e| EngineError::sql(Side::There, "setting session_replication_role (needs a superuser)", &e))?;
+    Ok((src, dst))
+}
+
+/// Copies one piece in one THERE transaction.
+async fn copy_piece(
+    src: &Client,
+    dst: &Client,
+    piece: &Piece,
+    events: &mpsc::Sender<RunEvent>,
+    stop: &CancellationToken,
+    building: &Building,
+) -> Result<(), Stop> {
+    let tally = &piece.tally;
+    let err = |e: tokio_postgres::Error| {
+        Stop::Failed(EngineError::Copy {
+            table: tally.table.to_string(),
+            message: crate::engine::secret::redact(&crate::engine::error::pg_message(&e)),
+        })
+    };
+    tally.start(events).await;
+    dst.batch_execute("BEGIN").await.map_err(err)?;
+    let work = async {
+        if !piece.defer.is_empty() {
+            dst.batch_execute(&indexes::drop_sql(&piece.defer))
+                .await
+                .map_err(err)?;
+        }
+        let moved = stream::pump(
+            src,
+            dst,
+            &piece.copy_out,
+            &piece.copy_in,
+            piece.format,
+            tally,
+            events,
+            stop,
+        )
+        .await?;
+        if !piece.defer.is_empty() {
+            build_indexes(dst, piece, stop, building).await?;
+        }
+        Ok(moved)
+    };
+    let moved = match work.await {
+        Ok(m) => m,
+        Err(e) => {
+            // The THERE connection may be mid-COPY; its next use (or drop) ends the transaction.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), dst.batch_execute("ROLLBACK")).await;
+            return Err(e);
+        }
+    };
+    dst.batch_execute("COMMIT").await.map_err(err)?;
+    tally
+        .part_done(events, moved.rows, moved.bytes, moved.unsent)
+        .await;
+    Ok(())
+}
+
+/// Builds the piece's deferred indexes on `dst`, in its open transaction.
+async fn build_indexes(
+    dst: &Client,
+    piece: &Piece,
+    stop: &CancellationToken,
+    building: &Building,
+) -> Result<(), Stop> {
+    let table = &piece.tally.table;
+    let err = |e: tokio_postgres::Error| {
+        Stop::Failed(EngineError::Sql {
+            side: Side::There,
+            context: format!("rebuilding an index of {table}"),
+            message: crate::engine::secret::redact(&crate::engine::error::pg_message(&e)),
+        })
+    };
+    let pid: i32 = dst
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(err)?
+        .get(0);
+    dst.query_one(indexes::build_memory_sql().as_str(), &[])
+        .await
+        .map_err(err)?;
+    for d in &piece.defer {
+        if let Ok(mut b) = building.lock() {
+            b.insert(pid, (table.clone(), d.name.clone()));
+        }
+        let sql = indexes::create_sql(d);
+        let r = tokio::select! {
+            biased;
+            _ = stop.cancelled() => Err(Stop::Stopped),
+            r = dst.batch_execute(&sql) => r.map_err(err),
+        };
+        if let Ok(mut b) = building.lock() {
+            b.remove(&pid);
+        }
+        r?;
+    }
+    Ok(())
+}
+
+/// Sequence values as of the snapshot, set on THERE (as `pg_dump --data-only` does).
+pub async fn copy_sequence_values(
+    snapshot: &Snapshot,
+    there: &Client,
+    sequences: &[TableName],
+) -> Result<(), EngineError> {
+    for q in sequences {
+        let row = snapshot
+            .client()
+            .query_one(
+                format!("SELECT last_value, is_called FROM {}", q.sql()).as_str(),
+                &[],
+            )
+            .await
+            .map_err(|e| EngineError::sql(Side::Here, format!("reading sequence {q}"), &e))?;
+        let (v, called): (i64, bool) = (row.get(0), row.get(1));
+        there
+            .execute(
+                "SELECT setval($1::text::regclass, $2, $3)",
+                &[&q.sql(), &v, &called],
+            )
+            .await
+            .map_err(|e| EngineError::sql(Side::There, format!("setting sequence {q}"), &e))?;
+    }
+    Ok(())
+}
