@@ -1,30 +1,14 @@
 //! The headless front end of `run --yes`: drives the runner and prints plain progress lines to
-//! stderr (step start and end, per-table copy progress every few seconds, the verdicts, and a
-//! one-line reason when it fails).
+//! stderr (step start and end, per-table copy progress every few seconds and the copy's summary
+//! table, the verdicts, and a one-line reason when it fails).
 
-use crate::engine::copy::standalone::summary;
-use crate::engine::copy::TableCopied;
-use crate::engine::event::{ConfirmMode, CopyEvent, GateReply, RunEvent, StepOutcome};
+use crate::engine::copy::report::LinePrinter;
+use crate::engine::event::{ConfirmMode, GateReply, RunEvent, StepOutcome};
 use crate::engine::exec::LiveExecutor;
-use crate::engine::ident::TableName;
-use crate::engine::plan::{human_bytes, Plan, StepKind};
+use crate::engine::plan::Plan;
 use crate::engine::runner::{self, RunResult};
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// How often a table's copy progress is printed.
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);
-
-#[derive(Default)]
-struct TableProgress {
-    rows: u64,
-    bytes: u64,
-    est_rows: i64,
-    started: Option<Instant>,
-    last_print: Option<Instant>,
-}
 
 /// Runs the plan to the end, printing to stderr. Ctrl-C cancels at a safe point.
 pub async fn run(plan: &Plan, exec: LiveExecutor) -> RunResult {
@@ -40,11 +24,9 @@ pub async fn run(plan: &Plan, exec: LiveExecutor) -> RunResult {
     });
     let steps = plan.steps.clone();
     let printer = tokio::spawn(async move {
-        let mut tables: BTreeMap<TableName, TableProgress> = BTreeMap::new();
-        let mut copied: Vec<TableCopied> = Vec::new();
+        let mut copy = LinePrinter::default();
         while let Some(ev) = erx.recv().await {
-            print_event(&ev, &steps, &mut tables);
-            summarize_copy(&ev, &steps, &mut copied);
+            print_event(&ev, &steps, &mut copy);
         }
     });
     let result = runner::run(plan, &exec, ConfirmMode::Automatic, &mut grx, &etx, &cancel).await;
@@ -53,11 +35,7 @@ pub async fn run(plan: &Plan, exec: LiveExecutor) -> RunResult {
     result
 }
 
-fn print_event(
-    ev: &RunEvent,
-    steps: &[crate::engine::plan::Step],
-    tables: &mut BTreeMap<TableName, TableProgress>,
-) {
+fn print_event(ev: &RunEvent, steps: &[crate::engine::plan::Step], copy: &mut LinePrinter) {
     let title = |id: usize| steps.get(id).map(|s| s.title.as_str()).unwrap_or("?");
     match ev {
         RunEvent::StepStarted { step } => {
@@ -68,13 +46,20 @@ fn print_event(
             outcome,
             elapsed,
         } => match outcome {
-            StepOutcome::Done => eprintln!(
-                "[{}/{}] {} done in {:.1} s",
-                step + 1,
-                steps.len(),
-                title(*step),
-                elapsed.as_secs_f64()
-            ),
+            StepOutcome::Done => {
+                if let Some(table) = copy.summary(*elapsed) {
+                    for line in table.lines() {
+                        eprintln!("    {line}");
+                    }
+                }
+                eprintln!(
+                    "[{}/{}] {} done in {:.1} s",
+                    step + 1,
+                    steps.len(),
+                    title(*step),
+                    elapsed.as_secs_f64()
+                )
+            }
             StepOutcome::Skipped => {
                 eprintln!("[{}/{}] {} skipped", step + 1, steps.len(), title(*step))
             }
@@ -94,62 +79,10 @@ fn print_event(
                 title(*step)
             ),
         },
-        RunEvent::Copy(CopyEvent::TableStarted {
-            table, est_rows, ..
-        }) => {
-            tables.insert(
-                table.clone(),
-                TableProgress {
-                    est_rows: *est_rows,
-                    started: Some(Instant::now()),
-                    last_print: Some(Instant::now()),
-                    ..Default::default()
-                },
-            );
-        }
-        RunEvent::Copy(CopyEvent::Advanced { table, rows, bytes }) => {
-            let p = tables.entry(table.clone()).or_default();
-            p.rows += rows;
-            p.bytes += bytes;
-            if p.last_print.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
-                p.last_print = Some(Instant::now());
-                let pct = if p.est_rows > 0 {
-                    format!(
-                        " ({:.0}%)",
-                        (p.rows as f64 / p.est_rows as f64 * 100.0).min(100.0)
-                    )
-                } else {
-                    String::new()
-                };
-                let secs = p
-                    .started
-                    .map(|s| s.elapsed().as_secs_f64())
-                    .unwrap_or(0.0)
-                    .max(0.001);
-                eprintln!(
-                    "    {table}: {} rows{pct}, {}, {}/s",
-                    p.rows,
-                    human_bytes(p.bytes as i64),
-                    human_bytes((p.bytes as f64 / secs) as i64)
-                );
+        RunEvent::Copy(c) => {
+            for line in copy.lines(c) {
+                eprintln!("    {line}");
             }
-        }
-        RunEvent::Copy(CopyEvent::TableFinished {
-            table,
-            rows,
-            bytes,
-            elapsed,
-            ..
-        }) => {
-            let secs = elapsed.as_secs_f64().max(0.001);
-            eprintln!(
-                "    {table}: {rows} rows, {} in {secs:.1} s ({:.1} MB/s)",
-                human_bytes(*bytes as i64),
-                *bytes as f64 / secs / 1e6
-            );
-        }
-        RunEvent::Copy(CopyEvent::TableFailed { table, error }) => {
-            eprintln!("    {table}: FAILED: {error}")
         }
         RunEvent::Verified(v) => eprintln!(
             "    {}: {} (HERE {} rows, THERE {} rows{})",
@@ -173,49 +106,10 @@ fn print_event(
             level: crate::engine::event::LogLevel::Warn | crate::engine::event::LogLevel::Error,
             message,
         } => eprintln!("    warning: {message}"),
-        RunEvent::Log { message, .. }
-            if message.starts_with("copy:") || message.starts_with("THERE: index") =>
-        {
+        RunEvent::Log { message, .. } if message.starts_with("copy:") => {
             eprintln!("    {message}")
         }
         RunEvent::Finished { ok: true, summary } => eprintln!("done: {summary}"),
-        _ => {}
-    }
-}
-
-/// Collects the tables the copy finished and prints their summary table when the copy step ends.
-fn summarize_copy(
-    ev: &RunEvent,
-    steps: &[crate::engine::plan::Step],
-    copied: &mut Vec<TableCopied>,
-) {
-    match ev {
-        RunEvent::Copy(CopyEvent::TableFinished {
-            table,
-            rows,
-            bytes,
-            elapsed,
-            format,
-            parts,
-        }) => copied.push(TableCopied {
-            table: table.clone(),
-            rows: *rows,
-            bytes: *bytes,
-            elapsed: *elapsed,
-            parts: *parts,
-            format: *format,
-        }),
-        RunEvent::StepFinished {
-            step,
-            outcome: StepOutcome::Done,
-            elapsed,
-        } if steps.get(*step).map(|s| s.kind) == Some(StepKind::CopyData) && !copied.is_empty() => {
-            copied.sort_by(|a, b| a.table.cmp(&b.table));
-            for line in summary(copied, *elapsed).lines() {
-                eprintln!("    {line}");
-            }
-            copied.clear();
-        }
         _ => {}
     }
 }

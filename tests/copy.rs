@@ -6,6 +6,7 @@
 use bucardo_bootstrap::engine::catalog::{self, TableInfo};
 use bucardo_bootstrap::engine::conn::{ConnDefaults, ConnSpec, Side};
 use bucardo_bootstrap::engine::copy::format::{Format, FormatChoice};
+use bucardo_bootstrap::engine::copy::parts::{RangesDone, Split};
 use bucardo_bootstrap::engine::copy::{self, CopyOptions, Snapshot, TableCopied};
 use bucardo_bootstrap::engine::event::{CopyEvent, RunEvent};
 use bucardo_bootstrap::engine::ident::TableName;
@@ -107,7 +108,7 @@ async fn run_copy(
     infos: &[TableInfo],
     opts: &CopyOptions,
 ) -> (Result<Vec<TableCopied>, EngineError>, Vec<RunEvent>) {
-    run_copy_cancelling(sb, db, infos, opts, false).await
+    run_copy_cancelling(sb, db, infos, &[], opts, false).await
 }
 
 /// As [`run_copy`]; with `cancel_midway`, the operator cancels at the first progress event.
@@ -115,6 +116,7 @@ async fn run_copy_cancelling(
     sb: &Sandbox,
     db: &str,
     infos: &[TableInfo],
+    prior: &[RangesDone],
     opts: &CopyOptions,
     cancel_midway: bool,
 ) -> (Result<Vec<TableCopied>, EngineError>, Vec<RunEvent>) {
@@ -133,7 +135,8 @@ async fn run_copy_cancelling(
         all
     });
     let snapshot = Snapshot::export(&here).await.expect("snapshot");
-    let r = copy::copy_tables_with(&here, &there, &snapshot, infos, opts, &tx, &cancel).await;
+    let r =
+        copy::copy_tables_with(&here, &there, &snapshot, infos, prior, opts, &tx, &cancel).await;
     snapshot.release().await;
     drop(tx);
     (r, collector.await.expect("collector"))
@@ -273,6 +276,124 @@ async fn a_table_split_into_key_ranges_is_copied_exactly_once() {
     }
 }
 
+/// A rerun after a stop mid-table: the journal says which key ranges committed; only the others
+/// are copied, cut the same way, each after clearing its span on THERE (a range can have
+/// committed on THERE without its journal record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_split_table_copies_only_its_missing_ranges() {
+    let sb = tokio::task::spawn_blocking(start_sandbox).await.unwrap();
+    load(
+        &sb,
+        "rs",
+        "CREATE TABLE public.big (id bigint PRIMARY KEY, v text NOT NULL);
+         INSERT INTO public.big SELECT g, 'v' || g FROM generate_series(1, 80000) g;",
+    );
+    let mut infos = tables(&sb.here, "rs", &["public.big"]).await;
+    infos[0].total_bytes = 1_000_000;
+    let opts = CopyOptions {
+        split_bytes: 200_000,
+        max_parts: 5,
+        ..CopyOptions::new(2)
+    };
+    let (r, events) = run_copy(&sb, "rs", &infos, &opts).await;
+    r.expect("first copy");
+    let split: Split = events
+        .iter()
+        .find_map(|e| match e {
+            RunEvent::Copy(CopyEvent::TableSplit { split, .. }) => Some(split.clone()),
+            _ => None,
+        })
+        .expect("the split is announced before its ranges");
+    let ranges = split.ranges();
+    assert_eq!(ranges.len(), 5, "{split:?}");
+    let first_done: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Copy(CopyEvent::RangeDone { part, .. }) => Some(*part),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        first_done.len(),
+        5,
+        "every range reported once: {first_done:?}"
+    );
+
+    // The state a stop leaves: range 3 never committed; range 1 committed on THERE but the
+    // journal did not record it. HERE moves on meanwhile, in ranges 0 and 1.
+    let pred = |i: usize| ranges[i].predicate();
+    sb.there
+        .psql("rs", &format!("DELETE FROM public.big WHERE {}", pred(3)))
+        .unwrap();
+    let pick = |i: usize| {
+        sb.here
+            .psql(
+                "rs",
+                &format!("SELECT min(id) FROM public.big WHERE {}", pred(i)),
+            )
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (in0, in1) = (pick(0), pick(1));
+    sb.here
+        .psql(
+            "rs",
+            &format!("UPDATE public.big SET v = 'changed' WHERE id IN ({in0}, {in1})"),
+        )
+        .unwrap();
+    let prior = [RangesDone {
+        table: infos[0].name.clone(),
+        split: split.clone(),
+        done: [0, 2, 4].into_iter().collect(),
+    }];
+    let (r, events) = run_copy_cancelling(&sb, "rs", &infos, &prior, &opts, false).await;
+    let copied = r.expect("the resumed copy (a duplicate key would fail it)");
+    let mut again: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Copy(CopyEvent::RangeDone { part, .. }) => Some(*part),
+            _ => None,
+        })
+        .collect();
+    again.sort();
+    assert_eq!(again, vec![1, 3], "only the missing ranges are copied");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, RunEvent::Copy(CopyEvent::TableSplit { .. }))),
+        "the recorded split is reused, not recomputed"
+    );
+    assert_eq!(
+        (copied[0].parts, copied[0].rows > 0),
+        (2, true),
+        "{copied:?}"
+    );
+    let v = |id: &str| {
+        sb.there
+            .psql("rs", &format!("SELECT v FROM public.big WHERE id = {id}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        v(&in0),
+        format!("v{in0}"),
+        "range 0 was kept, not copied again"
+    );
+    assert_eq!(
+        v(&in1),
+        "changed",
+        "range 1 was copied again under the new snapshot"
+    );
+    let count = "SELECT count(*), count(DISTINCT id) FROM public.big";
+    assert_eq!(
+        sb.there.psql("rs", count).unwrap(),
+        sb.here.psql("rs", count).unwrap(),
+        "every row exactly once"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_table_stops_the_copy_with_its_name_and_postgres_message() {
     let sb = tokio::task::spawn_blocking(start_sandbox).await.unwrap();
@@ -355,7 +476,7 @@ async fn a_cancelled_copy_stops_rolls_back_and_keeps_the_indexes() {
          INSERT INTO public.slow SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 200000) g;",
     );
     let infos = tables(&sb.here, "ca", &["public.slow"]).await;
-    let (r, _) = run_copy_cancelling(&sb, "ca", &infos, &CopyOptions::new(2), true).await;
+    let (r, _) = run_copy_cancelling(&sb, "ca", &infos, &[], &CopyOptions::new(2), true).await;
     assert!(matches!(r, Err(EngineError::Aborted)), "{r:?}");
     assert_eq!(
         sb.there
@@ -368,6 +489,65 @@ async fn a_cancelled_copy_stops_rolls_back_and_keeps_the_indexes() {
         indexes(&sb.here, "ca"),
         indexes(&sb.there, "ca"),
         "no index is missing"
+    );
+}
+
+/// THERE's own progress views reach the front ends: rows from `pg_stat_progress_copy` while a
+/// slow COPY runs, and phases from `pg_stat_progress_create_index` while a deferred index builds.
+/// THERE alone gets a check constraint and an index expression that take 5 ms a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn theres_progress_views_are_reported() {
+    let sb = tokio::task::spawn_blocking(start_sandbox).await.unwrap();
+    load(
+        &sb,
+        "pv",
+        "CREATE TABLE public.slow (id integer PRIMARY KEY, v integer NOT NULL);
+         INSERT INTO public.slow SELECT g, g FROM generate_series(1, 600) g;",
+    );
+    sb.there
+        .psql(
+            "pv",
+            "CREATE FUNCTION public.slowly(x integer) RETURNS integer IMMUTABLE LANGUAGE plpgsql                AS $$ BEGIN PERFORM pg_sleep(0.005); RETURN x; END $$;
+             ALTER TABLE public.slow ADD CHECK (public.slowly(v) = v);
+             CREATE INDEX slow_v ON public.slow (public.slowly(v));",
+        )
+        .unwrap();
+    let infos = tables(&sb.here, "pv", &["public.slow"]).await;
+    let (r, events) = run_copy(&sb, "pv", &infos, &CopyOptions::new(1)).await;
+    r.expect("copy");
+    let there_rows: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Copy(CopyEvent::ThereRows { rows, .. }) => Some(*rows),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !there_rows.is_empty() && there_rows.iter().all(|&n| n <= 600),
+        "THERE's row counts while the COPY ran: {there_rows:?}"
+    );
+    assert!(
+        there_rows.windows(2).all(|w| w[0] <= w[1]),
+        "THERE's count never goes back: {there_rows:?}"
+    );
+    let phases: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Copy(CopyEvent::IndexPhase { index, phase, .. }) => {
+                Some(format!("{index}: {phase}"))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        phases
+            .iter()
+            .any(|p| p.starts_with("slow_v: building index")),
+        "the deferred index's build phases: {phases:?}"
+    );
+    assert_eq!(
+        indexes(&sb.here, "pv").lines().count() + 1,
+        indexes(&sb.there, "pv").lines().count()
     );
 }
 

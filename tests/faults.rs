@@ -4,6 +4,7 @@
 
 mod common;
 
+use bucardo_bootstrap::engine::journal::JournalData;
 use bucardo_bootstrap::sandbox::writer::{check_eventually, Writer, WriterReport};
 use bucardo_bootstrap::sandbox::Sandbox;
 use common::*;
@@ -77,6 +78,69 @@ async fn sigkill_mid_copy_then_rerun_resumes() {
     assert!(
         out.contains("done in an earlier run"),
         "the rerun resumed: {out}"
+    );
+    let report = w.stop().await;
+    assert_converged(&sb, &report).await;
+}
+
+/// Tables split into 1 MB key ranges (indexes not deferred, so that every table can split).
+const SPLIT_SMALL: &[(&str, &str)] = &[
+    ("BUCARDO_BOOTSTRAP_COPY_SPLIT_MB", "1"),
+    ("BUCARDO_BOOTSTRAP_COPY_DEFER_INDEXES", "0"),
+];
+
+fn journal_data(sb: &Sandbox) -> Option<JournalData> {
+    std::fs::read_dir(state_dir(sb))
+        .ok()?
+        .flatten()
+        .find(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with("journal-") && n.ends_with(".json")
+        })
+        .and_then(|e| std::fs::read_to_string(e.path()).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_split_table_then_rerun_copies_only_its_missing_ranges() {
+    let (sb, w) = setup().await;
+    let mut r = spawn_run_env(&sb, &["--jobs", "2"], SPLIT_SMALL);
+    assert!(
+        r.wait_for("key ranges", Duration::from_secs(120)),
+        "{}",
+        r.seen.join("\n")
+    );
+    // Kill as soon as the journal holds a committed range of a table not finished yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let partial = loop {
+        let j = journal_data(&sb);
+        if let Some(p) = j.as_ref().and_then(|j| {
+            j.ranges
+                .iter()
+                .find(|p| !p.done.is_empty() && p.done.len() < p.split.cuts.len() + 1)
+        }) {
+            break p.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no range recorded: {j:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let out = tokio::task::block_in_place(|| r.kill());
+    let j = journal_data(&sb).expect("journal");
+    assert!(!j.tables_done.contains(&partial.table), "{out}");
+    let (code, out) =
+        tokio::task::block_in_place(|| spawn_run_env(&sb, &["--jobs", "2"], SPLIT_SMALL).finish());
+    assert_eq!(code, 0, "the rerun finishes: {out}");
+    assert!(
+        out.contains(&format!(
+            "{} in {} key ranges (",
+            partial.table,
+            partial.split.cuts.len() + 1
+        )) && out.contains("copied by an earlier run)"),
+        "the rerun copied only the missing ranges of {}: {out}",
+        partial.table
     );
     let report = w.stop().await;
     assert_converged(&sb, &report).await;

@@ -1005,7 +1005,7 @@ async fn adversarial_names_through_catalog_copy_and_bucardo() {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let cancel = tokio_util::sync::CancellationToken::new();
-    let copied = copy::copy_tables(&src, &dst, &snapshot, &all, 2, &tx, &cancel)
+    let copied = copy::copy_tables(&src, &dst, &snapshot, &all, &[], 2, &tx, &cancel)
         .await
         .unwrap();
     snapshot.release().await;

@@ -172,7 +172,8 @@ fn review() {
     snap("review", &app);
 }
 
-/// An automatic run in the middle of the copy: 2 tables done, 2 copying, the rest waiting.
+/// An automatic run in the middle of the copy: 2 tables done, 2 copying (one of them rebuilding an
+/// index on THERE), the rest waiting.
 fn run_in_progress() -> App {
     let mut app = app_at_review();
     update(&mut app, ch('r'));
@@ -250,7 +251,17 @@ fn run_in_progress() -> App {
         t + 4.0,
         [
             advanced(&orders, 24_000, 5_600_000),
+            RunEvent::Copy(CopyEvent::ThereRows {
+                table: orders.name.clone(),
+                rows: 23_100,
+            }),
             advanced(&items, 30_000, 3_100_000),
+            RunEvent::Copy(CopyEvent::IndexPhase {
+                table: items.name.clone(),
+                index: "order_items_sku".into(),
+                phase: "building index: scanning table".into(),
+                percent: Some(40),
+            }),
             RunEvent::Log {
                 level: LogLevel::Warn,
                 message: "a writer holds a lock on public.orders; waiting".into(),

@@ -60,6 +60,29 @@ pub enum CopyEvent {
         table: TableName,
         error: String,
     },
+    /// The table will be copied in key ranges cut this way (sent before any of them starts).
+    TableSplit {
+        table: TableName,
+        split: crate::engine::copy::parts::Split,
+    },
+    /// Key range `part` of a split table committed on THERE.
+    RangeDone {
+        table: TableName,
+        part: usize,
+    },
+    /// Rows THERE has taken so far for the table (`pg_stat_progress_copy` of its COPYs in
+    /// flight, plus its committed ranges): a cross-check of the rows sent.
+    ThereRows {
+        table: TableName,
+        rows: u64,
+    },
+    /// A deferred index of the table is being built on THERE (`pg_stat_progress_create_index`).
+    IndexPhase {
+        table: TableName,
+        index: String,
+        phase: String,
+        percent: Option<i32>,
+    },
 }
 
 /// The verdict for one table after the bootstrap.

@@ -5,9 +5,10 @@
 use crate::engine::bucardo::{self, BucardoCli, BucardoCmd};
 use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::{ConnSpec, Passfile, Side};
+use crate::engine::copy::parts::RangesDone;
 use crate::engine::copy::{self, Snapshot};
 use crate::engine::error::EngineError;
-use crate::engine::event::{LogLevel, RunEvent, TableVerdict};
+use crate::engine::event::{CopyEvent, LogLevel, RunEvent, TableVerdict};
 use crate::engine::ident::{quote_ident, quote_literal, TableName};
 use crate::engine::journal::Journal;
 use crate::engine::plan::{
@@ -100,17 +101,18 @@ impl LiveExecutor {
     }
 
     fn record_step(&self, kind: StepKind) -> Result<(), EngineError> {
-        self.journal
-            .lock()
-            .map_err(|_| EngineError::Io("journal lock poisoned".into()))?
-            .record_step(kind)
+        self.with_journal(|j| j.record_step(kind))
     }
 
-    fn record_table(&self, t: &TableName) -> Result<(), EngineError> {
-        self.journal
+    fn with_journal(
+        &self,
+        f: impl FnOnce(&mut Journal) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        let mut j = self
+            .journal
             .lock()
-            .map_err(|_| EngineError::Io("journal lock poisoned".into()))?
-            .record_table(t)
+            .map_err(|_| EngineError::Io("journal lock poisoned".into()))?;
+        f(&mut j)
     }
 
     fn tables_done(&self) -> std::collections::BTreeSet<TableName> {
@@ -569,12 +571,22 @@ impl LiveExecutor {
             .filter(|t| !done.contains(&t.name))
             .cloned()
             .collect();
-        if !done.is_empty() {
+        let partial: Vec<RangesDone> = {
+            let j = self
+                .journal
+                .lock()
+                .map_err(|_| EngineError::Io("journal lock poisoned".into()))?;
+            todo.iter()
+                .filter_map(|t| j.ranges_for(&t.name).cloned())
+                .collect()
+        };
+        if !done.is_empty() || partial.iter().any(|r| !r.done.is_empty()) {
+            let ranges: usize = partial.iter().map(|r| r.done.len()).sum();
             log(
                 events,
                 LogLevel::Info,
                 format!(
-                    "resuming: {} tables were copied by an earlier run; {} to go",
+                    "resuming: {} tables and {ranges} key ranges were copied by an earlier run; {} tables to go",
                     done.len(),
                     todo.len()
                 ),
@@ -583,6 +595,13 @@ impl LiveExecutor {
         }
         let there = s.there.connect(Side::There).await?;
         for t in &todo {
+            if partial
+                .iter()
+                .any(|r| r.table == t.name && !r.done.is_empty())
+            {
+                // Its committed ranges stay; each missing range clears its own span first.
+                continue;
+            }
             let has_rows = has_rows(&there, Side::There, &t.name).await?;
             if has_rows {
                 // Rows of an interrupted copy: empty the table and copy it again under the new
@@ -614,30 +633,39 @@ impl LiveExecutor {
             ),
         )
         .await;
-        // Every table is journaled as soon as its copy committed on THERE.
+        // Every table, and every key range of a split one, is journaled as soon as it committed
+        // on THERE.
         let (tx, mut rx) = mpsc::channel::<RunEvent>(1024);
         let forward = events.clone();
         let journal_errors = std::sync::Arc::new(std::sync::Mutex::new(None::<EngineError>));
         let je = journal_errors.clone();
         let forwarder = async {
             while let Some(ev) = rx.recv().await {
-                if let RunEvent::Copy(crate::engine::event::CopyEvent::TableFinished {
-                    table,
-                    ..
-                }) = &ev
-                {
-                    if let Err(e) = self.record_table(table) {
-                        if let Ok(mut slot) = je.lock() {
-                            slot.get_or_insert(e);
-                        }
+                let recorded = match &ev {
+                    RunEvent::Copy(CopyEvent::TableSplit { table, split }) => {
+                        self.with_journal(|j| j.record_split(table, split))
+                    }
+                    RunEvent::Copy(CopyEvent::RangeDone { table, part }) => {
+                        self.with_journal(|j| j.record_range(table, *part))
+                    }
+                    RunEvent::Copy(CopyEvent::TableFinished { table, .. }) => {
+                        self.with_journal(|j| j.record_table(table))
+                    }
+                    _ => Ok(()),
+                };
+                if let Err(e) = recorded {
+                    if let Ok(mut slot) = je.lock() {
+                        slot.get_or_insert(e);
                     }
                 }
                 let _ = forward.send(ev).await;
             }
         };
         let copy = async {
-            let r =
-                copy::copy_tables(&s.here, &s.there, &snapshot, &todo, s.jobs, &tx, cancel).await;
+            let r = copy::copy_tables(
+                &s.here, &s.there, &snapshot, &todo, &partial, s.jobs, &tx, cancel,
+            )
+            .await;
             drop(tx);
             r
         };

@@ -1,7 +1,8 @@
 //! The journal: what a bootstrap has finished, so that running the same command again resumes
 //! instead of starting over. One JSON file per plan fingerprint in the state directory, mode
 //! 0600, rewritten atomically (write to a temporary file, then rename). A record is written only
-//! after its work committed on THERE.
+//! after its work committed on THERE: a step, a table, or one key range of a split table (whose
+//! cut points are recorded before its first range starts).
 //!
 //! Why resuming the copy with a new snapshot is safe: Bucardo's triggers were logging every
 //! change on HERE before the first snapshot was taken, and they keep logging while the tool is
@@ -10,6 +11,7 @@
 //! is enabled, Bucardo replays every delta by primary key from HERE's current row, so every table
 //! converges to HERE no matter which snapshot filled it.
 
+use crate::engine::copy::parts::{RangesDone, Split};
 use crate::engine::error::EngineError;
 use crate::engine::ident::TableName;
 use crate::engine::plan::StepKind;
@@ -25,6 +27,10 @@ pub struct JournalData {
     pub steps_done: Vec<StepKind>,
     /// Tables whose copy committed on THERE.
     pub tables_done: BTreeSet<TableName>,
+    /// Tables copied in key ranges and not finished: how they were cut, and the ranges that
+    /// committed on THERE.
+    #[serde(default)]
+    pub ranges: Vec<RangesDone>,
     /// Unix seconds of the last update.
     pub updated: u64,
 }
@@ -75,7 +81,9 @@ impl Journal {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.data.steps_done.is_empty() && self.data.tables_done.is_empty()
+        self.data.steps_done.is_empty()
+            && self.data.tables_done.is_empty()
+            && self.data.ranges.is_empty()
     }
 
     pub fn step_done(&self, kind: StepKind) -> bool {
@@ -91,7 +99,41 @@ impl Journal {
 
     pub fn record_table(&mut self, table: &TableName) -> Result<(), EngineError> {
         self.data.tables_done.insert(table.clone());
+        self.data.ranges.retain(|r| &r.table != table);
         self.save()
+    }
+
+    /// Records how a table is cut, before any of its ranges starts. A rerun cuts it the same way.
+    pub fn record_split(&mut self, table: &TableName, split: &Split) -> Result<(), EngineError> {
+        match self.data.ranges.iter_mut().find(|r| &r.table == table) {
+            Some(r) if &r.split == split => return Ok(()),
+            Some(r) => {
+                r.split = split.clone();
+                r.done.clear();
+            }
+            None => self.data.ranges.push(RangesDone {
+                table: table.clone(),
+                split: split.clone(),
+                done: BTreeSet::new(),
+            }),
+        }
+        self.save()
+    }
+
+    /// Records that range `part` of a split table committed on THERE.
+    pub fn record_range(&mut self, table: &TableName, part: usize) -> Result<(), EngineError> {
+        let Some(r) = self.data.ranges.iter_mut().find(|r| &r.table == table) else {
+            return Err(EngineError::Io(format!(
+                "the journal has no key ranges for {table}"
+            )));
+        };
+        r.done.insert(part);
+        self.save()
+    }
+
+    /// The partial tables among `tables`.
+    pub fn ranges_for(&self, table: &TableName) -> Option<&RangesDone> {
+        self.data.ranges.iter().find(|r| &r.table == table)
     }
 
     /// Forgets everything (`--restart`).
@@ -155,6 +197,50 @@ mod tests {
         j3.discard().unwrap();
         assert!(!j3.exists());
         assert!(Journal::open(dir.path(), "abc").unwrap().is_empty());
+    }
+
+    #[test]
+    fn key_ranges_are_recorded_until_the_table_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TableName::new("public", "big");
+        let split = Split {
+            key: "id".into(),
+            key_type: "bigint".into(),
+            cuts: vec!["100".into(), "200".into()],
+        };
+        let mut j = Journal::open(dir.path(), "abc").unwrap();
+        assert!(
+            j.record_range(&t, 0).is_err(),
+            "a range needs its split first"
+        );
+        j.record_split(&t, &split).unwrap();
+        j.record_range(&t, 2).unwrap();
+        j.record_split(&t, &split).unwrap();
+        let j2 = Journal::open(dir.path(), "abc").unwrap();
+        assert!(!j2.is_empty());
+        let r = j2.ranges_for(&t).unwrap();
+        assert_eq!(
+            (&r.split, r.done.iter().copied().collect::<Vec<_>>()),
+            (&split, vec![2])
+        );
+        let mut j3 = j2;
+        j3.record_table(&t).unwrap();
+        assert!(Journal::open(dir.path(), "abc")
+            .unwrap()
+            .ranges_for(&t)
+            .is_none());
+    }
+
+    #[test]
+    fn a_journal_from_before_key_ranges_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            Journal::path_for(dir.path(), "x"),
+            r#"{"fingerprint":"x","steps_done":["AddSync"],"tables_done":[],"updated":1}"#,
+        )
+        .unwrap();
+        let j = Journal::open(dir.path(), "x").unwrap();
+        assert!(j.step_done(StepKind::AddSync) && j.data.ranges.is_empty());
     }
 
     #[test]

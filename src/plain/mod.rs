@@ -307,9 +307,18 @@ pub fn event_line(
                 if let Some(e) = p.eta(now) {
                     line.push_str(&format!(", ETA {}", fmt_duration(e)));
                 }
+                if let Some(n) = p.there_rows {
+                    line.push_str(&format!(" (THERE has {})", fmt_count(n)));
+                }
                 line
             })
         }
+        RunEvent::Copy(CopyEvent::IndexPhase { table, .. }) => run
+            .tables
+            .iter()
+            .find(|p| &p.table == table)
+            .and_then(|p| p.index_phase.as_ref())
+            .map(|phase| format!("    {table}: {phase}")),
         RunEvent::Copy(CopyEvent::TableFinished {
             table,
             rows,

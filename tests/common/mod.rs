@@ -119,7 +119,13 @@ pub struct Running {
 }
 
 pub fn spawn_run(sb: &Sandbox, extra: &[&str]) -> Running {
+    spawn_run_env(sb, extra, &[])
+}
+
+/// [`spawn_run`] with extra environment variables.
+pub fn spawn_run_env(sb: &Sandbox, extra: &[&str], env: &[(&str, &str)]) -> Running {
     let mut cmd = tool(sb);
+    cmd.envs(env.iter().copied());
     cmd.arg("run")
         .arg("--yes")
         .args(conn_flags(sb, "all"))

@@ -10,18 +10,14 @@
 //! Only indexes that `pg_get_indexdef` recreates exactly are deferred: not the primary key, no
 //! index behind a constraint (unique, exclusion, or referenced by a foreign key), no partition
 //! or extension index, none anything else depends on, no replica identity or CLUSTER index, none
-//! with a comment or per-column statistics target. Their tablespace is kept.
+//! with a comment or per-column statistics target. Their tablespace is kept. The builds' phases
+//! are reported by [`monitor`](super::monitor).
 
 use crate::engine::conn::Side;
 use crate::engine::error::EngineError;
-use crate::engine::event::{LogLevel, RunEvent};
 use crate::engine::ident::{quote_ident, TableName};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_postgres::Client;
-use tokio_util::sync::CancellationToken;
 
 /// An index dropped before the copy and built again after it, in the same transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,62 +107,6 @@ pub fn build_memory_sql() -> String {
         "SELECT set_config('maintenance_work_mem', greatest(setting::bigint, {BUILD_MEMORY_KB})::text || 'kB', true) \
          FROM pg_settings WHERE name = 'maintenance_work_mem'"
     )
-}
-
-/// Index builds under way, by THERE backend pid, for the progress monitor.
-pub type Building = Arc<Mutex<HashMap<i32, (TableName, String)>>>;
-
-/// Reports `pg_stat_progress_create_index` phases of the builds under way as log lines, until
-/// `done` is cancelled.
-pub async fn monitor(
-    there: Client,
-    building: Building,
-    events: mpsc::Sender<RunEvent>,
-    done: CancellationToken,
-) {
-    let mut last: HashMap<i32, String> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = done.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let pids: Vec<i32> = building
-            .lock()
-            .map(|b| b.keys().copied().collect())
-            .unwrap_or_default();
-        if pids.is_empty() {
-            continue;
-        }
-        let Ok(rows) = there
-            .query(
-                "SELECT pid, phase, CASE WHEN blocks_total > 0 THEN 100 * blocks_done / blocks_total \
-                 WHEN tuples_total > 0 THEN 100 * tuples_done / tuples_total END::int \
-                 FROM pg_stat_progress_create_index WHERE pid = ANY($1)",
-                &[&pids],
-            )
-            .await
-        else {
-            return;
-        };
-        for r in rows {
-            let (pid, phase, pct): (i32, String, Option<i32>) = (r.get(0), r.get(1), r.get(2));
-            if last.get(&pid) == Some(&phase) {
-                continue;
-            }
-            last.insert(pid, phase.clone());
-            let Some((table, index)) = building.lock().ok().and_then(|b| b.get(&pid).cloned())
-            else {
-                continue;
-            };
-            let pct = pct.map(|p| format!(" ({p}%)")).unwrap_or_default();
-            let message = format!("THERE: index {index} of {table}: {phase}{pct}");
-            let _ = events.try_send(RunEvent::Log {
-                level: LogLevel::Info,
-                message,
-            });
-        }
-    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,16 @@
 //! its own THERE transaction; a table is finished when its last piece committed. A table with
 //! deferrable secondary indexes is copied whole, its indexes dropped and rebuilt in its copy's transaction
 //! ([`indexes`]): the measurements favoured deferred builds over key ranges. The format of each
-//! table is chosen in [`format`], the bytes move in [`stream`], and [`standalone`] is the `copy`
-//! command.
+//! table is chosen in [`format`], the bytes move in [`stream`], THERE's own progress views are
+//! read by [`monitor`], [`report`] turns events into plain lines, and [`standalone`] is the `copy`
+//! command. A split table announces its cut points before its first range starts and each range
+//! after it committed, so that the journal can resume it range by range ([`parts`]).
 
 pub mod format;
 pub mod indexes;
+pub mod monitor;
 pub mod parts;
+pub mod report;
 pub mod standalone;
 pub mod stream;
 
@@ -25,8 +29,9 @@ use crate::engine::error::EngineError;
 use crate::engine::event::{CopyEvent, LogLevel, RunEvent};
 use crate::engine::ident::{quote_ident, quote_literal, TableName};
 use format::{ColumnMap, Format, FormatChoice};
-use indexes::{Building, DeferredIndex};
-use parts::KeyRange;
+use indexes::DeferredIndex;
+use monitor::{Activity, Watch};
+use parts::{RangesDone, Split};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -139,17 +144,21 @@ impl Snapshot {
 
 /// Copies `tables` with `jobs` workers inside `snapshot`, largest first, with the default
 /// [`CopyOptions`] (and their environment overrides).
+/// `prior` holds the tables an earlier run left partly copied in key ranges: only their missing
+/// ranges are copied, cut as before.
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_tables(
     here: &ConnSpec,
     there: &ConnSpec,
     snapshot: &Snapshot,
     tables: &[TableInfo],
+    prior: &[RangesDone],
     jobs: usize,
     events: &mpsc::Sender<RunEvent>,
     cancel: &CancellationToken,
 ) -> Result<Vec<TableCopied>, EngineError> {
     let opts = CopyOptions::new(jobs).with_env();
-    copy_tables_with(here, there, snapshot, tables, &opts, events, cancel).await
+    copy_tables_with(here, there, snapshot, tables, prior, &opts, events, cancel).await
 }
 
 /// One unit of work: a table, or a key range of it.
@@ -161,14 +170,21 @@ struct Piece {
     est_bytes: i64,
     order: (TableName, usize),
     defer: Vec<DeferredIndex>,
+    /// Its key range's number, when the table is split.
+    part: Option<usize>,
+    /// Resuming a range: THERE's rows in it are deleted first, in the same transaction (they can
+    /// only be there if the run stopped between THERE's commit and the journal's record).
+    clear: Option<String>,
 }
 
 /// Copies `tables` as [`copy_tables`] does, with explicit options.
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_tables_with(
     here: &ConnSpec,
     there: &ConnSpec,
     snapshot: &Snapshot,
     tables: &[TableInfo],
+    prior: &[RangesDone],
     opts: &CopyOptions,
     events: &mpsc::Sender<RunEvent>,
     cancel: &CancellationToken,
@@ -176,7 +192,7 @@ pub async fn copy_tables_with(
     if tables.is_empty() {
         return Ok(vec![]);
     }
-    let pieces = plan_pieces(there, snapshot, tables, opts, events).await?;
+    let pieces = plan_pieces(there, snapshot, tables, prior, opts, events).await?;
     let tallies: Vec<Arc<Tally>> = {
         let mut seen = HashMap::new();
         for p in &pieces {
@@ -186,17 +202,15 @@ pub async fn copy_tables_with(
         seen.into_values().collect()
     };
     let workers_n = opts.jobs.max(1).min(pieces.len());
-    let building: Building = Arc::default();
+    let watch = Watch::default();
     let monitor_done = CancellationToken::new();
-    if pieces.iter().any(|p| !p.defer.is_empty()) {
-        let c = there.connect(Side::There).await?;
-        tokio::spawn(indexes::monitor(
-            c,
-            building.clone(),
-            events.clone(),
-            monitor_done.clone(),
-        ));
-    }
+    let c = there.connect(Side::There).await?;
+    tokio::spawn(monitor::run(
+        c,
+        watch.clone(),
+        events.clone(),
+        monitor_done.clone(),
+    ));
     let _monitor_guard = monitor_done.drop_guard();
     let queue = Arc::new(Mutex::new(VecDeque::from(pieces)));
     let stop = cancel.child_token();
@@ -206,15 +220,15 @@ pub async fn copy_tables_with(
     let mut workers = Vec::new();
     for _ in 0..workers_n {
         let (here, there, snap) = (here.clone(), there.clone(), snapshot.id.clone());
-        let (queue, events, stop, building, first_err) = (
+        let (queue, events, stop, watch, first_err) = (
             queue.clone(),
             events.clone(),
             stop.clone(),
-            building.clone(),
+            watch.clone(),
             first_err.clone(),
         );
         workers.push(tokio::spawn(async move {
-            let r = worker(&here, &there, &snap, &queue, &events, &stop, &building).await;
+            let r = worker(&here, &there, &snap, &queue, &events, &stop, &watch).await;
             if let Err(Stop::Failed(e)) = r {
                 // The first failure is the cause; the others' are its consequences.
                 if let Ok(mut slot) = first_err.lock() {
@@ -261,6 +275,7 @@ async fn plan_pieces(
     there: &ConnSpec,
     snapshot: &Snapshot,
     tables: &[TableInfo],
+    prior: &[RangesDone],
     opts: &CopyOptions,
     events: &mpsc::Sender<RunEvent>,
 ) -> Result<Vec<Piece>, EngineError> {
@@ -309,24 +324,59 @@ async fn plan_pieces(
         let tn = t.name.sql();
         let copy_in = format!("COPY {tn} ({cols}) FROM STDIN{}", fmt.copy_option());
 
-        let defer = deferrable.remove(&t.name).unwrap_or_default();
+        let earlier = prior.iter().find(|r| r.table == t.name);
+        let mut defer = deferrable.remove(&t.name).unwrap_or_default();
+        let mut split: Option<Split> = earlier.map(|r| r.split.clone());
+        if split.is_some() {
+            // Its ranges commit one by one: no transaction holds the whole table.
+            defer.clear();
+        }
         deferred += defer.len();
-        let mut ranges: Vec<KeyRange> = vec![];
         let splittable = opts.jobs > 1 && t.relkind == 'r' && defer.is_empty();
-        if splittable && t.total_bytes > opts.split_bytes {
+        if split.is_none() && splittable && t.total_bytes > opts.split_bytes {
             let n = ((t.total_bytes + opts.split_bytes - 1) / opts.split_bytes)
                 .clamp(2, opts.max_parts as i64) as usize;
             if let Some(h) = h {
-                if let Some(r) = parts::split(here_c, &t.name, &t.key_columns, h, n).await? {
-                    ranges = r;
+                split = parts::split(here_c, &t.name, &t.key_columns, h, n).await?;
+                if let Some(s) = &split {
+                    let _ = events
+                        .send(RunEvent::Copy(CopyEvent::TableSplit {
+                            table: t.name.clone(),
+                            split: s.clone(),
+                        }))
+                        .await;
                 }
             }
         }
-        let n_parts = ranges.len().max(1);
+        let ranges = split.as_ref().map(Split::ranges).unwrap_or_default();
+        let done = earlier.map(|r| r.done.clone()).unwrap_or_default();
+        let todo: Vec<(usize, String)> = ranges
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !done.contains(i))
+            .map(|(i, r)| (i, r.predicate()))
+            .collect();
+        if !ranges.is_empty() && todo.is_empty() {
+            // Every range committed; only the table's own record was missing.
+            let _ = events
+                .send(RunEvent::Copy(CopyEvent::TableFinished {
+                    table: t.name.clone(),
+                    rows: 0,
+                    bytes: 0,
+                    elapsed: Duration::ZERO,
+                    format: fmt,
+                    parts: 0,
+                }))
+                .await;
+            continue;
+        }
+        let n_parts = todo.len().max(1);
+        // The estimates shrink with the ranges an earlier run copied.
+        let share = |v: i64| v * n_parts as i64 / ranges.len().max(1) as i64;
         let tally = Arc::new(Tally::new(
             t.name.clone(),
-            t.est_rows,
-            t.total_bytes,
+            share(t.est_rows),
+            share(t.total_bytes),
             n_parts,
             fmt,
         ));
@@ -347,13 +397,23 @@ async fn plan_pieces(
                 est_bytes: t.total_bytes,
                 order: (t.name.clone(), 0),
                 defer,
+                part: None,
+                clear: None,
             });
         } else {
-            splits.push(format!("{} in {n_parts} key ranges", t.name));
-            for (i, r) in ranges.iter().enumerate() {
+            splits.push(if done.is_empty() {
+                format!("{} in {} key ranges", t.name, ranges.len())
+            } else {
+                format!(
+                    "{} in {} key ranges ({} copied by an earlier run)",
+                    t.name,
+                    ranges.len(),
+                    done.len()
+                )
+            });
+            for (i, pred) in todo {
                 let copy_out = format!(
-                    "COPY (SELECT {cols} FROM ONLY {tn} WHERE {}) TO STDOUT{}",
-                    r.predicate(),
+                    "COPY (SELECT {cols} FROM ONLY {tn} WHERE {pred}) TO STDOUT{}",
                     fmt.copy_option()
                 );
                 pieces.push(Piece {
@@ -361,9 +421,11 @@ async fn plan_pieces(
                     format: fmt,
                     copy_out,
                     copy_in: copy_in.clone(),
-                    est_bytes: t.total_bytes / n_parts as i64,
+                    est_bytes: t.total_bytes / ranges.len() as i64,
                     order: (t.name.clone(), i),
                     defer: vec![],
+                    part: Some(i),
+                    clear: earlier.map(|_| format!("DELETE FROM ONLY {tn} WHERE {pred}")),
                 });
             }
         }
@@ -411,9 +473,9 @@ async fn worker(
     queue: &Mutex<VecDeque<Piece>>,
     events: &mpsc::Sender<RunEvent>,
     stop: &CancellationToken,
-    building: &Building,
+    watch: &Watch,
 ) -> Result<(), Stop> {
-    let (src, dst) = tokio::select! {
+    let (src, dst, dst_pid) = tokio::select! {
         biased;
         _ = stop.cancelled() => return Err(Stop::Stopped),
         r = open_worker(here, there, snapshot) => r.map_err(Stop::Failed)?,
@@ -424,7 +486,10 @@ async fn worker(
         }
         let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
         let Some(piece) = next else { break };
-        if let Err(e) = copy_piece(&src, &dst, &piece, events, stop, building).await {
+        watch.set(dst_pid, Activity::Copying(piece.tally.clone()));
+        let r = copy_piece(&src, (&dst, dst_pid), &piece, events, stop, watch).await;
+        watch.clear(dst_pid);
+        if let Err(e) = r {
             if let Stop::Failed(err) = &e {
                 let _ = events
                     .send(RunEvent::Copy(CopyEvent::TableFailed {
@@ -444,7 +509,7 @@ async fn open_worker(
     here: &ConnSpec,
     there: &ConnSpec,
     snapshot: &str,
-) -> Result<(Client, Client), EngineError> {
+) -> Result<(Client, Client, i32), EngineError> {
     let src = here.connect(Side::Here).await?;
     src.batch_execute(&format!(
         "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
@@ -460,17 +525,22 @@ async fn open_worker(
     )
     .await
     .map_err(|e| EngineError::sql(Side::There, "setting session_replication_role (needs a superuser)", &e))?;
-    Ok((src, dst))
+    let pid: i32 = dst
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(|e| EngineError::sql(Side::There, "reading the session's pid", &e))?
+        .get(0);
+    Ok((src, dst, pid))
 }
 
-/// Copies one piece in one THERE transaction.
+/// Copies one piece in one THERE transaction (`dst` is THERE's session and its backend pid).
 async fn copy_piece(
     src: &Client,
-    dst: &Client,
+    (dst, dst_pid): (&Client, i32),
     piece: &Piece,
     events: &mpsc::Sender<RunEvent>,
     stop: &CancellationToken,
-    building: &Building,
+    watch: &Watch,
 ) -> Result<(), Stop> {
     let tally = &piece.tally;
     let err = |e: tokio_postgres::Error| {
@@ -482,6 +552,9 @@ async fn copy_piece(
     tally.start(events).await;
     dst.batch_execute("BEGIN").await.map_err(err)?;
     let work = async {
+        if let Some(clear) = &piece.clear {
+            dst.batch_execute(clear).await.map_err(err)?;
+        }
         if !piece.defer.is_empty() {
             dst.batch_execute(&indexes::drop_sql(&piece.defer))
                 .await
@@ -499,7 +572,7 @@ async fn copy_piece(
         )
         .await?;
         if !piece.defer.is_empty() {
-            build_indexes(dst, piece, stop, building).await?;
+            build_indexes((dst, dst_pid), piece, stop, watch).await?;
         }
         Ok(moved)
     };
@@ -513,6 +586,14 @@ async fn copy_piece(
         }
     };
     dst.batch_execute("COMMIT").await.map_err(err)?;
+    if let Some(part) = piece.part {
+        let _ = events
+            .send(RunEvent::Copy(CopyEvent::RangeDone {
+                table: tally.table.clone(),
+                part,
+            }))
+            .await;
+    }
     tally
         .part_done(events, moved.rows, moved.bytes, moved.unsent)
         .await;
@@ -521,10 +602,10 @@ async fn copy_piece(
 
 /// Builds the piece's deferred indexes on `dst`, in its open transaction.
 async fn build_indexes(
-    dst: &Client,
+    (dst, dst_pid): (&Client, i32),
     piece: &Piece,
     stop: &CancellationToken,
-    building: &Building,
+    watch: &Watch,
 ) -> Result<(), Stop> {
     let table = &piece.tally.table;
     let err = |e: tokio_postgres::Error| {
@@ -534,27 +615,23 @@ async fn build_indexes(
             message: crate::engine::secret::redact(&crate::engine::error::pg_message(&e)),
         })
     };
-    let pid: i32 = dst
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .map_err(err)?
-        .get(0);
     dst.query_one(indexes::build_memory_sql().as_str(), &[])
         .await
         .map_err(err)?;
     for d in &piece.defer {
-        if let Ok(mut b) = building.lock() {
-            b.insert(pid, (table.clone(), d.name.clone()));
-        }
+        watch.set(
+            dst_pid,
+            Activity::Indexing {
+                table: table.clone(),
+                index: d.name.clone(),
+            },
+        );
         let sql = indexes::create_sql(d);
         let r = tokio::select! {
             biased;
             _ = stop.cancelled() => Err(Stop::Stopped),
             r = dst.batch_execute(&sql) => r.map_err(err),
         };
-        if let Ok(mut b) = building.lock() {
-            b.remove(&pid);
-        }
         r?;
     }
     Ok(())

@@ -8,13 +8,41 @@
 //! de-duplicated by HERE itself, as values of the key's type. They come from the key's
 //! `pg_stats` histogram (quantiles, robust to gaps), or, for an integer key never analysed, from
 //! min/max stepping read in the snapshot. Ranges are key ranges rather than ctid ranges so that
-//! one can be copied again under another snapshot.
+//! one can be copied again under another snapshot: the journal records a table's [`Split`] before
+//! its first range starts and each range once it committed on THERE, and a rerun copies only the
+//! ranges it lacks, each after deleting whatever THERE holds in that range, in the same
+//! transaction.
 
 use crate::engine::conn::Side;
 use crate::engine::copy::format::ColumnType;
 use crate::engine::error::EngineError;
 use crate::engine::ident::{quote_ident, quote_literal, TableName};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use tokio_postgres::Client;
+
+/// How a table was cut: its key column and ascending cut points. Range `i` of `n = cuts + 1`
+/// is [`Split::ranges`]`()[i]`, whatever run computes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    pub key: String,
+    pub key_type: String,
+    pub cuts: Vec<String>,
+}
+
+impl Split {
+    pub fn ranges(&self) -> Vec<KeyRange> {
+        ranges_from_cuts(&self.key, &self.key_type, &self.cuts)
+    }
+}
+
+/// A split table's ranges that committed on THERE (the journal's record of a partial table).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangesDone {
+    pub table: TableName,
+    pub split: Split,
+    pub done: BTreeSet<usize>,
+}
 
 /// A key range of a table: `lo <= key < hi`, either bound open when `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +129,7 @@ pub async fn split(
     key_columns: &[String],
     columns: &[ColumnType],
     n: usize,
-) -> Result<Option<Vec<KeyRange>>, EngineError> {
+) -> Result<Option<Split>, EngineError> {
     let [key] = key_columns else { return Ok(None) };
     let Some(col) = columns.iter().find(|c| &c.name == key) else {
         return Ok(None);
@@ -153,7 +181,11 @@ pub async fn split(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    Ok(Some(ranges_from_cuts(key, ty, &sorted)))
+    Ok(Some(Split {
+        key: key.clone(),
+        key_type: ty.clone(),
+        cuts: sorted,
+    }))
 }
 
 #[cfg(test)]

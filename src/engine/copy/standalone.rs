@@ -1,27 +1,22 @@
 //! `bucardo-bootstrap copy`: the data copy alone, into existing and empty tables on THERE, with
 //! no Bucardo involved (re-seeding tables, benchmarks). Prints progress to stderr every few
-//! seconds and a per-table summary at the end.
+//! seconds and a per-table summary at the end ([`report`](super::report)).
 
 use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::{ConnSpec, Side};
-use crate::engine::copy::format::Format;
-use crate::engine::copy::{
-    copy_sequence_values, copy_tables_with, CopyOptions, Snapshot, TableCopied,
-};
+use crate::engine::copy::report::{summary, LinePrinter};
+use crate::engine::copy::{copy_sequence_values, copy_tables_with, CopyOptions, Snapshot};
 use crate::engine::error::EngineError;
-use crate::engine::event::{CopyEvent, LogLevel, RunEvent};
+use crate::engine::event::{LogLevel, RunEvent};
 use crate::engine::ident::TableName;
 use crate::engine::plan::human_bytes;
 use crate::engine::settings::TableSelection;
 use anyhow::{anyhow, bail};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// How often the in-flight tables are printed.
-pub const PRINT_EVERY: Duration = Duration::from_secs(3);
 
 /// Copies the selected tables from `here` into `there` with `jobs` workers (0: one per core).
 /// Returns the exit status: 0 when every table was copied, 1 when a table failed, 130 when
@@ -67,7 +62,7 @@ pub async fn copy_command(
     let printer = tokio::spawn(print_progress(erx));
     let started = Instant::now();
     let opts = CopyOptions::new(jobs).with_env();
-    let result = copy_tables_with(here, there, &snapshot, &chosen, &opts, &etx, &cancel).await;
+    let result = copy_tables_with(here, there, &snapshot, &chosen, &[], &opts, &etx, &cancel).await;
     let result = match result {
         Ok(copied) => {
             let seqs: BTreeSet<TableName> = chosen
@@ -209,159 +204,21 @@ fn abbreviate(names: &[String]) -> String {
     s
 }
 
-#[derive(Default)]
-struct Live {
-    rows: u64,
-    bytes: u64,
-    est_rows: i64,
-    started: Option<Instant>,
-}
-
-/// Prints the tables in flight every [`PRINT_EVERY`], and failures and notes as they come.
+/// Prints copy progress lines ([`LinePrinter`]), and notes and warnings as they come.
 async fn print_progress(mut rx: mpsc::Receiver<RunEvent>) {
-    let mut live: BTreeMap<TableName, Live> = BTreeMap::new();
-    let (mut done_tables, mut done_bytes) = (0usize, 0u64);
-    let started = Instant::now();
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PRINT_EVERY, PRINT_EVERY);
-    loop {
-        tokio::select! {
-            ev = rx.recv() => match ev {
-                None => break,
-                Some(RunEvent::Copy(CopyEvent::TableStarted { table, est_rows, .. })) => {
-                    live.insert(table, Live { est_rows, started: Some(Instant::now()), ..Live::default() });
-                }
-                Some(RunEvent::Copy(CopyEvent::Advanced { table, rows, bytes })) => {
-                    let l = live.entry(table).or_default();
-                    l.rows += rows;
-                    l.bytes += bytes;
-                }
-                Some(RunEvent::Copy(CopyEvent::TableFinished { table, bytes, .. })) => {
-                    live.remove(&table);
-                    done_tables += 1;
-                    done_bytes += bytes;
-                }
-                Some(RunEvent::Copy(CopyEvent::TableFailed { table, error })) => {
-                    live.remove(&table);
-                    eprintln!("  {table}: FAILED: {error}");
-                }
-                Some(RunEvent::Log { level, message }) => match level {
-                    LogLevel::Info => eprintln!("{message}"),
-                    _ => eprintln!("warning: {message}"),
-                },
-                Some(_) => {}
-            },
-            _ = tick.tick() => {
-                let secs = started.elapsed().as_secs_f64().max(0.001);
-                let moving: u64 = live.values().map(|l| l.bytes).sum();
-                eprintln!(
-                    "copy: {done_tables} tables done, {} moved, {:.1} MB/s",
-                    human_bytes((done_bytes + moving) as i64),
-                    (done_bytes + moving) as f64 / secs / 1e6
-                );
-                for (t, l) in &live {
-                    eprintln!("  {}", live_line(t, l));
+    let mut printer = LinePrinter::default();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            RunEvent::Copy(c) => {
+                for line in printer.lines(&c) {
+                    eprintln!("  {line}");
                 }
             }
-        }
-    }
-}
-
-fn live_line(t: &TableName, l: &Live) -> String {
-    let pct = if l.est_rows > 0 {
-        format!(
-            " ({:.0}%)",
-            (l.rows as f64 / l.est_rows as f64 * 100.0).min(100.0)
-        )
-    } else {
-        String::new()
-    };
-    let secs = l
-        .started
-        .map(|s| s.elapsed().as_secs_f64())
-        .unwrap_or(0.0)
-        .max(0.001);
-    format!(
-        "{t}: {} rows{pct}, {}, {:.1} MB/s",
-        l.rows,
-        human_bytes(l.bytes as i64),
-        l.bytes as f64 / secs / 1e6
-    )
-}
-
-/// The closing table: rows, bytes, seconds and MB/s per table, then the totals.
-pub fn summary(copied: &[TableCopied], wall: Duration) -> String {
-    let width = copied
-        .iter()
-        .map(|c| c.table.to_string().len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<width$} {:>12} {:>10} {:>8} {:>8}  format  ranges",
-        "table", "rows", "bytes", "seconds", "MB/s"
-    );
-    for c in copied {
-        let secs = c.elapsed.as_secs_f64();
-        let _ = writeln!(
-            s,
-            "{:<width$} {:>12} {:>10} {:>8.2} {:>8.1}  {:<6}  {}",
-            c.table.to_string(),
-            c.rows,
-            human_bytes(c.bytes as i64),
-            secs,
-            c.bytes as f64 / secs.max(0.001) / 1e6,
-            match c.format {
-                Format::Binary => "binary",
-                Format::Text => "text",
+            RunEvent::Log { level, message } => match level {
+                LogLevel::Info => eprintln!("{message}"),
+                _ => eprintln!("warning: {message}"),
             },
-            c.parts
-        );
-    }
-    let rows: u64 = copied.iter().map(|c| c.rows).sum();
-    let bytes: u64 = copied.iter().map(|c| c.bytes).sum();
-    let secs = wall.as_secs_f64();
-    let _ = writeln!(
-        s,
-        "{:<width$} {:>12} {:>10} {:>8.2} {:>8.1}  ({} tables, wall clock)",
-        "total",
-        rows,
-        human_bytes(bytes as i64),
-        secs,
-        bytes as f64 / secs.max(0.001) / 1e6,
-        copied.len()
-    );
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summary_has_a_line_per_table_and_a_total() {
-        let c = |n: &str, rows, bytes, ms| TableCopied {
-            table: TableName::new("public", n),
-            rows,
-            bytes,
-            elapsed: Duration::from_millis(ms),
-            parts: 1,
-            format: Format::Binary,
-        };
-        let s = summary(
-            &[c("a", 10, 2_000_000, 1000), c("b", 5, 0, 0)],
-            Duration::from_secs(2),
-        );
-        let lines: Vec<&str> = s.lines().collect();
-        assert_eq!(lines.len(), 4, "{s}");
-        assert!(
-            lines[1].starts_with("public.a") && lines[1].contains(" 2.0 "),
-            "{s}"
-        );
-        assert!(
-            lines[3].starts_with("total") && lines[3].contains("15"),
-            "{s}"
-        );
+            _ => {}
+        }
     }
 }

@@ -238,6 +238,11 @@ impl Tally {
         }
     }
 
+    /// Rows of the ranges that committed on THERE.
+    pub fn committed_rows(&self) -> u64 {
+        self.rows.load(Ordering::SeqCst)
+    }
+
     /// Rows and bytes of the committed ranges, and the time since the first one started.
     pub fn totals(&self) -> (u64, u64, Duration) {
         let finished = *self.finished.lock().expect("tally lock");

@@ -73,6 +73,10 @@ pub struct TableProgress {
     pub started_at: Option<Duration>,
     pub elapsed: Option<Duration>,
     pub status: TableStatus,
+    /// Rows THERE reports having taken (`pg_stat_progress_copy`), a cross-check of `rows`.
+    pub there_rows: Option<u64>,
+    /// The deferred index THERE is building for it now, with the build's phase.
+    pub index_phase: Option<String>,
 }
 
 impl TableProgress {
@@ -86,6 +90,8 @@ impl TableProgress {
             started_at: None,
             elapsed: None,
             status: TableStatus::Waiting,
+            there_rows: None,
+            index_phase: None,
         }
     }
 
@@ -349,6 +355,21 @@ impl RunState {
                 p.elapsed = p.time(now);
                 p.status = TableStatus::Failed(error);
             }
+            CopyEvent::ThereRows { table, rows } => {
+                self.table_mut(&table).there_rows = Some(rows);
+            }
+            CopyEvent::IndexPhase {
+                table,
+                index,
+                phase,
+                percent,
+            } => {
+                let pct = percent.map(|p| format!(" {p}%")).unwrap_or_default();
+                let phase = phase.strip_prefix("building index: ").unwrap_or(&phase);
+                self.table_mut(&table).index_phase = Some(format!("index {index}: {phase}{pct}"));
+            }
+            // Ranges are the journal's business; the bar counts rows.
+            CopyEvent::TableSplit { .. } | CopyEvent::RangeDone { .. } => {}
         }
     }
 
@@ -659,12 +680,18 @@ impl RunState {
                     fmt_count(p.est_rows.max(0) as u64),
                     fmt_bytes(p.est_bytes.max(0) as u64)
                 ),
+                TableStatus::Copying if p.index_phase.is_some() => {
+                    format!("    {}", p.index_phase.as_deref().unwrap_or_default())
+                }
                 TableStatus::Copying => {
                     let mut s = format!(
                         "    {}/{} rows",
                         fmt_count(p.rows),
                         fmt_count(p.est_rows.max(0) as u64)
                     );
+                    if let (true, Some(n)) = (wide, p.there_rows) {
+                        s.push_str(&format!(" (THERE has {})", fmt_count(n)));
+                    }
                     if wide {
                         s.push_str(&format!(" · {}", fmt_bytes(p.bytes)));
                     }
