@@ -689,17 +689,18 @@ impl RunState {
                         fmt_count(p.rows),
                         fmt_count(p.est_rows.max(0) as u64)
                     );
-                    if let (true, Some(n)) = (wide, p.there_rows) {
-                        s.push_str(&format!(" (THERE has {})", fmt_count(n)));
-                    }
-                    if wide {
-                        s.push_str(&format!(" · {}", fmt_bytes(p.bytes)));
-                    }
                     if let Some(r) = p.rate(now) {
                         s.push_str(&format!(" · {}/s", fmt_bytes(r as u64)));
                     }
                     if let Some(e) = p.eta(now) {
                         s.push_str(&format!(" · ETA {}", fmt_duration(e)));
+                    }
+                    // Least important last: a narrow pane cuts these first.
+                    if wide {
+                        s.push_str(&format!(" · {}", fmt_bytes(p.bytes)));
+                        if let Some(n) = p.there_rows {
+                            s.push_str(&format!(" · THERE has {}", fmt_count(n)));
+                        }
                     }
                     s
                 }
