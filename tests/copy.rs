@@ -142,6 +142,24 @@ async fn run_copy_cancelling(
     (r, collector.await.expect("collector"))
 }
 
+/// What `pick` takes from each copy event, in order.
+fn copy_events<T>(events: &[RunEvent], pick: impl Fn(&CopyEvent) -> Option<T>) -> Vec<T> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Copy(c) => pick(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ranges_done(e: &CopyEvent) -> Option<usize> {
+    match e {
+        CopyEvent::RangeDone { part, .. } => Some(*part),
+        _ => None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_in_the_zoo_arrives_identical_in_both_formats() {
     let sb = tokio::task::spawn_blocking(start_sandbox).await.unwrap();
@@ -253,24 +271,16 @@ async fn a_table_split_into_key_ranges_is_copied_exactly_once() {
         // One start and one finish per table, and the deltas add up to the rows.
         let name = TableName::parse(t).unwrap();
         let started = events.iter().filter(|e| matches!(e, RunEvent::Copy(CopyEvent::TableStarted { table, .. }) if *table == name)).count();
-        let finished: Vec<u64> = events
-            .iter()
-            .filter_map(|e| match e {
-                RunEvent::Copy(CopyEvent::TableFinished { table, rows, .. }) if *table == name => {
-                    Some(*rows)
-                }
-                _ => None,
-            })
-            .collect();
-        let advanced: u64 = events
-            .iter()
-            .filter_map(|e| match e {
-                RunEvent::Copy(CopyEvent::Advanced { table, rows, .. }) if *table == name => {
-                    Some(*rows)
-                }
-                _ => None,
-            })
-            .sum();
+        let finished: Vec<u64> = copy_events(&events, |e| match e {
+            CopyEvent::TableFinished { table, rows, .. } if *table == name => Some(*rows),
+            _ => None,
+        });
+        let advanced: u64 = copy_events(&events, |e| match e {
+            CopyEvent::Advanced { table, rows, .. } if *table == name => Some(*rows),
+            _ => None,
+        })
+        .iter()
+        .sum();
         assert_eq!((started, finished.clone()), (1, vec![c.rows]), "{t}");
         assert_eq!(advanced, c.rows, "{t}: progress deltas add up");
     }
@@ -297,22 +307,15 @@ async fn a_resumed_split_table_copies_only_its_missing_ranges() {
     };
     let (r, events) = run_copy(&sb, "rs", &infos, &opts).await;
     r.expect("first copy");
-    let split: Split = events
-        .iter()
-        .find_map(|e| match e {
-            RunEvent::Copy(CopyEvent::TableSplit { split, .. }) => Some(split.clone()),
-            _ => None,
-        })
-        .expect("the split is announced before its ranges");
+    let split: Split = copy_events(&events, |e| match e {
+        CopyEvent::TableSplit { split, .. } => Some(split.clone()),
+        _ => None,
+    })
+    .pop()
+    .expect("the split is announced before its ranges");
     let ranges = split.ranges();
     assert_eq!(ranges.len(), 5, "{split:?}");
-    let first_done: Vec<usize> = events
-        .iter()
-        .filter_map(|e| match e {
-            RunEvent::Copy(CopyEvent::RangeDone { part, .. }) => Some(*part),
-            _ => None,
-        })
-        .collect();
+    let first_done = copy_events(&events, ranges_done);
     assert_eq!(
         first_done.len(),
         5,
@@ -349,13 +352,7 @@ async fn a_resumed_split_table_copies_only_its_missing_ranges() {
     }];
     let (r, events) = run_copy_cancelling(&sb, "rs", &infos, &prior, &opts, false).await;
     let copied = r.expect("the resumed copy (a duplicate key would fail it)");
-    let mut again: Vec<usize> = events
-        .iter()
-        .filter_map(|e| match e {
-            RunEvent::Copy(CopyEvent::RangeDone { part, .. }) => Some(*part),
-            _ => None,
-        })
-        .collect();
+    let mut again = copy_events(&events, ranges_done);
     again.sort();
     assert_eq!(again, vec![1, 3], "only the missing ranges are copied");
     assert!(
@@ -515,13 +512,10 @@ async fn theres_progress_views_are_reported() {
     let infos = tables(&sb.here, "pv", &["public.slow"]).await;
     let (r, events) = run_copy(&sb, "pv", &infos, &CopyOptions::new(1)).await;
     r.expect("copy");
-    let there_rows: Vec<u64> = events
-        .iter()
-        .filter_map(|e| match e {
-            RunEvent::Copy(CopyEvent::ThereRows { rows, .. }) => Some(*rows),
-            _ => None,
-        })
-        .collect();
+    let there_rows = copy_events(&events, |e| match e {
+        CopyEvent::ThereRows { rows, .. } => Some(*rows),
+        _ => None,
+    });
     assert!(
         !there_rows.is_empty() && there_rows.iter().all(|&n| n <= 600),
         "THERE's row counts while the COPY ran: {there_rows:?}"
@@ -530,15 +524,10 @@ async fn theres_progress_views_are_reported() {
         there_rows.windows(2).all(|w| w[0] <= w[1]),
         "THERE's count never goes back: {there_rows:?}"
     );
-    let phases: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            RunEvent::Copy(CopyEvent::IndexPhase { index, phase, .. }) => {
-                Some(format!("{index}: {phase}"))
-            }
-            _ => None,
-        })
-        .collect();
+    let phases = copy_events(&events, |e| match e {
+        CopyEvent::IndexPhase { index, phase, .. } => Some(format!("{index}: {phase}")),
+        _ => None,
+    });
     assert!(
         phases
             .iter()
