@@ -4,8 +4,8 @@
 //! table, jsonb/bytea/text tables, 220 small tables) on HERE and its schema on THERE, then times,
 //! alternating round after round (each round starting one contender later), the seed's pipeline
 //! `pg_dump --data-only -N bucardo | PGOPTIONS='-c session_replication_role=replica' psql` and
-//! our copy (`copy_command`, run as a child process that reports its peak RSS), emptying THERE
-//! before each run. Prints the medians, the ratio ours/seed's and our peak RSS.
+//! our copy (`bucardo-bootstrap copy --tables all`, the release binary, whose peak RSS the
+//! kernel reports through `wait4`), emptying THERE before each run. Prints the medians, the ratio ours/seed's and our peak RSS.
 //!
 //! Environment:
 //! - `COPY_BENCH_ROUNDS` (default 3), `COPY_BENCH_JOBS` (default: one per core, at least 2);
@@ -18,11 +18,8 @@
 //!   sandbox (password in `PGPASSWORD`); the dataset is loaded only if database `bench` is absent;
 //! - `COPY_BENCH_KEEP=1` keeps the sandbox directory.
 
-use bucardo_bootstrap::engine::conn::{ConnDefaults, ConnSpec};
-use bucardo_bootstrap::engine::copy::copy_command;
-use bucardo_bootstrap::engine::ident::parse_table_list;
-use bucardo_bootstrap::engine::settings::{default_jobs, TableSelection};
-use bucardo_bootstrap::sandbox::{self, Sandbox, SandboxOptions};
+use bucardo_bootstrap::engine::settings::default_jobs;
+use bucardo_bootstrap::sandbox::{self, measure, Sandbox, SandboxOptions};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -32,9 +29,6 @@ const DATASET_SQL: &str = include_str!("../assets/bench/dataset.sql");
 const DB: &str = "bench";
 
 fn main() {
-    if std::env::var_os("COPY_BENCH_CHILD").is_some() {
-        std::process::exit(child());
-    }
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it.
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("the copy benchmark runs with `cargo bench --bench copy`");
@@ -195,17 +189,16 @@ impl Contender {
                 } else {
                     vec![]
                 };
-                let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-                cmd.env("COPY_BENCH_CHILD", "1")
-                    .arg(&here.uri)
-                    .arg(&there.uri)
-                    .arg(jobs.to_string())
-                    .env("PGPASSWORD", &here.password)
-                    .stderr(Stdio::piped());
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucardo-bootstrap"));
+                cmd.args(["copy", "--here", &here.uri, "--there", &there.uri])
+                    .args(["--tables", "all", "--jobs", &jobs.to_string(), "--log-dir"])
+                    .arg(std::env::temp_dir())
+                    .env("PGPASSWORD", &here.password);
                 for (k, v) in env {
                     cmd.env(k, v);
                 }
-                let out = cmd.output().expect("child");
+                let (out, peak_kb) =
+                    measure::output_with_peak_rss(&mut cmd).expect("our copy runs");
                 let err = String::from_utf8_lossy(&out.stderr);
                 assert!(out.status.success(), "our copy failed:\n{err}");
                 build_indexes(there, &indexes, *jobs);
@@ -213,45 +206,8 @@ impl Contender {
                 if std::env::var_os("COPY_BENCH_VERBOSE").is_some() {
                     eprintln!("{err}");
                 }
-                let rss = err
-                    .lines()
-                    .find_map(|l| l.strip_prefix("peak_rss_kb="))
-                    .and_then(|v| v.trim().parse().ok());
-                (secs, rss)
+                (secs, Some(peak_kb))
             }
-        }
-    }
-}
-
-/// The child: our copy of every table, then its own peak RSS on stderr.
-fn child() -> i32 {
-    let args: Vec<String> = std::env::args().collect();
-    let (here, there, jobs) = (&args[1], &args[2], args[3].parse::<usize>().expect("jobs"));
-    let spec = |uri: &str| {
-        let mut s = ConnSpec::parse_uri(uri, &ConnDefaults::default()).expect("uri");
-        s.resolve_password(std::env::var("PGPASSWORD").ok().as_deref(), None);
-        s
-    };
-    // An optional fourth argument names the tables (for measuring one table alone).
-    let tables = match args.get(4) {
-        Some(list) => TableSelection::List(parse_table_list(list).expect("table list")),
-        None => TableSelection::All,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let code = rt.block_on(copy_command(&spec(here), &spec(there), &tables, jobs));
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    if let Some(l) = status.lines().find(|l| l.starts_with("VmHWM:")) {
-        let kb = l.split_whitespace().nth(1).unwrap_or("0");
-        eprintln!("peak_rss_kb={kb}");
-    }
-    match code {
-        Ok(c) => c as i32,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            2
         }
     }
 }

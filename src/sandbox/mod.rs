@@ -7,10 +7,12 @@
 //! it inside `tokio::task::spawn_blocking`.
 //!
 //! Submodules: [`cluster`] (one cluster's lifecycle), [`data`] (the sample `widgets` database),
-//! [`writer`] (background production traffic with a ledger of committed effects).
+//! [`writer`] (background production traffic with a ledger of committed effects), [`measure`]
+//! (a child process's peak memory).
 
 pub mod cluster;
 pub mod data;
+pub mod measure;
 pub mod writer;
 
 use std::collections::BTreeSet;
