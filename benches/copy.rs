@@ -189,10 +189,11 @@ impl Contender {
                 } else {
                     vec![]
                 };
+                let logs = tempfile::tempdir().expect("a log directory");
                 let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucardo-bootstrap"));
                 cmd.args(["copy", "--here", &here.uri, "--there", &there.uri])
                     .args(["--tables", "all", "--jobs", &jobs.to_string(), "--log-dir"])
-                    .arg(std::env::temp_dir())
+                    .arg(logs.path())
                     .env("PGPASSWORD", &here.password);
                 for (k, v) in env {
                     cmd.env(k, v);

@@ -8,6 +8,7 @@ mod common;
 use bucardo_bootstrap::sandbox::{Cluster, Sandbox};
 use std::io::Read;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 /// What a cluster holds, as text: equal snapshots mean nothing changed.
@@ -383,6 +384,23 @@ fn bad_input_fails_cleanly_and_changes_nothing() {
         expect: vec!["THERE", "no answer within"],
         within: Duration::from_secs(25),
     });
+
+    // A log directory anyone can write to (like /tmp): refused, and its mode left alone.
+    let shared = sb.root.join("shared-tmp");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    run(Case {
+        name: "a log directory other users can write to",
+        env: vec![],
+        args: flags(&sb, "all", &[("--log-dir", Some(shared.to_str().unwrap()))]),
+        expect: vec!["can be written by other users", "--log-dir"],
+        within: fast,
+    });
+    assert_eq!(
+        std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777,
+        0o1777,
+        "the shared directory keeps its mode"
+    );
 
     // Credentials.
     run(Case {

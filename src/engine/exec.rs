@@ -31,15 +31,34 @@ const DAEMON_START_WAIT: Duration = Duration::from_secs(20);
 const PING_WAIT: Duration = Duration::from_secs(3);
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Creates a directory (and parents) private to this user.
+/// Makes sure `dir` exists for the tool's private files (passfiles, journal, logs). A missing
+/// directory is created 0700, with any missing parents. An existing one keeps its mode, because
+/// it may be shared or belong to the system (`/tmp`, `/var/log/bucardo`); one that other users
+/// can write to is refused, since they could plant a symlink where a passfile is about to go.
 pub fn private_dir(dir: &Path) -> Result<(), EngineError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    Ok(())
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(EngineError::Config(format!(
+            "{} is not a directory",
+            dir.display()
+        ))),
+        Ok(m) if m.permissions().mode() & 0o022 != 0 => Err(EngineError::Config(format!(
+            "{} can be written by other users (mode {:o}): give a directory of your own for the tool's passfiles, journal and logs (e.g. --log-dir ~/.local/state/bucardo-bootstrap)",
+            dir.display(),
+            m.permissions().mode() & 0o7777
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+            // The umask can take bits away from 0700, even the owner's: be exact.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Everything a live run holds: settings with passwords resolved, and the two passfiles.
@@ -1555,4 +1574,38 @@ pub async fn prepare(s: &Settings, restart: bool) -> Result<(Plan, Journal), Eng
 
 pub fn state_paths(s: &Settings) -> (PathBuf, PathBuf) {
     (s.state_dir(), s.state_dir().join("bucardo.pgpass"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::private_dir;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn private_dir_creates_0700_and_never_changes_an_existing_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let fresh = root.path().join("a/b");
+        private_dir(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+
+        let shared = root.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o755, "an existing directory keeps its mode");
+
+        for open in [0o1777, 0o775] {
+            std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(open)).unwrap();
+            let e = private_dir(&shared).unwrap_err().to_string();
+            assert!(e.contains("can be written by other users"), "{e}");
+            assert_eq!(mode(&shared), open, "refused, and left as it was");
+        }
+        let file = root.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        assert!(private_dir(&file).is_err());
+    }
 }
