@@ -123,10 +123,10 @@ impl LiveExecutor {
         self.with_journal(|j| j.record_step(kind))
     }
 
-    fn with_journal(
+    fn with_journal<T>(
         &self,
-        f: impl FnOnce(&mut Journal) -> Result<(), EngineError>,
-    ) -> Result<(), EngineError> {
+        f: impl FnOnce(&mut Journal) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
         let mut j = self
             .journal
             .lock()
@@ -590,15 +590,12 @@ impl LiveExecutor {
             .filter(|t| !done.contains(&t.name))
             .cloned()
             .collect();
-        let partial: Vec<RangesDone> = {
-            let j = self
-                .journal
-                .lock()
-                .map_err(|_| EngineError::Io("journal lock poisoned".into()))?;
-            todo.iter()
+        let partial: Vec<RangesDone> = self.with_journal(|j| {
+            Ok(todo
+                .iter()
                 .filter_map(|t| j.ranges_for(&t.name).cloned())
-                .collect()
-        };
+                .collect())
+        })?;
         if !done.is_empty() || partial.iter().any(|r| !r.done.is_empty()) {
             let ranges: usize = partial.iter().map(|r| r.done.len()).sum();
             log(
