@@ -28,7 +28,7 @@ impl<W: Write> Write for Redacting<W> {
 /// Starts logging to `<dir>/<prefix>-<timestamp>-<pid>.log`; keep the guard alive until exit.
 pub fn init(dir: &Path, prefix: &str) -> anyhow::Result<(WorkerGuard, PathBuf)> {
     use std::os::unix::fs::OpenOptionsExt;
-    private_dir(dir)?;
+    private_dir(dir, "--log-dir")?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -393,7 +393,7 @@ fn bad_input_fails_cleanly_and_changes_nothing() {
         name: "a log directory other users can write to",
         env: vec![],
         args: flags(&sb, "all", &[("--log-dir", Some(shared.to_str().unwrap()))]),
-        expect: vec!["can be written by other users", "--log-dir"],
+        expect: vec!["other users can write to it", "--log-dir"],
         within: fast,
     });
     assert_eq!(

@@ -8,6 +8,7 @@ use crate::engine::bucardo::{self, BucardoCli, BucardoCmd};
 use crate::engine::catalog::{self, Problem, TableInfo};
 use crate::engine::conn::{ConnSpec, Side};
 use crate::engine::error::EngineError;
+use crate::engine::exec::unsafe_dir_reason;
 use crate::engine::ident::{quote_ident, quote_literal, shell_word, TableName};
 use crate::engine::process::{self, pg_tool, Invocation};
 use crate::engine::secret::redact;
@@ -1052,11 +1053,13 @@ async fn bucardo_checks(s: &Settings, opts: &Options) -> Vec<Finding> {
         BUCARDO,
         "PID directory",
         &s.bucardo.piddir,
+        "--bucardo-piddir",
     ));
     out.extend(directory_finding(
         BUCARDO,
         "log directory",
         &s.bucardo.logdir,
+        "--bucardo-logdir",
     ));
     let Some(password) = s.bucardo.password.clone() else {
         out.push(Finding::fail(
@@ -1385,15 +1388,30 @@ async fn role_missing(s: &Settings) -> Option<bool> {
         .map(|r| r.is_none())
 }
 
-/// A directory that exists and is writable, or can be created under one that is.
-fn directory_finding(group: &str, what: &str, dir: &Path) -> Vec<Finding> {
+/// A directory that exists, is safe for private files ([`unsafe_dir_reason`]) and writable, or can
+/// be created under one that is. `flag` is the option that chooses it.
+fn directory_finding(group: &str, what: &str, dir: &Path, flag: &str) -> Vec<Finding> {
     let d = shell_word(&dir.display().to_string());
+    let unsafe_reason = std::fs::metadata(dir)
+        .ok()
+        .filter(|m| m.is_dir())
+        .and_then(|m| unsafe_dir_reason(&m));
     let finding = if dir.exists() {
         if !dir.is_dir() {
             Finding::fail(
                 group,
                 what,
                 format!("{} is not a directory", dir.display()),
+                None,
+            )
+        } else if let Some(why) = unsafe_reason {
+            Finding::fail(
+                group,
+                what,
+                format!(
+                    "{}: {why}; give {flag} a directory of your own",
+                    dir.display()
+                ),
                 None,
             )
         } else if writable(dir) {
@@ -1494,7 +1512,7 @@ async fn local_checks(s: &Settings) -> LocalOut {
             needed,
         });
     }
-    let findings = directory_finding(JUMP_BOX, "state directory", &s.state_dir());
+    let findings = directory_finding(JUMP_BOX, "state directory", &s.state_dir(), "--log-dir");
     LocalOut { findings, tools }
 }
 

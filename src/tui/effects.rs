@@ -226,14 +226,16 @@ fn save(tx: mpsc::Sender<Msg>, what: SaveKind, path: PathBuf, contents: String) 
 pub fn write_private(path: &Path, contents: &str) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    if let Some(dir) = path.parent() {
-        exec::private_dir(dir).map_err(|e| e.one_line())?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        exec::create_dir_0700(dir).map_err(|e| e.one_line())?;
     }
+    // The operator chose the place, perhaps a shared one: never follow a symlink planted there.
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))

@@ -108,6 +108,11 @@ impl CopyOptions {
     }
 }
 
+/// Key-range bounds travel as text, written by HERE's snapshot session and read back by the
+/// workers on both sides, possibly in a later run (the journal keeps them): every session of the
+/// copy uses the same unambiguous date and interval formats, whatever the servers' defaults.
+const STABLE_TEXT: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres";
+
 /// A snapshot exported on HERE; the holder connection keeps it valid while it lives.
 pub struct Snapshot {
     holder: Client,
@@ -118,10 +123,10 @@ impl Snapshot {
     pub async fn export(here: &ConnSpec) -> Result<Snapshot, EngineError> {
         let holder = here.connect(Side::Here).await?;
         holder
-            .batch_execute(
-                "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
-                 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-            )
+            .batch_execute(&format!(
+                "{STABLE_TEXT}; SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
+                 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+            ))
             .await
             .map_err(|e| EngineError::sql(Side::Here, "opening the snapshot transaction", &e))?;
         let id: String = holder
@@ -512,17 +517,17 @@ async fn open_worker(
 ) -> Result<(Client, Client, i32), EngineError> {
     let src = here.connect(Side::Here).await?;
     src.batch_execute(&format!(
-        "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
+        "{STABLE_TEXT}; SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
          BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
         quote_literal(snapshot)
     ))
     .await
     .map_err(|e| EngineError::sql(Side::Here, "importing the snapshot", &e))?;
     let dst = there.connect(Side::There).await?;
-    dst.batch_execute(
-        "SET session_replication_role = replica; SET synchronous_commit = off; \
-         SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0",
-    )
+    dst.batch_execute(&format!(
+        "{STABLE_TEXT}; SET session_replication_role = replica; SET synchronous_commit = off; \
+         SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"
+    ))
     .await
     .map_err(|e| EngineError::sql(Side::There, "setting session_replication_role (needs a superuser)", &e))?;
     let pid: i32 = dst
@@ -585,7 +590,11 @@ async fn copy_piece(
             return Err(e);
         }
     };
-    dst.batch_execute("COMMIT").await.map_err(err)?;
+    // The journal records this piece once COMMIT returns, so the commit must be on THERE's disk
+    // by then: the session's `synchronous_commit = off` does not apply to it.
+    dst.batch_execute("SET LOCAL synchronous_commit = on; COMMIT")
+        .await
+        .map_err(err)?;
     if let Some(part) = piece.part {
         let _ = events
             .send(RunEvent::Copy(CopyEvent::RangeDone {

@@ -56,6 +56,7 @@ const INDEX_SQL: &str = "SELECT pid, phase, \
      FROM pg_stat_progress_create_index WHERE pid = ANY($1)";
 
 /// Polls until `done` is cancelled or THERE's connection fails (the copy itself reports that).
+/// Each query races `done`, so a THERE that stops answering never holds the copy's end.
 pub async fn run(
     there: Client,
     watch: Watch,
@@ -70,38 +71,49 @@ pub async fn run(
             _ = done.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = watch.snapshot();
-        if now.is_empty() {
+        let before = watch.snapshot();
+        if before.is_empty() {
             continue;
         }
-        let pids: Vec<i32> = now.keys().copied().collect();
+        // Committed rows are read before THERE's counts, so a piece that commits in between is
+        // never counted twice.
+        let committed: HashMap<TableName, u64> = before
+            .values()
+            .filter_map(|a| match a {
+                Activity::Copying(t) => Some((t.table.clone(), t.committed_rows())),
+                Activity::Indexing { .. } => None,
+            })
+            .collect();
+        let pids: Vec<i32> = before.keys().copied().collect();
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&pids];
-        let (Ok(copies), Ok(builds)) = tokio::join!(
-            there.query(COPY_SQL, &params),
-            there.query(INDEX_SQL, &params)
-        ) else {
+        // Separately: pg_stat_progress_copy is absent before PostgreSQL 14.
+        let (copies, builds) = tokio::select! {
+            _ = done.cancelled() => return,
+            r = async { tokio::join!(there.query(COPY_SQL, &params), there.query(INDEX_SQL, &params)) } => r,
+        };
+        if copies.is_err() && builds.is_err() {
             return;
+        }
+        let after = watch.snapshot();
+        // A pid's row counts only if it is still on the piece it was on before the query.
+        let same_piece = |pid: &i32| match (before.get(pid), after.get(pid)) {
+            (Some(Activity::Copying(a)), Some(Activity::Copying(b))) => Arc::ptr_eq(a, b),
+            _ => false,
         };
 
-        let mut in_flight: HashMap<TableName, (Arc<Tally>, u64)> = HashMap::new();
-        for a in now.values() {
-            if let Activity::Copying(t) = a {
-                in_flight
-                    .entry(t.table.clone())
-                    .or_insert_with(|| (t.clone(), 0));
-            }
-        }
-        for r in &copies {
+        let mut moving: HashMap<TableName, u64> = HashMap::new();
+        for r in copies.iter().flatten() {
             let (pid, n): (i32, i64) = (r.get(0), r.get(1));
-            if let Some(Activity::Copying(t)) = now.get(&pid) {
-                if let Some(e) = in_flight.get_mut(&t.table) {
-                    e.1 += n.max(0) as u64;
-                }
+            if let (true, Some(Activity::Copying(t))) = (same_piece(&pid), before.get(&pid)) {
+                *moving.entry(t.table.clone()).or_default() += n.max(0) as u64;
             }
         }
-        for (table, (tally, moving)) in in_flight {
-            let rows = tally.committed_rows() + moving;
-            if sent_rows.get(&table) != Some(&rows) {
+        for (table, base) in committed {
+            // A COPY that ended but has not committed yet shows in neither count, so a reading
+            // can come out low for a moment: THERE's count only ever goes up.
+            let last = sent_rows.get(&table).copied();
+            let rows = (base + moving.get(&table).copied().unwrap_or(0)).max(last.unwrap_or(0));
+            if last != Some(rows) {
                 let ev = CopyEvent::ThereRows {
                     table: table.clone(),
                     rows,
@@ -112,9 +124,9 @@ pub async fn run(
             }
         }
 
-        for r in &builds {
+        for r in builds.iter().flatten() {
             let (pid, phase, pct): (i32, String, Option<i32>) = (r.get(0), r.get(1), r.get(2));
-            let Some(Activity::Indexing { table, index }) = now.get(&pid) else {
+            let Some(Activity::Indexing { table, index }) = after.get(&pid) else {
                 continue;
             };
             let key = (format!("{index} {phase}"), pct.map(|p| p / 10));
