@@ -462,11 +462,14 @@ impl ProcSampler {
                         }
                     }
                     // The tool holds the operator's passwords in its environment; so does a child
-                    // of it between fork and exec, which still shows the tool's argv.
-                    if pid == me
-                        || skip_env.lock().unwrap().contains(&pid)
-                        || argv.starts_with(TOOL)
-                    {
+                    // of it between fork and exec, which still shows the tool's argv. Any build
+                    // of the tool counts: another checkout's tests may be running on this machine.
+                    let is_tool = argv.starts_with(TOOL)
+                        || argv
+                            .split_whitespace()
+                            .next()
+                            .is_some_and(|a0| a0.ends_with("/bucardo-bootstrap"));
+                    if pid == me || skip_env.lock().unwrap().contains(&pid) || is_tool {
                         continue;
                     }
                     let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
