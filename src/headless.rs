@@ -84,24 +84,7 @@ fn print_event(ev: &RunEvent, steps: &[crate::engine::plan::Step], copy: &mut Li
                 eprintln!("    {line}");
             }
         }
-        RunEvent::Verified(v) => eprintln!(
-            "    {}: {} (HERE {} rows, THERE {} rows{})",
-            v.table,
-            if v.matches {
-                "identical"
-            } else if v.changing {
-                "still changing"
-            } else {
-                "DIFFERENT"
-            },
-            v.here_rows,
-            v.there_rows,
-            if v.in_flight > 0 {
-                format!("; {} rows changing right now were left out", v.in_flight)
-            } else {
-                String::new()
-            }
-        ),
+        RunEvent::Verified(v) => eprintln!("    {}", v.line()),
         RunEvent::Log {
             level: crate::engine::event::LogLevel::Warn | crate::engine::event::LogLevel::Error,
             message,

@@ -126,16 +126,7 @@ fn preflight_with_fails() {
 
 #[test]
 fn tables_filtered() {
-    let mut app = new_app(true);
-    feed(
-        &mut app,
-        [
-            ch('n'),
-            Msg::TablesLoaded(Ok(catalog())),
-            Msg::PreflightDone(vec![]),
-            key(KeyCode::Enter),
-        ],
-    );
+    let mut app = app_at_tables();
     feed(&mut app, [ch('/')]);
     type_text(&mut app, "order");
     feed(&mut app, [key(KeyCode::Enter), ch('s'), ch('j')]);
@@ -145,16 +136,7 @@ fn tables_filtered() {
 
 #[test]
 fn tables_ineligible_highlighted() {
-    let mut app = new_app(true);
-    feed(
-        &mut app,
-        [
-            ch('n'),
-            Msg::TablesLoaded(Ok(catalog())),
-            Msg::PreflightDone(vec![]),
-            key(KeyCode::Enter),
-        ],
-    );
+    let mut app = app_at_tables();
     feed(&mut app, [ch(' ')]);
     snap("tables_ineligible", &app);
 }

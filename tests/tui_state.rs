@@ -21,16 +21,7 @@ use std::time::Duration;
 use tui_fixtures::*;
 
 fn at_tables() -> App {
-    let mut app = new_app(true);
-    feed(
-        &mut app,
-        [
-            ch('n'),
-            Msg::TablesLoaded(Ok(catalog())),
-            Msg::PreflightDone(vec![]),
-            key(KeyCode::Enter),
-        ],
-    );
+    let app = app_at_tables();
     assert_eq!(app.screen, Screen::Tables);
     app
 }

@@ -8,23 +8,15 @@
 //!
 //! Every wait polls the pane until a deadline; nothing sleeps for a fixed time as an assertion.
 
-use bucardo_bootstrap::sandbox::{self, data, Cluster, Sandbox, SandboxOptions};
+mod common;
+
+use bucardo_bootstrap::sandbox::{self, data, Sandbox, SandboxOptions};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BUCARDO_PASS: &str = "bucardo-tmux-pass-5";
 const POLL: Duration = Duration::from_millis(100);
-
-/// Every replicated table of the sample database, as SQL names.
-const REPLICATED: &[&str] = &[
-    r#""Sales"."Order Items""#,
-    "public.bar",
-    "public.customers",
-    "public.events",
-    "public.foo",
-    "public.orders",
-];
 
 /// A private tmux server with one session running the wizard.
 struct Tmux {
@@ -132,43 +124,6 @@ impl Drop for Tmux {
     }
 }
 
-/// Row count and md5 of all rows in a stable order, by the test's own SQL.
-fn digest(c: &Cluster, table: &str) -> String {
-    c.psql(
-        "widgets",
-        &format!("SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ONLY {table} t"),
-    )
-    .expect("digest")
-    .trim()
-    .to_string()
-}
-
-fn differences(sb: &Sandbox) -> Vec<String> {
-    REPLICATED
-        .iter()
-        .filter_map(|t| {
-            let (a, b) = (digest(&sb.here, t), digest(&sb.there, t));
-            (a != b).then(|| format!("{t}: HERE {a} THERE {b}"))
-        })
-        .collect()
-}
-
-fn wait_identical(sb: &Sandbox, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let diffs = differences(sb);
-        if diffs.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "HERE and THERE differ:\n{}",
-            diffs.join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 /// With `TUI_SCREENSHOTS=dir` set, keeps a capture as `dir/<name>.txt` (for the README).
 fn save_screenshot(name: &str, screen: &str) {
     if let Some(dir) = std::env::var_os("TUI_SCREENSHOTS") {
@@ -199,29 +154,8 @@ fn the_wizard_bootstraps_in_confirm_mode_through_tmux() {
     );
     let sb = Sandbox::start(SandboxOptions::default()).expect("sandbox starts");
     data::load_widgets(&sb.here, "widgets", 1).expect("widgets loads");
-    let state: PathBuf = sb.root.join("state");
-    let argv: Vec<String> = vec![
-        env!("CARGO_BIN_EXE_bucardo-bootstrap").into(),
-        "--here".into(),
-        sb.here.uri("widgets"),
-        "--there".into(),
-        sb.there.uri("widgets"),
-        "--bucardo-db".into(),
-        format!(
-            "postgres://bucardo@{}:{}/bucardo",
-            sb.here.host, sb.here.port
-        ),
-        "--bucardo-piddir".into(),
-        sb.piddir.display().to_string(),
-        "--bucardo-logdir".into(),
-        sb.logdir.display().to_string(),
-        "--log-dir".into(),
-        state.display().to_string(),
-        "--tables".into(),
-        "all".into(),
-        "--kick-timeout".into(),
-        "120".into(),
-    ];
+    let mut argv: Vec<String> = vec![env!("CARGO_BIN_EXE_bucardo-bootstrap").into()];
+    argv.extend(common::conn_flags(&sb, "all"));
     let env = [
         ("PATH", std::env::var("PATH").unwrap_or_default()),
         ("HOME", sb.root.join("home").display().to_string()),
@@ -390,7 +324,7 @@ fn the_wizard_bootstraps_in_confirm_mode_through_tmux() {
     });
 
     // The databases converge by the test's own comparison, and replicate both ways.
-    wait_identical(&sb, Duration::from_secs(60));
+    common::wait_identical(&sb, Duration::from_secs(60)).expect("HERE and THERE converge");
     sb.there
         .psql(
             "widgets",
@@ -403,7 +337,7 @@ fn the_wizard_bootstraps_in_confirm_mode_through_tmux() {
             "UPDATE public.bar SET qty = qty + 1000 WHERE id = (SELECT min(id) FROM public.bar)",
         )
         .unwrap();
-    wait_identical(&sb, Duration::from_secs(60));
+    common::wait_identical(&sb, Duration::from_secs(60)).expect("HERE and THERE converge");
     let on_here = sb
         .here
         .psql(

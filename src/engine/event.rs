@@ -98,6 +98,35 @@ pub struct TableVerdict {
     pub in_flight: i64,
 }
 
+impl TableVerdict {
+    /// The verdict in words: identical, still changing, or DIFFERENT.
+    pub fn word(&self) -> &'static str {
+        if self.matches {
+            "identical"
+        } else if self.changing {
+            "still changing"
+        } else {
+            "DIFFERENT"
+        }
+    }
+
+    /// One line for the text front ends.
+    pub fn line(&self) -> String {
+        let flight = if self.in_flight > 0 {
+            format!("; {} rows changing right now were left out", self.in_flight)
+        } else {
+            String::new()
+        };
+        format!(
+            "{}: {} (HERE {} rows, THERE {} rows{flight})",
+            self.table,
+            self.word(),
+            self.here_rows,
+            self.there_rows
+        )
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum RunEvent {
     Started {

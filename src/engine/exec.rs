@@ -944,7 +944,7 @@ pub const VERIFY_ATTEMPTS: usize = 6;
 /// then each table is compared in two snapshots, leaving out only the keys changed since the
 /// start on either side (read after the snapshots, so no change can slip between them). Every
 /// other row must be identical. A mismatch is compared again after a kick, and reported as
-/// "changing" when the figures moved between attempts.
+/// "still changing" when the figures moved between attempts.
 pub async fn verify_tables(
     s: &Settings,
     tables: &[TableInfo],
@@ -1077,13 +1077,7 @@ pub async fn verify_command(
     let mut text = String::new();
     let mut differences = 0;
     for ((v, t), skip) in verdicts.iter().zip(tables).zip(&skipped) {
-        let state = if v.matches {
-            "identical"
-        } else if v.changing {
-            "changing"
-        } else {
-            "DIFFERENT"
-        };
+        let state = v.word();
         if !v.matches {
             differences += 1;
         }

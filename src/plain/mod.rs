@@ -334,19 +334,7 @@ pub fn event_line(
         RunEvent::Copy(CopyEvent::TableFailed { table, error }) => {
             Some(format!("    {table}: FAILED: {error}"))
         }
-        RunEvent::Verified(v) => Some(format!(
-            "    {}: {} (HERE {} rows, THERE {} rows)",
-            v.table,
-            if v.matches {
-                "identical"
-            } else if v.changing {
-                "still changing"
-            } else {
-                "DIFFERENT"
-            },
-            fmt_thousands(v.here_rows),
-            fmt_thousands(v.there_rows)
-        )),
+        RunEvent::Verified(v) => Some(format!("    {}", v.line())),
         RunEvent::Log {
             level: LogLevel::Warn,
             message,

@@ -190,8 +190,8 @@ pub fn new_app(passwords: bool) -> App {
     )
 }
 
-/// An app walked through Connect, Preflight and Tables to a built plan on the Review screen.
-pub fn app_at_review() -> App {
+/// An app walked through Connect and a clean Preflight to the Tables screen.
+pub fn app_at_tables() -> App {
     let mut app = new_app(true);
     feed(
         &mut app,
@@ -202,6 +202,12 @@ pub fn app_at_review() -> App {
             key(KeyCode::Enter),
         ],
     );
+    app
+}
+
+/// An app walked through Connect, Preflight and Tables to a built plan on the Review screen.
+pub fn app_at_review() -> App {
+    let mut app = app_at_tables();
     feed(
         &mut app,
         [key(KeyCode::Enter), Msg::PlanBuilt(Ok(Box::new(plan())))],

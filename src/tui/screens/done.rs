@@ -145,17 +145,17 @@ impl DoneState {
             t.bold(),
         )];
         for v in &self.verdicts {
-            let (sym, style, word) = if v.matches {
-                let word = if v.in_flight > 0 && verdict_w >= 20 {
-                    format!("same ({} in flight)", v.in_flight)
-                } else {
-                    "identical".into()
-                };
-                (theme::OK, t.ok(), word)
+            let (sym, style) = if v.matches {
+                (theme::OK, t.ok())
             } else if v.changing {
-                (theme::WARN, t.warn(), "still changing".to_string())
+                (theme::WARN, t.warn())
             } else {
-                (theme::FAIL, t.fail(), "DIFFERENT".to_string())
+                (theme::FAIL, t.fail())
+            };
+            let word = if v.matches && v.in_flight > 0 && verdict_w >= 20 {
+                format!("same ({} in flight)", v.in_flight)
+            } else {
+                v.word().to_string()
             };
             let mut spans = vec![
                 Span::styled(format!("{sym} "), style),
