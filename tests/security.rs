@@ -866,50 +866,6 @@ async fn bucardo_printed_passwords_are_masked() {
     );
 }
 
-/// Names PostgreSQL can hold that an attacker or an unlucky schema could choose (the unit tests in
-/// `ident` add the ones it cannot: empty, too long).
-fn adversarial_names() -> Vec<String> {
-    let mut v: Vec<String> = [
-        "plain",
-        "we\"ird",
-        "\"",
-        "it's",
-        "with space",
-        " padded ",
-        "semi;colon",
-        "dollar$name",
-        "$(touch /tmp/pwned)",
-        "`id`",
-        "new\nline",
-        "tab\there",
-        "\u{1b}[31mred",
-        "ünïcødé",
-        "表格",
-        "Ünï Cödé",
-        "UPPER",
-        "MixedCase",
-        "select",
-        "user",
-        "order",
-        "-leading",
-        "trailing-",
-        "a.b",
-        "a,b",
-        "a=b",
-        "a*",
-        "50%",
-        "back\\slash",
-        "9lives",
-        "tbl²",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.push("a".repeat(63));
-    v.push(format!("{}x", "é".repeat(31)));
-    v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adversarial_names_through_catalog_copy_and_bucardo() {
     use bucardo_bootstrap::engine::bucardo::{BucardoCli, BucardoCmd};
@@ -924,7 +880,7 @@ async fn adversarial_names_through_catalog_copy_and_bucardo() {
     let src = admin.with_db("qsrc");
     let dst = admin.with_db("qdst");
 
-    let mut tables: Vec<TableName> = adversarial_names()
+    let mut tables: Vec<TableName> = bucardo_bootstrap::sandbox::data::adversarial_names()
         .into_iter()
         .map(|n| TableName::new("public", n))
         .collect();
@@ -980,7 +936,7 @@ async fn adversarial_names_through_catalog_copy_and_bucardo() {
     let accepted_names: BTreeSet<String> = accepted.iter().map(|t| t.name.raw()).collect();
     for n in [
         "public.with space",
-        "public. padded ",
+        "public. leading and trailing ",
         "public.表格",
         "public.select",
         "public.UPPER",

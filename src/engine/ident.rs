@@ -251,66 +251,9 @@ mod tests {
         assert!(bucardo_cli_refusal(&TableName::new("public", "a;b")).is_some());
     }
 
-    /// Names an attacker or an unlucky schema could hold.
-    pub(crate) fn adversarial() -> Vec<String> {
-        let mut v: Vec<String> = [
-            "plain",
-            "we\"ird",
-            "\"",
-            "\"\"",
-            "it's",
-            "'",
-            "with space",
-            " leading and trailing ",
-            "semi;colon",
-            "dollar$name",
-            "$(touch /tmp/pwned)",
-            "${HOME}",
-            "`id`",
-            "new\nline",
-            "tab\there",
-            "cr\rhere",
-            "\u{1b}[2J\u{1b}[31mred",
-            "ünïcødé",
-            "表格",
-            "Ünï Cödé",
-            "UPPER",
-            "MixedCase",
-            "select",
-            "user",
-            "table",
-            "order",
-            "-leading",
-            "--",
-            "-",
-            "a.b",
-            "a,b",
-            "a=b",
-            "a*",
-            "50%",
-            "back\\slash",
-            "#hash",
-            "!bang",
-            "x>y<z|w&v",
-            "(paren)",
-            "9starts_with_digit",
-            "tbl²",
-            "e\u{301}",
-            "*",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        v.push("a".repeat(63));
-        // 63 bytes of two-byte characters and one ASCII byte: the longest name PostgreSQL keeps.
-        v.push(format!("{}x", "é".repeat(31)));
-        v.push(format!("{}\"", "q".repeat(62)));
-        v
-    }
-
     #[test]
     fn adversarial_names_round_trip_through_sql_quoting() {
-        let names = adversarial();
+        let names = crate::sandbox::data::adversarial_names();
         for schema in ["public", "Sales", "we\"ird", "a.b", "with space"] {
             for name in &names {
                 let t = TableName::new(schema, name.as_str());
@@ -340,7 +283,7 @@ mod tests {
 
     #[test]
     fn sql_quoting_is_exact() {
-        for name in adversarial() {
+        for name in crate::sandbox::data::adversarial_names() {
             let q = quote_ident(&name);
             assert!(q.starts_with('"') && q.ends_with('"'));
             let inner = &q[1..q.len() - 1];
@@ -355,7 +298,7 @@ mod tests {
 
     #[test]
     fn shell_words_survive_bash_exactly() {
-        let mut words = adversarial();
+        let mut words = crate::sandbox::data::adversarial_names();
         words.extend(
             [
                 "", "'\\''", "a'b'c", "!!", "~", "~root", "$'x'", "*.rs", "{a,b}", "a\\",
@@ -413,7 +356,7 @@ mod tests {
             bucardo_cli_refusal(&TableName::new("public", "a".repeat(63))),
             None
         );
-        for n in adversarial() {
+        for n in crate::sandbox::data::adversarial_names() {
             let t = TableName::new("public", n.as_str());
             let ok = !n.is_empty()
                 && !n.starts_with('-')

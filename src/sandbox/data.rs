@@ -1,5 +1,6 @@
 //! The sample `widgets` database (`assets/widgets.sql`): creating and loading it into a
-//! sandbox cluster, and the facts about it that tests rely on.
+//! sandbox cluster, and the facts about it that tests rely on; and the adversarial identifiers
+//! that the quoting unit tests and the security tests both push through the tool.
 
 use anyhow::{Context, Result};
 
@@ -36,4 +37,64 @@ pub fn load_widgets(cluster: &Cluster, db: &str, scale: u32) -> Result<()> {
 /// `"name"` with inner double quotes doubled.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Names PostgreSQL can hold that an attacker or an unlucky schema could choose: quotes, shell
+/// and SQL metacharacters, control characters, non-ASCII, keywords, and the longest names
+/// PostgreSQL keeps. For the quoting unit tests and the security tests.
+pub fn adversarial_names() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "plain",
+        "we\"ird",
+        "\"",
+        "\"\"",
+        "it's",
+        "'",
+        "with space",
+        " leading and trailing ",
+        "semi;colon",
+        "dollar$name",
+        "$(touch /tmp/pwned)",
+        "${HOME}",
+        "`id`",
+        "new\nline",
+        "tab\there",
+        "cr\rhere",
+        "\u{1b}[2J\u{1b}[31mred",
+        "ünïcødé",
+        "表格",
+        "Ünï Cödé",
+        "UPPER",
+        "MixedCase",
+        "select",
+        "user",
+        "table",
+        "order",
+        "-leading",
+        "trailing-",
+        "--",
+        "-",
+        "a.b",
+        "a,b",
+        "a=b",
+        "a*",
+        "50%",
+        "back\\slash",
+        "#hash",
+        "!bang",
+        "x>y<z|w&v",
+        "(paren)",
+        "9starts_with_digit",
+        "tbl²",
+        "e\u{301}",
+        "*",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.push("a".repeat(63));
+    // 63 bytes of two-byte characters and one ASCII byte: the longest name PostgreSQL keeps.
+    v.push(format!("{}x", "é".repeat(31)));
+    v.push(format!("{}\"", "q".repeat(62)));
+    v
 }
