@@ -236,8 +236,9 @@ fn the_wizard_bootstraps_in_confirm_mode_through_tmux() {
     let mut saw_log_command = false;
     let mut last_gate = 0;
     let done = loop {
+        // A gate counts once its buttons are drawn: a capture can land in the middle of a frame.
         let screen = tmux.wait("a gate or the end", Duration::from_secs(240), |s| {
-            gate_step(s).is_some_and(|(n, _)| n > last_gate)
+            (gate_step(s).is_some_and(|(n, _)| n > last_gate) && s.contains("[ Abort (a) ]"))
                 || s.contains("Bootstrap complete")
                 || s.contains("Failed")
         });
