@@ -745,20 +745,22 @@ async fn bucardo_install_names_and_daemon() {
         .bucardo
         .control
         .with_user("bucardo", s.bucardo.password.clone());
-    while bucardo_bootstrap::engine::bucardo::daemon_alive(&control, Duration::from_secs(1))
+    while !bucardo_bootstrap::engine::bucardo::ping(&control, Duration::from_secs(1))
         .await
         .unwrap()
-        .is_none()
     {
         assert!(Instant::now() < deadline, "the daemon never answered");
     }
     let f = run(&s).await;
+    // The daemon's own PID, from its PID file: not the PID of the backend that sent the pong.
+    let pid = std::fs::read_to_string(s.bucardo.piddir.join("bucardo.mcp.pid")).unwrap();
+    let pid = pid.lines().next().unwrap().trim();
     expect(
         &f,
         "Bucardo",
         "daemon",
         Severity::Pass,
-        "the daemon answers a ping (PID ",
+        &format!("the Bucardo daemon is running (PID {pid})"),
     );
 
     // Names already in Bucardo, registered without the CLI's side effects.

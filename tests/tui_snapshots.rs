@@ -6,6 +6,7 @@ mod tui_fixtures;
 
 use bucardo_bootstrap::engine::conn::Side;
 use bucardo_bootstrap::engine::copy::format::Format;
+use bucardo_bootstrap::engine::daemon::Daemon;
 use bucardo_bootstrap::engine::event::{CopyEvent, LogLevel, RunEvent, StepOutcome, TableVerdict};
 use bucardo_bootstrap::engine::plan::StepKind;
 use bucardo_bootstrap::engine::preflight::Finding;
@@ -370,7 +371,7 @@ fn done() {
     update(
         &mut app,
         Msg::Health(Ok(Health {
-            daemon_pid: Some(31337),
+            daemon: Daemon::Answering { pid: Some(31337) },
             sync_state: Some("active".into()),
             autokick: Some(true),
             running: true,

@@ -7,6 +7,7 @@ mod tui_fixtures;
 use bucardo_bootstrap::engine::catalog::TableInfo;
 use bucardo_bootstrap::engine::conn::Side;
 use bucardo_bootstrap::engine::copy::format::Format;
+use bucardo_bootstrap::engine::daemon::Daemon;
 use bucardo_bootstrap::engine::event::{ConfirmMode, CopyEvent, GateReply, RunEvent, StepOutcome};
 use bucardo_bootstrap::engine::plan::StepKind;
 use bucardo_bootstrap::engine::preflight::Finding;
@@ -654,7 +655,7 @@ fn a_finished_run_moves_to_done_which_polls_health_every_few_seconds() {
     )
     .is_empty());
     let health = Health {
-        daemon_pid: Some(4242),
+        daemon: Daemon::Answering { pid: Some(4242) },
         sync_state: Some("active".into()),
         autokick: Some(true),
         last_good: Some("2025-01-01 12:00:00+00".into()),

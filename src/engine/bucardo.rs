@@ -53,6 +53,10 @@ pub enum BucardoCmd {
         sync: String,
         timeout_s: u64,
     },
+    /// A kick that does not wait for the run.
+    Nudge {
+        sync: String,
+    },
     RemoveSync {
         name: String,
     },
@@ -182,6 +186,10 @@ impl BucardoCli {
                 a.push(timeout_s.to_string());
                 a.push("--notimer".into());
             }
+            BucardoCmd::Nudge { sync } => {
+                a.extend(s(&["kick", "sync"]));
+                a.push(sync.clone());
+            }
             BucardoCmd::RemoveSync { name } => {
                 a.extend(s(&["remove", "sync"]));
                 a.push(name.clone());
@@ -216,6 +224,15 @@ impl BucardoCli {
     }
 }
 
+/// Does this `bucardo` argv need a daemon that answers (`reload`, `kick`)? Both fail or hang
+/// while the daemon is restarting. The verb follows the options [`BucardoCli::argv`] writes.
+pub fn needs_daemon(argv: &[String]) -> bool {
+    let Some(i) = argv.iter().position(|a| a == "--log-destination") else {
+        return false;
+    };
+    matches!(argv.get(i + 2).map(String::as_str), Some("reload" | "kick"))
+}
+
 /// Is Bucardo's schema installed in the control database?
 pub async fn control_installed(control: &ConnSpec) -> Result<bool, EngineError> {
     match control.connect(Side::Control).await {
@@ -234,8 +251,9 @@ pub async fn control_installed(control: &ConnSpec) -> Result<bool, EngineError> 
 }
 
 /// Asks the daemon for a pong through the control database: it answers wherever it runs, which a
-/// local PID file cannot tell.
-pub async fn daemon_alive(control: &ConnSpec, wait: Duration) -> Result<Option<i32>, EngineError> {
+/// local PID file cannot tell. The pong comes from the MCP's PostgreSQL backend, so its PID is not
+/// the daemon's: [`crate::engine::daemon`] reads that from the PID file.
+pub async fn ping(control: &ConnSpec, wait: Duration) -> Result<bool, EngineError> {
     let (client, mut notes) = control.connect_listening(Side::Control).await?;
     client
         .batch_execute("LISTEN bucardo_mcp_pong; NOTIFY bucardo_mcp_ping;")
@@ -244,9 +262,9 @@ pub async fn daemon_alive(control: &ConnSpec, wait: Duration) -> Result<Option<i
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, notes.recv()).await {
-            Ok(Some(n)) if n.channel() == "bucardo_mcp_pong" => return Ok(Some(n.process_id())),
+            Ok(Some(n)) if n.channel() == "bucardo_mcp_pong" => return Ok(true),
             Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => return Ok(None),
+            Ok(None) | Err(_) => return Ok(false),
         }
     }
 }
@@ -418,6 +436,27 @@ mod tests {
             "bucardo --no-bucardorc --dbhost ctl --dbport 5433 --dbname bucardo --dbuser bucardo \
              --piddir /run/bb --log-destination /var/log/bb reload config"
         );
+    }
+
+    #[test]
+    fn reload_and_kick_need_the_daemon_and_nothing_else_does() {
+        let c = cli();
+        let needs = |cmd: BucardoCmd| needs_daemon(&c.argv(&cmd));
+        assert!(needs(BucardoCmd::ReloadConfig));
+        assert!(needs(BucardoCmd::Kick {
+            sync: "mysync".into(),
+            timeout_s: 5
+        }));
+        assert!(!needs(BucardoCmd::Start { reason: "x".into() }));
+        assert!(!needs(BucardoCmd::ActivateSync {
+            name: "reload".into()
+        }));
+        // A table called "kick" is an argument, not the verb.
+        assert!(!needs(BucardoCmd::AddTables {
+            tables: vec![TableName::new("public", "kick")],
+            relgroup: "r".into(),
+            db: "d".into(),
+        }));
     }
 
     #[test]

@@ -231,9 +231,15 @@ impl CleanupPlan {
                 }
             }
         }
-        if crate::engine::bucardo::daemon_alive(&control, Duration::from_secs(2))
-            .await?
-            .is_some()
+        // A daemon that is coming up is waited for: it would keep the removed sync otherwise.
+        if crate::engine::daemon::settle(
+            &control,
+            &s.bucardo.piddir,
+            crate::engine::daemon::ANSWER_WAIT,
+            |_| {},
+        )
+        .await?
+        .answers()
         {
             let inv = cli.invocation(&BucardoCmd::ReloadConfig, pf.path());
             let _ = process::run(&inv, Duration::from_secs(60)).await;

@@ -7,6 +7,7 @@ use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::{ConnSpec, Passfile, Side};
 use crate::engine::copy::parts::RangesDone;
 use crate::engine::copy::{self, Snapshot};
+use crate::engine::daemon::{self, Daemon, PING_WAIT};
 use crate::engine::error::EngineError;
 use crate::engine::event::{CopyEvent, LogLevel, RunEvent, TableVerdict};
 use crate::engine::ident::{quote_ident, quote_literal, TableName};
@@ -27,9 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 const BUCARDO_TIMEOUT: Duration = Duration::from_secs(120);
-const DAEMON_START_WAIT: Duration = Duration::from_secs(20);
-const PING_WAIT: Duration = Duration::from_secs(3);
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
+const REKICK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Makes sure `dir` exists for the tool's private files (passfiles, journal, logs, Bucardo's PID
 /// and log files). A missing directory is created 0700, with any missing parents. An existing one
@@ -215,12 +215,22 @@ impl LiveExecutor {
         Ok(out)
     }
 
+    /// Runs a command and fails on a non-zero exit; a Bucardo command that needs the daemon
+    /// goes through [`Self::daemon_command`].
     async fn run_ok(
         &self,
         inv: &Invocation,
         events: &mpsc::Sender<RunEvent>,
     ) -> Result<process::Output, EngineError> {
-        let out = self.run_logged(inv, events, BUCARDO_TIMEOUT).await?;
+        let out = if bucardo::needs_daemon(&inv.argv) {
+            self.daemon_command(inv, events, BUCARDO_TIMEOUT).await?
+        } else {
+            self.run_logged(inv, events, BUCARDO_TIMEOUT).await?
+        };
+        Self::checked(inv, out)
+    }
+
+    fn checked(inv: &Invocation, out: process::Output) -> Result<process::Output, EngineError> {
         if out.status != 0 {
             return Err(EngineError::Command {
                 program: inv.program().rsplit('/').next().unwrap_or("").to_string(),
@@ -377,7 +387,8 @@ impl LiveExecutor {
     }
 
     /// The daemon may have gone since the plan was made (a reboot, a restart, a resumed run):
-    /// start it again when it belongs on this machine.
+    /// wait for one that is coming up, and start it again only when it is really gone and
+    /// belongs on this machine.
     async fn ensure_daemon(&self, events: &mpsc::Sender<RunEvent>) -> Result<(), EngineError> {
         let start = Step {
             id: 0,
@@ -395,52 +406,151 @@ impl LiveExecutor {
         self.start_daemon(&start, events).await
     }
 
+    /// The daemon's state once it has settled: answering, or plainly not running. A live
+    /// daemon that does not answer yet is waited for, and the wait is logged as it begins.
+    async fn settle_daemon(&self, events: &mpsc::Sender<RunEvent>) -> Result<Daemon, EngineError> {
+        let ev = events.clone();
+        let d = daemon::settle(
+            &self.control_as_bucardo(),
+            &self.settings.bucardo.piddir,
+            daemon::ANSWER_WAIT,
+            move |d| {
+                let message = format!(
+                    "the Bucardo daemon is {}; waiting up to {} s for it to answer",
+                    d.describe(),
+                    daemon::ANSWER_WAIT.as_secs()
+                );
+                tracing::warn!("{message}");
+                let _ = ev.try_send(RunEvent::Log {
+                    level: LogLevel::Warn,
+                    message,
+                });
+            },
+        )
+        .await?;
+        if d.coming_up() {
+            return Err(daemon::silent_error(
+                &d,
+                daemon::ANSWER_WAIT,
+                &self.daemon_log(),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn daemon_log(&self) -> PathBuf {
+        self.settings.bucardo.logdir.join("log.bucardo")
+    }
+
     async fn start_daemon(
         &self,
         step: &Step,
         events: &mpsc::Sender<RunEvent>,
     ) -> Result<(), EngineError> {
-        let control = self.control_as_bucardo();
-        if bucardo::daemon_alive(&control, PING_WAIT).await?.is_some() {
-            log(
-                events,
-                LogLevel::Info,
-                "the Bucardo daemon is already running".into(),
-            )
-            .await;
-            return Ok(());
+        match self.settle_daemon(events).await? {
+            d @ Daemon::Answering { .. } => {
+                log(
+                    events,
+                    LogLevel::Info,
+                    format!("the Bucardo daemon is already {}", d.describe()),
+                )
+                .await;
+                return Ok(());
+            }
+            d @ Daemon::Stale { .. } => {
+                log(
+                    events,
+                    LogLevel::Warn,
+                    format!("the Bucardo daemon is {}", d.describe()),
+                )
+                .await
+            }
+            _ => {}
         }
+        let control = self.control_as_bucardo();
         if !control.is_local() {
             return Err(EngineError::Refused(format!(
                 "the Bucardo daemon does not answer and its control database is on {}; start it there (`bucardo start`) and run this again",
                 control.host
             )));
         }
-        self.step_commands(step, events).await?;
-        let deadline = tokio::time::Instant::now() + DAEMON_START_WAIT;
-        while tokio::time::Instant::now() < deadline {
-            if let Some(pid) = bucardo::daemon_alive(&control, PING_WAIT).await? {
+        let mut started = Ok(());
+        for c in &step.commands {
+            if let Command::Run(inv) = c {
+                let out = self.run_logged(inv, events, BUCARDO_TIMEOUT).await?;
+                started = Self::checked(inv, out).map(drop);
+            }
+        }
+        if let Err(e) = started {
+            // Another start (an operator, a restart) won the race: wait for that daemon instead.
+            if !matches!(&e, EngineError::Command { stderr_tail, .. } if stderr_tail.contains("PID file"))
+            {
+                return Err(e);
+            }
+            log(
+                events,
+                LogLevel::Warn,
+                "another Bucardo daemon is starting; waiting for it instead".into(),
+            )
+            .await;
+        }
+        let deadline = tokio::time::Instant::now() + daemon::ANSWER_WAIT;
+        loop {
+            let d = daemon::probe(&control, &self.settings.bucardo.piddir, PING_WAIT).await?;
+            if d.answers() {
                 log(
                     events,
                     LogLevel::Info,
-                    format!("the Bucardo daemon answers (PID {pid})"),
+                    format!("the Bucardo daemon answers: {}", d.describe()),
                 )
                 .await;
                 return Ok(());
             }
+            if tokio::time::Instant::now() >= deadline {
+                let logfile = self.daemon_log();
+                let tail = std::fs::read_to_string(&logfile).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+                return Err(EngineError::Command {
+                    program: "bucardo start".into(),
+                    status: format!(
+                        "the daemon did not answer a ping within {} s ({})",
+                        daemon::ANSWER_WAIT.as_secs(),
+                        d.describe()
+                    ),
+                    stderr_tail: crate::engine::secret::redact(&format!(
+                        "{} (log: {})",
+                        tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+                        logfile.display()
+                    )),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
         }
-        let logfile = self.settings.bucardo.logdir.join("log.bucardo");
-        let tail = std::fs::read_to_string(&logfile).unwrap_or_default();
-        let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-        Err(EngineError::Command {
-            program: "bucardo start".into(),
-            status: "the daemon did not answer a ping".into(),
-            stderr_tail: crate::engine::secret::redact(&format!(
-                "{} (log: {})",
-                tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
-                logfile.display()
-            )),
-        })
+    }
+
+    /// A Bucardo command that needs the daemon to answer (`reload`, `kick`): it waits for a
+    /// daemon that is coming up (or starts one that is gone), then runs the command, and runs it
+    /// once more if Bucardo says the daemon is not running (it was restarting in between).
+    async fn daemon_command(
+        &self,
+        inv: &Invocation,
+        events: &mpsc::Sender<RunEvent>,
+        timeout: Duration,
+    ) -> Result<process::Output, EngineError> {
+        self.ensure_daemon(events).await?;
+        let out = self.run_logged(inv, events, timeout).await?;
+        if out.status == 0 || !daemon::says_not_running(&format!("{}\n{}", out.stdout, out.stderr))
+        {
+            return Ok(out);
+        }
+        log(
+            events,
+            LogLevel::Warn,
+            "Bucardo says its daemon is not running (it may be restarting); waiting for it and trying once more".into(),
+        )
+        .await;
+        self.ensure_daemon(events).await?;
+        self.run_logged(inv, events, timeout).await
     }
 
     async fn add_tables(
@@ -803,7 +913,7 @@ impl LiveExecutor {
         for c in &step.commands {
             if let Command::Run(inv) = c {
                 let out = self
-                    .run_logged(inv, events, s.kick_timeout() + Duration::from_secs(30))
+                    .daemon_command(inv, events, s.kick_timeout() + Duration::from_secs(30))
                     .await?;
                 match out.status {
                     0 => {}
@@ -826,9 +936,22 @@ impl LiveExecutor {
             }
         }
         let deadline = tokio::time::Instant::now() + s.kick_timeout();
+        let mut last_kick = tokio::time::Instant::now();
         loop {
             let runs = bucardo::sync_runs(&ctl, &s.names.sync).await?;
             let pending = interim_pending(s, (&here, &here_t0), (&there, &there_t0)).await?;
+            // A kick that reached a daemon which restarted before the run began is lost: kick
+            // again now and then while deltas wait and no run is under way.
+            if !pending.is_empty() && !runs.running && last_kick.elapsed() >= REKICK_INTERVAL {
+                let nudge = self.real(&self.cli().invocation(
+                    &BucardoCmd::Nudge {
+                        sync: s.names.sync.clone(),
+                    },
+                    Path::new(DAEMON_PASSFILE),
+                ));
+                self.daemon_command(&nudge, events, BUCARDO_TIMEOUT).await?;
+                last_kick = tokio::time::Instant::now();
+            }
             if pending.is_empty() && runs.last_good_ended.is_some() {
                 log(
                     events,
@@ -1519,8 +1642,11 @@ pub async fn probe(
     } else {
         bucardo::control_installed(&control).await?
     };
-    f.daemon_running =
-        f.control_installed && bucardo::daemon_alive(&control, PING_WAIT).await?.is_some();
+    // A daemon that is coming up needs no start step: the steps that need it wait for it.
+    f.daemon_running = f.control_installed && {
+        let d = daemon::probe(&control, &s.bucardo.piddir, PING_WAIT).await?;
+        d.answers() || d.coming_up()
+    };
     if f.control_installed {
         let ctl = control.connect(Side::Control).await?;
         let taken = bucardo::existing_names(&ctl, s).await?;

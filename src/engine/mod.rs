@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cleanup;
 pub mod conn;
 pub mod copy;
+pub mod daemon;
 pub mod error;
 pub mod event;
 pub mod exec;

@@ -7,6 +7,7 @@
 use crate::engine::bucardo::{self, BucardoCli, BucardoCmd};
 use crate::engine::catalog::{self, Problem, TableInfo};
 use crate::engine::conn::{ConnSpec, Side};
+use crate::engine::daemon::{self, Daemon};
 use crate::engine::error::EngineError;
 use crate::engine::exec::unsafe_dir_reason;
 use crate::engine::ident::{quote_ident, quote_literal, shell_word, TableName};
@@ -1116,26 +1117,32 @@ async fn bucardo_checks(s: &Settings, opts: &Options) -> Vec<Finding> {
     let start = command(&BucardoCmd::Start {
         reason: "bucardo-bootstrap".into(),
     });
-    let alive = if installed {
-        match bucardo::daemon_alive(&control, opts.daemon_ping).await {
-            Ok(pid) => pid,
+    let state = if installed {
+        match daemon::probe(&control, &s.bucardo.piddir, opts.daemon_ping).await {
+            Ok(d) => d,
             Err(e) => {
                 out.push(sql_failure(BUCARDO, "daemon", &e));
                 return out;
             }
         }
     } else {
-        None
+        Daemon::NotRunning
     };
-    match alive {
-        Some(pid) => out.push(Finding::pass(BUCARDO, "daemon", format!("the daemon answers a ping (PID {pid})"))),
-        None if control.is_local() => out.push(Finding::warn(
+    match state {
+        d @ Daemon::Answering { .. } => out.push(Finding::pass(BUCARDO, "daemon", format!("the Bucardo daemon is {}", d.describe()))),
+        d if d.coming_up() => out.push(Finding::warn(
             BUCARDO,
             "daemon",
-            "the Bucardo daemon is not running: the plan starts it from this machine",
+            format!("the Bucardo daemon is {}: the run waits for it to answer", d.describe()),
+            None,
+        )),
+        d if control.is_local() => out.push(Finding::warn(
+            BUCARDO,
+            "daemon",
+            format!("the Bucardo daemon is {}: the plan starts it from this machine", d.describe()),
             Some(start),
         )),
-        None => out.push(Finding::fail(
+        _ => out.push(Finding::fail(
             BUCARDO,
             "daemon",
             format!(

@@ -4,15 +4,15 @@
 
 use crate::engine::bucardo;
 use crate::engine::conn::Side;
+use crate::engine::daemon::{self, Daemon};
 use crate::engine::error::EngineError;
 use crate::engine::settings::Settings;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SyncStatus {
-    pub daemon_pid: Option<i32>,
+    pub daemon: Daemon,
     /// `active`/`inactive`/`stalled`; None when the sync does not exist.
     pub sync_state: Option<String>,
     pub autokick: Option<bool>,
@@ -29,7 +29,7 @@ pub struct SyncStatus {
 impl SyncStatus {
     /// Healthy: the daemon answers, the sync is active, the last run was good.
     pub fn healthy(&self) -> bool {
-        self.daemon_pid.is_some()
+        self.daemon.answers()
             && self.sync_state.as_deref() == Some("active")
             && self.last_good.is_some()
             && match (&self.last_good, &self.last_bad) {
@@ -40,13 +40,7 @@ impl SyncStatus {
 
     pub fn render(&self, sync: &str) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "daemon:        {}",
-            self.daemon_pid
-                .map(|p| format!("running (PID {p})"))
-                .unwrap_or_else(|| "NOT answering".into())
-        );
+        let _ = writeln!(out, "daemon:        {}", self.daemon.describe());
         let _ = writeln!(
             out,
             "sync {sync}:    {}{}{}",
@@ -105,7 +99,7 @@ pub async fn read(s: &Settings) -> Result<SyncStatus, EngineError> {
         .control
         .with_user(&s.bucardo.control.user, s.bucardo.password.clone());
     let mut st = SyncStatus {
-        daemon_pid: bucardo::daemon_alive(&control, Duration::from_secs(3)).await?,
+        daemon: daemon::probe(&control, &s.bucardo.piddir, daemon::PING_WAIT).await?,
         ..Default::default()
     };
     let ctl = control.connect(Side::Control).await?;

@@ -3,6 +3,7 @@
 //! view of the sync's health (last good run, pending deltas, conflicts) refreshed every few
 //! seconds while the screen is open.
 
+use crate::engine::daemon::Daemon;
 use crate::engine::event::TableVerdict;
 use crate::engine::plan::StepKind;
 use crate::engine::status::SyncStatus;
@@ -240,9 +241,11 @@ impl DoneState {
         let mut out = vec![
             row(
                 "daemon",
-                match h.daemon_pid {
-                    Some(pid) => ok(format!("answers (pid {pid})")),
-                    None => bad("does not answer a ping".into()),
+                match &h.daemon {
+                    Daemon::Answering { pid: Some(pid) } => ok(format!("answers (pid {pid})")),
+                    Daemon::Answering { pid: None } => ok("answers".into()),
+                    d if d.coming_up() => warn(d.describe()),
+                    d => bad(d.describe()),
                 },
             ),
             row(
