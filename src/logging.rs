@@ -3,7 +3,7 @@
 //! Nothing is logged to the terminal: the TUI owns it, and the headless front end prints its own
 //! progress lines.
 
-use crate::engine::exec::private_dir;
+use crate::engine::files::private_dir;
 use crate::engine::secret::redact;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -193,7 +193,7 @@ impl CleanupPlan {
     /// Carries the actions out in order; a failure stops with what remains.
     pub async fn execute(&self, s: &Settings) -> Result<(), EngineError> {
         let cli = BucardoCli::from_settings(s);
-        crate::engine::exec::private_dir(&s.state_dir(), "--log-dir")?;
+        crate::engine::files::private_dir(&s.state_dir(), "--log-dir")?;
         let control = control_conn(s);
         let pf = Passfile::write(
             &s.state_dir()

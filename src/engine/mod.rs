@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod error;
 pub mod event;
 pub mod exec;
+pub mod files;
 pub mod ident;
 pub mod journal;
 pub mod plan;

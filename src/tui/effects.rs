@@ -227,7 +227,7 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        exec::create_dir_0700(dir).map_err(|e| e.one_line())?;
+        crate::engine::files::create_dir_0700(dir).map_err(|e| e.one_line())?;
     }
     // The operator chose the place, perhaps a shared one: never follow a symlink planted there.
     let mut f = std::fs::OpenOptions::new()

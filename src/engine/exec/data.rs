@@ -1,0 +1,232 @@
+//! The data steps: roles, the parallel copy from one snapshot, and the sequences interleaved for
+//! two masters.
+
+use super::*;
+
+impl LiveExecutor {
+    pub(super) async fn copy_roles(
+        &self,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
+        for c in &step.commands {
+            if let Command::Pipe(a, b) = c {
+                let out = self.pipe(a, b, events).await?;
+                let errors: Vec<&str> = out
+                    .stderr
+                    .lines()
+                    .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
+                    .collect();
+                if !errors.is_empty() {
+                    return Err(EngineError::Command {
+                        program: "psql".into(),
+                        status: "errors while copying roles".into(),
+                        stderr_tail: errors.join(" | "),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn assert_no_sync_run(&self, when: &str) -> Result<(), EngineError> {
+        let ctl = self.control_as_bucardo().connect(Side::Control).await?;
+        let runs = bucardo::sync_runs(&ctl, &self.settings.names.sync).await?;
+        if runs.runs > 0 {
+            return Err(EngineError::Refused(format!(
+                "a run of sync {} happened {when} the data copy ({}); THERE may hold rows from it. Run `bucardo-bootstrap cleanup` and start again",
+                self.settings.names.sync,
+                runs.last_status.unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn copy_data(
+        &self,
+        plan: &Plan,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        self.assert_no_sync_run("before").await?;
+        let s = &self.settings;
+        let done = self.tables_done();
+        let todo: Vec<TableInfo> = plan
+            .tables
+            .iter()
+            .filter(|t| !done.contains(&t.name))
+            .cloned()
+            .collect();
+        let partial: Vec<RangesDone> = self.with_journal(|j| {
+            Ok(todo
+                .iter()
+                .filter_map(|t| j.ranges_for(&t.name).cloned())
+                .collect())
+        })?;
+        if !done.is_empty() || partial.iter().any(|r| !r.done.is_empty()) {
+            let ranges: usize = partial.iter().map(|r| r.done.len()).sum();
+            log(
+                events,
+                LogLevel::Info,
+                format!(
+                    "resuming: {} tables and {ranges} key ranges were copied by an earlier run; {} tables to go",
+                    done.len(),
+                    todo.len()
+                ),
+            )
+            .await;
+        }
+        let there = s.there.connect(Side::There).await?;
+        for t in &todo {
+            if partial
+                .iter()
+                .any(|r| r.table == t.name && !r.done.is_empty())
+            {
+                // Its committed ranges stay; each missing range clears its own span first.
+                continue;
+            }
+            let has_rows = has_rows(&there, Side::There, &t.name).await?;
+            if has_rows {
+                // Rows of an interrupted copy: empty the table and copy it again under the new
+                // snapshot. Replica mode keeps Bucardo's truncate trigger from logging this.
+                log(
+                    events,
+                    LogLevel::Warn,
+                    format!(
+                        "{} holds rows from an interrupted copy: emptying it on THERE",
+                        t.name
+                    ),
+                )
+                .await;
+                there
+                    .batch_execute(&format!("SET session_replication_role = replica; TRUNCATE ONLY {}; RESET session_replication_role", t.name.sql()))
+                    .await
+                    .map_err(|e| EngineError::sql(Side::There, format!("emptying {}", t.name), &e))?;
+            }
+        }
+        let snapshot = Snapshot::export(&s.here).await?;
+        log(
+            events,
+            LogLevel::Info,
+            format!(
+                "snapshot {} exported on HERE; copying {} tables with {} workers",
+                snapshot.id,
+                todo.len(),
+                s.jobs
+            ),
+        )
+        .await;
+        // Every table, and every key range of a split one, is journaled as soon as it committed
+        // on THERE.
+        let (tx, mut rx) = mpsc::channel::<RunEvent>(1024);
+        let forward = events.clone();
+        let journal_errors = std::sync::Arc::new(std::sync::Mutex::new(None::<EngineError>));
+        let je = journal_errors.clone();
+        let forwarder = async {
+            while let Some(ev) = rx.recv().await {
+                let recorded = match &ev {
+                    RunEvent::Copy(CopyEvent::TableSplit { table, split }) => {
+                        self.with_journal(|j| j.record_split(table, split))
+                    }
+                    RunEvent::Copy(CopyEvent::RangeDone { table, part }) => {
+                        self.with_journal(|j| j.record_range(table, *part))
+                    }
+                    RunEvent::Copy(CopyEvent::TableFinished { table, .. }) => {
+                        self.with_journal(|j| j.record_table(table))
+                    }
+                    _ => Ok(()),
+                };
+                if let Err(e) = recorded {
+                    if let Ok(mut slot) = je.lock() {
+                        slot.get_or_insert(e);
+                    }
+                }
+                let _ = forward.send(ev).await;
+            }
+        };
+        let copy = async {
+            let r = copy::copy_tables(
+                &s.here, &s.there, &snapshot, &todo, &partial, s.jobs, &tx, cancel,
+            )
+            .await;
+            drop(tx);
+            r
+        };
+        let (copied, ()) = tokio::join!(copy, forwarder);
+        let copied = copied?;
+        if let Some(e) = journal_errors.lock().ok().and_then(|mut g| g.take()) {
+            return Err(e);
+        }
+        let seqs: Vec<TableName> = plan::sequence_uses(&plan.tables)
+            .into_iter()
+            .map(|(q, _, _)| q)
+            .collect();
+        copy::copy_sequence_values(&snapshot, &there, &seqs).await?;
+        snapshot.release().await;
+        let rows: u64 = copied.iter().map(|c| c.rows).sum();
+        let bytes: u64 = copied.iter().map(|c| c.bytes).sum();
+        log(
+            events,
+            LogLevel::Info,
+            format!(
+                "copied {rows} rows ({}) in {} tables, and {} sequence values",
+                plan::human_bytes(bytes as i64),
+                copied.len(),
+                seqs.len()
+            ),
+        )
+        .await;
+        self.assert_no_sync_run("during").await
+    }
+
+    pub(super) async fn sequences(
+        &self,
+        plan: &Plan,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
+        let s = &self.settings;
+        let here = s.here.connect(Side::Here).await?;
+        let there = s.there.connect(Side::There).await?;
+        // ALTER SEQUENCE waits for nothing long, but no statement on HERE may wait without bound.
+        let bounded = format!("SET lock_timeout = '{}ms'", LOCK_TIMEOUT.as_millis());
+        for (side, c) in [(Side::Here, &here), (Side::There, &there)] {
+            c.batch_execute(&bounded)
+                .await
+                .map_err(|e| EngineError::sql(side, "setting lock_timeout", &e))?;
+        }
+        for (q, t, col) in plan::sequence_uses(&plan.tables) {
+            let sql = plan::interleave_here_sql(&q, &t, &col);
+            let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
+            here.batch_execute(alter)
+                .await
+                .map_err(|e| EngineError::sql(Side::Here, format!("altering {q}"), &e))?;
+            let n: i64 = here
+                .query_one(select, &[])
+                .await
+                .map_err(|e| EngineError::sql(Side::Here, format!("restarting {q}"), &e))?
+                .get(0);
+            let sql = plan::interleave_there_sql(&q, "$1::bigint + 1");
+            let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
+            there
+                .batch_execute(alter)
+                .await
+                .map_err(|e| EngineError::sql(Side::There, format!("altering {q}"), &e))?;
+            there
+                .query_one(select, &[&n])
+                .await
+                .map_err(|e| EngineError::sql(Side::There, format!("restarting {q}"), &e))?;
+            log(
+                events,
+                LogLevel::Info,
+                format!(
+                    "{q}: HERE hands out {n}, {}, ...; THERE {}, {}, ...",
+                    n + 2,
+                    n + 1,
+                    n + 3
+                ),
+            )
+            .await;
+        }
+        Ok(())
+    }
+}

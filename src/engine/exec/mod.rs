@@ -1,0 +1,404 @@
+//! The live executor: prepares a run (passfiles, probing the servers, resolving the table
+//! selection) and carries out each plan step against the real servers and tools. Steps that run
+//! commands run exactly the ones the plan shows; the others (copy, drain, verify) are engine code.
+
+use crate::engine::bucardo::{self, BucardoCli, BucardoCmd};
+use crate::engine::catalog::{self, TableInfo};
+use crate::engine::conn::{ConnSpec, Passfile, Side};
+use crate::engine::copy::parts::RangesDone;
+use crate::engine::copy::{self, Snapshot};
+use crate::engine::daemon::{self, Daemon, PING_WAIT};
+use crate::engine::error::EngineError;
+use crate::engine::event::{CopyEvent, LogLevel, RunEvent, TableVerdict};
+use crate::engine::files::private_dir;
+use crate::engine::ident::{quote_ident, quote_literal, TableName};
+use crate::engine::journal::Journal;
+use crate::engine::plan::{
+    self, Command, Facts, Plan, SqlSecret, Step, StepKind, BUCARDO_PASS_VAR, DAEMON_PASSFILE,
+    RUN_PASSFILE,
+};
+use crate::engine::process::{self, Invocation};
+use crate::engine::runner::{log, StepExecutor};
+use crate::engine::secret::Secret;
+use crate::engine::settings::{Settings, TableSelection};
+use crate::engine::verify;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+mod bucardo_daemon;
+mod data;
+mod locks;
+mod objects;
+mod prepare;
+mod replay;
+mod verification;
+
+pub use locks::{LOCK_ATTEMPTS, LOCK_TIMEOUT};
+use prepare::*;
+pub use prepare::{prepare, probe, resolve_tables, resuming, state_paths};
+use replay::*;
+pub use verification::{
+    verify_command, verify_tables, verify_tables_mode, VerifyReport, DEEP_ROWS_SHOWN,
+    VERIFY_ATTEMPTS,
+};
+
+const TOOL_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+const BUCARDO_TIMEOUT: Duration = Duration::from_secs(120);
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+const REKICK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Everything a live run holds: settings with passwords resolved, and the two passfiles.
+pub struct LiveExecutor {
+    pub settings: Settings,
+    run_passfile: Passfile,
+    daemon_passfile: Passfile,
+    bucardo_password: Secret,
+    journal: std::sync::Mutex<Journal>,
+}
+
+impl LiveExecutor {
+    /// Writes the run's temporary passfile (every credential, removed when the run ends) and the
+    /// daemon's persistent one (only the Bucardo role's lines: the daemon reconnects for as long as
+    /// it runs). Both are 0600 in the 0700 state directory.
+    pub fn new(settings: Settings, journal: Journal) -> Result<LiveExecutor, EngineError> {
+        let bucardo_password = settings.bucardo.password.clone().ok_or_else(|| {
+            EngineError::Config(
+                "no password for Bucardo's role: set BUCARDOPASS (or add it to ~/.pgpass for the control database)"
+                    .into(),
+            )
+        })?;
+        let dir = settings.state_dir();
+        private_dir(&dir, "--log-dir")?;
+        private_dir(&settings.bucardo.piddir, "--bucardo-piddir")?;
+        private_dir(&settings.bucardo.logdir, "--bucardo-logdir")?;
+        let bucardo_role =
+            |c: &ConnSpec| c.with_user(&settings.bucardo.user, Some(bucardo_password.clone()));
+        let b_here = bucardo_role(&settings.here);
+        let b_there = bucardo_role(&settings.there);
+        let b_control = settings.bucardo.control.with_user(
+            &settings.bucardo.control.user,
+            Some(bucardo_password.clone()),
+        );
+        let run_passfile = Passfile::write(
+            &dir.join(format!("run-{}.pgpass", std::process::id())),
+            &[
+                &settings.here,
+                &settings.there,
+                &settings.bucardo.admin,
+                &b_control,
+                &b_here,
+                &b_there,
+            ],
+            true,
+        )?;
+        let daemon_passfile = Passfile::write(
+            &dir.join("bucardo.pgpass"),
+            &[&b_control, &b_here, &b_there],
+            false,
+        )?;
+        Ok(LiveExecutor {
+            settings,
+            run_passfile,
+            daemon_passfile,
+            bucardo_password,
+            journal: std::sync::Mutex::new(journal),
+        })
+    }
+
+    fn record_step(&self, kind: StepKind) -> Result<(), EngineError> {
+        self.with_journal(|j| j.record_step(kind))
+    }
+
+    fn with_journal<T>(
+        &self,
+        f: impl FnOnce(&mut Journal) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let mut j = self
+            .journal
+            .lock()
+            .map_err(|_| EngineError::Io("journal lock poisoned".into()))?;
+        f(&mut j)
+    }
+
+    fn tables_done(&self) -> std::collections::BTreeSet<TableName> {
+        self.journal
+            .lock()
+            .map(|j| j.data.tables_done.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.journal
+            .lock()
+            .map(|j| j.path().to_path_buf())
+            .unwrap_or_default()
+    }
+
+    fn cli(&self) -> BucardoCli {
+        BucardoCli::from_settings(&self.settings)
+    }
+
+    /// Swaps the plan's passfile placeholders for the real paths.
+    fn real(&self, inv: &Invocation) -> Invocation {
+        let mut inv = inv.clone();
+        for (k, v) in inv.env.iter_mut() {
+            if k == "PGPASSFILE" {
+                if v == RUN_PASSFILE {
+                    *v = self.run_passfile.path().display().to_string();
+                } else if v == DAEMON_PASSFILE {
+                    *v = self.daemon_passfile.path().display().to_string();
+                }
+            }
+        }
+        inv
+    }
+
+    async fn run_logged(
+        &self,
+        inv: &Invocation,
+        events: &mpsc::Sender<RunEvent>,
+        timeout: Duration,
+    ) -> Result<process::Output, EngineError> {
+        log(
+            events,
+            LogLevel::Info,
+            format!("$ {}", plan::display_invocation(inv)),
+        )
+        .await;
+        let out = process::run(&self.real(inv), timeout).await?;
+        for line in out
+            .stdout
+            .lines()
+            .chain(out.stderr.lines())
+            .filter(|l| !l.trim().is_empty())
+        {
+            log(events, LogLevel::Info, format!("  {line}")).await;
+        }
+        Ok(out)
+    }
+
+    /// Runs a command and fails on a non-zero exit; a Bucardo command that needs the daemon
+    /// goes through [`Self::daemon_command`].
+    async fn run_ok(
+        &self,
+        inv: &Invocation,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<process::Output, EngineError> {
+        let out = if bucardo::needs_daemon(&inv.argv) {
+            self.daemon_command(inv, events, BUCARDO_TIMEOUT).await?
+        } else {
+            self.run_logged(inv, events, BUCARDO_TIMEOUT).await?
+        };
+        Self::checked(inv, out)
+    }
+
+    fn checked(inv: &Invocation, out: process::Output) -> Result<process::Output, EngineError> {
+        if out.status != 0 {
+            return Err(EngineError::Command {
+                program: inv.program().rsplit('/').next().unwrap_or("").to_string(),
+                status: format!("exit {}", out.status),
+                stderr_tail: out.tail(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn pipe(
+        &self,
+        a: &Invocation,
+        b: &Invocation,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<process::Output, EngineError> {
+        log(
+            events,
+            LogLevel::Info,
+            format!(
+                "$ {} | {}",
+                plan::display_invocation(a),
+                plan::display_invocation(b)
+            ),
+        )
+        .await;
+        let (_, out) = process::pipe(&self.real(a), &self.real(b), TOOL_TIMEOUT).await?;
+        Ok(out)
+    }
+
+    async fn sql(
+        &self,
+        side: Side,
+        target: &ConnSpec,
+        sql: &str,
+        secret: &SqlSecret,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
+        log(
+            events,
+            LogLevel::Info,
+            format!("[{side}] {}", sql.replace('\n', " ")),
+        )
+        .await;
+        let client = self.connect_as(side, target).await?;
+        match secret {
+            SqlSecret::None => client.batch_execute(sql).await,
+            SqlSecret::Param => client
+                .execute(
+                    sql.replace(BUCARDO_PASS_VAR, "$1").as_str(),
+                    &[&self.bucardo_password.expose()],
+                )
+                .await
+                .map(|_| ()),
+            SqlSecret::CreateRole { role } => {
+                let exists = client
+                    .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[role])
+                    .await
+                    .map_err(|e| EngineError::sql(side, "checking Bucardo's role", &e))?
+                    .is_some();
+                if exists {
+                    log(
+                        events,
+                        LogLevel::Info,
+                        format!("  role {role:?} exists already on {side}"),
+                    )
+                    .await;
+                    return Ok(());
+                }
+                let verifier = postgres_protocol::password::scram_sha_256(
+                    self.bucardo_password.expose().as_bytes(),
+                );
+                client
+                    .batch_execute(&format!(
+                        "CREATE ROLE {} SUPERUSER LOGIN PASSWORD {}",
+                        quote_ident(role),
+                        quote_literal(&verifier)
+                    ))
+                    .await
+            }
+        }
+        .map_err(|e| EngineError::sql(side, "running the step's SQL", &e))
+    }
+
+    /// Connections for steps: the given spec with the password settings resolved for it.
+    async fn connect_as(
+        &self,
+        side: Side,
+        target: &ConnSpec,
+    ) -> Result<tokio_postgres::Client, EngineError> {
+        target.connect(side).await
+    }
+
+    fn control_as_bucardo(&self) -> ConnSpec {
+        let c = &self.settings.bucardo.control;
+        c.with_user(&c.user, Some(self.bucardo_password.clone()))
+    }
+
+    async fn step_commands(
+        &self,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
+        for c in &step.commands {
+            match c {
+                Command::Run(inv) => {
+                    self.run_ok(inv, events).await?;
+                }
+                Command::Pipe(a, b) => {
+                    self.pipe(a, b, events).await?;
+                }
+                Command::Sql {
+                    side,
+                    target,
+                    sql,
+                    secret,
+                } => {
+                    let target = if *side == Side::Control && matches!(secret, SqlSecret::Param) {
+                        self.control_as_bucardo()
+                    } else {
+                        target.clone()
+                    };
+                    self.sql(*side, &target, sql, secret, events).await?;
+                }
+                Command::Internal(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StepExecutor for LiveExecutor {
+    async fn execute(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        self.execute_step(plan, step, events, cancel).await?;
+        self.record_step(step.kind)
+    }
+}
+
+impl LiveExecutor {
+    async fn execute_step(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        match step.kind {
+            StepKind::CopyRoles => self.copy_roles(step, events).await,
+            StepKind::StartDaemon => self.start_daemon(step, events).await,
+            StepKind::AddDatabases | StepKind::AddDbgroup => {
+                self.add_objects(plan, step, events).await
+            }
+            StepKind::AddTables => {
+                if self.existing_matches(plan, step, events).await? {
+                    return Ok(());
+                }
+                self.add_tables(plan, step, events).await
+            }
+            StepKind::AddSync => {
+                if !self.existing_matches(plan, step, events).await? {
+                    self.add_sync_lock_safe(step, events, cancel).await?;
+                }
+                self.check_triggers(plan, events).await
+            }
+            StepKind::CopyData => self.copy_data(plan, events, cancel).await,
+            StepKind::Sequences => self.sequences(plan, events).await,
+            StepKind::Drain => self.drain(step, events, cancel).await,
+            StepKind::Verify => self.verify(plan, events, cancel).await,
+            StepKind::InstallBucardo => {
+                if bucardo::control_installed(&self.control_as_bucardo())
+                    .await
+                    .unwrap_or(false)
+                {
+                    log(
+                        events,
+                        LogLevel::Info,
+                        "Bucardo's control database is installed already".into(),
+                    )
+                    .await;
+                    return Ok(());
+                }
+                self.step_commands(step, events).await?;
+                if !bucardo::control_installed(&self.control_as_bucardo()).await? {
+                    return Err(EngineError::Refused(
+                        "bucardo install finished but the control database has no Bucardo schema"
+                            .into(),
+                    ));
+                }
+                Ok(())
+            }
+            StepKind::Enable => {
+                self.ensure_daemon(events).await?;
+                // autokick=1 makes Bucardo create its kick triggers on every table of HERE.
+                self.add_sync_lock_safe(step, events, cancel).await
+            }
+            StepKind::CreateDatabase | StepKind::CopySchema | StepKind::BucardoRole => {
+                self.step_commands(step, events).await
+            }
+        }
+    }
+}

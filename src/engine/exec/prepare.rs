@@ -1,0 +1,189 @@
+//! Preparing a run: resolve the table selection, probe what already exists, build the plan and
+//! open its journal.
+
+use super::*;
+
+/// The chosen tables with their catalog facts, and the ones `--tables all` left out (with why).
+pub async fn resolve_tables(
+    s: &Settings,
+    here: &tokio_postgres::Client,
+) -> Result<(Vec<TableInfo>, Vec<(TableName, String)>), EngineError> {
+    match &s.tables {
+        TableSelection::All => {
+            let all = catalog::list_tables(here, Side::Here, None).await?;
+            let mut chosen = Vec::new();
+            let mut excluded = Vec::new();
+            for t in all {
+                match t.eligibility() {
+                    Ok(()) => chosen.push(t),
+                    Err(why) => excluded.push((t.name.clone(), why)),
+                }
+            }
+            if chosen.is_empty() {
+                return Err(EngineError::Refused(
+                    "HERE has no table that Bucardo can replicate".into(),
+                ));
+            }
+            Ok((chosen, excluded))
+        }
+        TableSelection::List(names) => {
+            let found = catalog::list_tables(here, Side::Here, Some(names)).await?;
+            let mut problems = Vec::new();
+            for n in names {
+                match found.iter().find(|t| &t.name == n) {
+                    None => problems.push(format!("{n} does not exist on HERE")),
+                    Some(t) => {
+                        if let Err(why) = t.eligibility() {
+                            problems.push(format!("{n}: {why}"));
+                        }
+                    }
+                }
+            }
+            if !problems.is_empty() {
+                return Err(EngineError::Refused(problems.join("; ")));
+            }
+            Ok((found, vec![]))
+        }
+    }
+}
+
+/// Probes the servers for what the plan needs to know, and refuses when THERE holds rows in a
+/// chosen table. Changes nothing anywhere.
+pub async fn probe(
+    s: &Settings,
+    tables: &[TableInfo],
+    resuming: bool,
+) -> Result<Facts, EngineError> {
+    let mut f = Facts::default();
+    let here = s.here.connect(Side::Here).await?;
+    let r = here
+        .query_one(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .map_err(|e| EngineError::sql(Side::Here, "reading the database's encoding", &e))?;
+    f.here_db_encoding = r.get(0);
+    f.here_db_collate = r.get(1);
+    f.here_db_ctype = r.get(2);
+    let role_missing = |c: tokio_postgres::Client, side: Side, role: String| async move {
+        c.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .await
+            .map(|r| r.is_none())
+            .map_err(|e| EngineError::sql(side, "looking for Bucardo's role", &e))
+    };
+    f.bucardo_role_missing_here = role_missing(here, Side::Here, s.bucardo.user.clone()).await?;
+    let there_admin = s.there.with_db("postgres");
+    let ta = there_admin.connect(Side::There).await?;
+    f.there_db_exists = ta
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&s.there.dbname],
+        )
+        .await
+        .map_err(|e| EngineError::sql(Side::There, "looking for the database", &e))?
+        .is_some();
+    f.bucardo_role_missing_there = role_missing(ta, Side::There, s.bucardo.user.clone()).await?;
+    if f.there_db_exists {
+        let there = s.there.connect(Side::There).await?;
+        let existing = catalog::list_tables(
+            &there,
+            Side::There,
+            Some(&tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>()),
+        )
+        .await?;
+        let mut nonempty = Vec::new();
+        for t in &existing {
+            let has_rows = has_rows(&there, Side::There, &t.name).await?;
+            if has_rows {
+                nonempty.push(t.name.to_string());
+            }
+        }
+        if !nonempty.is_empty() && !resuming {
+            return Err(EngineError::Refused(format!(
+                "THERE already holds rows in {}; the bootstrap only fills empty tables. Empty them (TRUNCATE) or choose another THERE database",
+                nonempty.join(", ")
+            )));
+        }
+        if !existing.is_empty() && existing.len() < tables.len() {
+            return Err(EngineError::Refused(format!(
+                "THERE has {} of the {} chosen tables already; drop them or create the rest by hand",
+                existing.len(),
+                tables.len()
+            )));
+        }
+        f.there_schema_present = existing.len() == tables.len();
+    }
+    let admin = s.bucardo.admin.connect(Side::Control).await?;
+    f.bucardo_role_missing_control =
+        role_missing(admin, Side::Control, s.bucardo.control.user.clone()).await?;
+    let control = s
+        .bucardo
+        .control
+        .with_user(&s.bucardo.control.user, s.bucardo.password.clone());
+    f.control_installed = if f.bucardo_role_missing_control {
+        false
+    } else {
+        bucardo::control_installed(&control).await?
+    };
+    // A daemon that is coming up needs no start step: the steps that need it wait for it.
+    f.daemon_running = f.control_installed && {
+        let d = daemon::probe(&control, &s.bucardo.piddir, PING_WAIT).await?;
+        d.answers() || d.coming_up()
+    };
+    if f.control_installed {
+        let ctl = control.connect(Side::Control).await?;
+        let taken = bucardo::existing_names(&ctl, s).await?;
+        if !taken.is_empty() && !resuming {
+            let list: Vec<String> = taken.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            return Err(EngineError::Refused(format!(
+                "Bucardo already has {}; pick other names (--sync, --relgroup, --dbgroup, HERE/THERE) or remove them (`bucardo-bootstrap cleanup`)",
+                list.join(", ")
+            )));
+        }
+    }
+    Ok(f)
+}
+
+/// Whether a table holds any row.
+pub(super) async fn has_rows(
+    c: &tokio_postgres::Client,
+    side: Side,
+    t: &TableName,
+) -> Result<bool, EngineError> {
+    c.query_one(
+        format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.sql()).as_str(),
+        &[],
+    )
+    .await
+    .map(|r| r.get(0))
+    .map_err(|e| EngineError::sql(side, format!("looking into {t}"), &e))
+}
+
+/// Whether an earlier run of this plan left records in its journal (a rerun resumes).
+pub async fn resuming(s: &Settings) -> Result<bool, EngineError> {
+    let here = s.here.connect(Side::Here).await?;
+    let (tables, _) = resolve_tables(s, &here).await?;
+    Ok(!Journal::open(&s.state_dir(), &plan::fingerprint(s, &tables))?.is_empty())
+}
+
+/// Prepares everything for `run`/`plan`: resolves tables, opens the journal (discarding it with
+/// `restart`), probes, builds the plan and marks what an earlier run finished.
+pub async fn prepare(s: &Settings, restart: bool) -> Result<(Plan, Journal), EngineError> {
+    let here = s.here.connect(Side::Here).await?;
+    let (tables, excluded) = resolve_tables(s, &here).await?;
+    let fingerprint = plan::fingerprint(s, &tables);
+    let mut journal = Journal::open(&s.state_dir(), &fingerprint)?;
+    if restart {
+        journal.discard()?;
+    }
+    let resuming = !journal.is_empty();
+    let facts = probe(s, &tables, resuming).await?;
+    let mut plan = Plan::build(s, tables, excluded, &facts);
+    plan.mark_done(&journal.data.steps_done);
+    Ok((plan, journal))
+}
+
+pub fn state_paths(s: &Settings) -> (PathBuf, PathBuf) {
+    (s.state_dir(), s.state_dir().join("bucardo.pgpass"))
+}

@@ -1,0 +1,475 @@
+//! HERE's checks: version, the table selection and what Bucardo cannot replicate in it,
+//! privileges, Bucardo's role, and long transactions that would block the trigger installation.
+
+use super::*;
+
+#[derive(Default)]
+pub(super) struct HereOut {
+    pub(super) findings: Vec<Finding>,
+    pub(super) table_findings: Vec<Finding>,
+    pub(super) version: Option<i32>,
+    pub(super) chosen: Option<Vec<TableInfo>>,
+    pub(super) clock: Option<ClockReading>,
+}
+
+pub(super) async fn here_checks(
+    s: &Settings,
+    tables: Option<&[TableInfo]>,
+    opts: &Options,
+) -> HereOut {
+    let mut o = HereOut::default();
+    let c = match open(&s.here, Side::Here).await {
+        Ok(c) => c,
+        Err(e) => {
+            o.findings.push(connect_failure(HERE, &e));
+            return o;
+        }
+    };
+    o.findings.push(Finding::pass(
+        HERE,
+        "connect",
+        format!("{} answers", s.here.display_uri()),
+    ));
+    let info = match catalog::server_info(&c, Side::Here).await {
+        Ok(i) => i,
+        Err(e) => {
+            o.findings.push(sql_failure(HERE, "version", &e));
+            return o;
+        }
+    };
+    o.findings
+        .push(version_finding(HERE, &info.version, info.version_num));
+    o.version = Some(info.version_num);
+    o.clock = read_clock(&c, opts.local_clock).await;
+
+    let chosen = match tables {
+        Some(t) => Some(t.to_vec()),
+        None => match resolve(s, &c).await {
+            Ok((chosen, findings)) => {
+                o.table_findings.extend(findings);
+                Some(chosen)
+            }
+            Err(e) => {
+                o.table_findings.push(sql_failure(TABLES, "catalog", &e));
+                None
+            }
+        },
+    };
+    if let Some(chosen) = &chosen {
+        o.table_findings.extend(table_findings(chosen));
+    }
+    let missing = here_privileges(s, &c, chosen.as_deref().unwrap_or(&[]), info.is_superuser).await;
+    o.findings.extend(missing);
+    o.findings
+        .extend(bucardo_role(s, &c, HERE, Side::Here, &s.here).await);
+    o.findings
+        .extend(long_transactions(&c, opts.long_transaction).await);
+    o.chosen = chosen;
+    o
+}
+
+pub(super) fn version_finding(group: &str, version: &str, num: i32) -> Finding {
+    if num < MIN_SERVER_VERSION {
+        Finding::fail(
+            group,
+            "version",
+            format!("PostgreSQL {version}: this tool needs PostgreSQL 12 or later"),
+            None,
+        )
+    } else {
+        Finding::pass(group, "version", format!("PostgreSQL {version}"))
+    }
+}
+
+/// The chosen tables from the settings' selection, and findings about the selection itself
+/// (names not found, tables `all` leaves out).
+pub(super) async fn resolve(
+    s: &Settings,
+    c: &Client,
+) -> Result<(Vec<TableInfo>, Vec<Finding>), EngineError> {
+    let mut findings = Vec::new();
+    match &s.tables {
+        TableSelection::All => {
+            let all = catalog::list_tables(c, Side::Here, None).await?;
+            let (chosen, left): (Vec<TableInfo>, Vec<TableInfo>) =
+                all.into_iter().partition(TableInfo::is_eligible);
+            for t in &left {
+                let b = t.blockers();
+                let reasons: Vec<&str> = b.iter().map(|p| p.reason.as_str()).collect();
+                findings.push(Finding::warn(
+                    TABLES,
+                    "left out",
+                    format!(
+                        "{} is left out of `--tables all`: {}",
+                        t.name,
+                        reasons.join("; ")
+                    ),
+                    join_fixes(&b),
+                ));
+            }
+            if chosen.is_empty() {
+                findings.push(Finding::fail(
+                    TABLES,
+                    "selection",
+                    "HERE has no table that Bucardo can replicate",
+                    None,
+                ));
+            }
+            Ok((chosen, findings))
+        }
+        TableSelection::List(names) => {
+            let found = catalog::list_tables(c, Side::Here, Some(names)).await?;
+            for n in names {
+                if !found.iter().any(|t| &t.name == n) {
+                    findings.push(Finding::fail(
+                        TABLES,
+                        "selection",
+                        format!(
+                            "{n} does not exist on HERE (names are case-sensitive: write \"Mixed Case\".\"Table\" for those)"
+                        ),
+                        None,
+                    ));
+                }
+            }
+            Ok((found, findings))
+        }
+    }
+}
+
+pub(super) fn join_fixes(problems: &[Problem]) -> Option<String> {
+    let fixes: Vec<&str> = problems.iter().filter_map(|p| p.fix.as_deref()).collect();
+    (!fixes.is_empty()).then(|| fixes.join("\n"))
+}
+
+/// Blockers, cautions and foreign keys that cross the selection, for every chosen table.
+pub(super) fn table_findings(chosen: &[TableInfo]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let names: BTreeSet<&TableName> = chosen.iter().map(|t| &t.name).collect();
+    let mut eligible = 0;
+    for t in chosen {
+        let blockers = t.blockers();
+        if blockers.is_empty() {
+            eligible += 1;
+        }
+        for p in blockers {
+            out.push(Finding::fail(
+                TABLES,
+                "eligibility",
+                format!("{}: {}", t.name, p.reason),
+                p.fix,
+            ));
+        }
+        for p in t.cautions() {
+            out.push(Finding::warn(
+                TABLES,
+                "caution",
+                format!("{}: {}", t.name, p.reason),
+                p.fix,
+            ));
+        }
+        for other in t
+            .fk_out
+            .iter()
+            .filter(|o| *o != &t.name && !names.contains(o))
+        {
+            out.push(Finding::warn(
+                TABLES,
+                "foreign keys",
+                format!(
+                    "{} references {other}, which is not chosen: rows written on THERE can point to rows THERE never gets",
+                    t.name
+                ),
+                Some(format!("choose {other} too")),
+            ));
+        }
+        for other in t
+            .fk_in
+            .iter()
+            .filter(|o| *o != &t.name && !names.contains(o))
+        {
+            out.push(Finding::warn(
+                TABLES,
+                "foreign keys",
+                format!(
+                    "{other} (not chosen) references {}: deletes and key updates replicated from the other side can break or cascade into it",
+                    t.name
+                ),
+                Some(format!("choose {other} too")),
+            ));
+        }
+    }
+    if eligible > 0 {
+        let rows: i64 = chosen.iter().map(|t| t.est_rows).sum();
+        let bytes: i64 = chosen.iter().map(|t| t.total_bytes).sum();
+        out.push(Finding::pass(
+            TABLES,
+            "eligibility",
+            format!(
+                "{eligible} of {} chosen tables can be replicated (about {rows} rows, {})",
+                chosen.len(),
+                crate::engine::plan::human_bytes(bytes)
+            ),
+        ));
+    }
+    out
+}
+
+/// On HERE the tool dumps the schema, copies every chosen table, creates Bucardo's role where
+/// missing and re-numbers the sequences feeding the chosen tables.
+pub(super) async fn here_privileges(
+    s: &Settings,
+    c: &Client,
+    chosen: &[TableInfo],
+    superuser: bool,
+) -> Vec<Finding> {
+    let user = &s.here.user;
+    if superuser {
+        return vec![Finding::pass(
+            HERE,
+            "privileges",
+            format!("{user} is a superuser"),
+        )];
+    }
+    let mut missing: Vec<(String, String)> = Vec::new();
+    match role_exists(c, Side::Here, &s.bucardo.user).await {
+        Ok(None) => missing.push((
+            format!(
+                "creating the superuser role {} (needs superuser)",
+                s.bucardo.user
+            ),
+            format!("ALTER ROLE {} SUPERUSER;", quote_ident(user)),
+        )),
+        Ok(Some(_)) => {}
+        Err(e) => return vec![sql_failure(HERE, "privileges", &e)],
+    }
+    let oids: Vec<u32> = chosen.iter().map(|t| t.oid).collect();
+    let seqs: Vec<String> = chosen
+        .iter()
+        .flat_map(|t| t.sequences.iter().map(|q| q.sequence.sql()))
+        .collect();
+    let q = c
+        .query(
+            "SELECT 'SELECT on ' || t::regclass::text, format('GRANT SELECT ON %s TO %I;', t::regclass, current_user)
+               FROM unnest($1::oid[]) AS t WHERE NOT has_table_privilege(t, 'SELECT')
+             UNION ALL
+             SELECT 'ownership of sequence ' || q::text
+                    || coalesce(' (it goes with table ' || owner::text || ')', ''),
+                    CASE WHEN owner IS NULL
+                         THEN format('ALTER SEQUENCE %s OWNER TO %I;', q, current_user)
+                         ELSE format('ALTER TABLE %s OWNER TO %I;', owner, current_user) END
+               FROM unnest($2::text[]) AS n,
+                    LATERAL (SELECT n::regclass AS q) x,
+                    LATERAL (SELECT (SELECT d.refobjid::regclass FROM pg_depend d
+                                      WHERE d.classid = 'pg_class'::regclass AND d.objid = x.q
+                                        AND d.refclassid = 'pg_class'::regclass
+                                        AND d.deptype IN ('a', 'i') LIMIT 1) AS owner) y
+              WHERE $3 AND NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = q), 'USAGE')",
+            &[&oids, &seqs, &(s.sequences == SequenceMode::Interleave)],
+        )
+        .await;
+    match q {
+        Ok(rows) => missing.extend(rows.iter().map(|r| (r.get(0), r.get(1)))),
+        Err(e) => {
+            return vec![sql_failure(
+                HERE,
+                "privileges",
+                &EngineError::sql(Side::Here, "checking privileges", &e),
+            )]
+        }
+    }
+    privilege_finding(HERE, user, missing)
+}
+
+pub(super) fn privilege_finding(
+    group: &str,
+    user: &str,
+    missing: Vec<(String, String)>,
+) -> Vec<Finding> {
+    if missing.is_empty() {
+        return vec![Finding::warn(
+            group,
+            "privileges",
+            format!("{user} is not a superuser, but holds every privilege the plan needs"),
+            None,
+        )];
+    }
+    let what: Vec<&str> = missing.iter().map(|(w, _)| w.as_str()).collect();
+    let mut fixes: Vec<String> = Vec::new();
+    for (_, f) in &missing {
+        if !fixes.contains(f) {
+            fixes.push(f.clone());
+        }
+    }
+    vec![Finding::fail(
+        group,
+        "privileges",
+        format!("{user} is not a superuser and lacks: {}", what.join("; ")),
+        Some(format!(
+            "as a superuser: ALTER ROLE {} SUPERUSER;  -- or, one by one:\n{}",
+            quote_ident(user),
+            fixes.join("\n")
+        )),
+    )]
+}
+
+pub(super) async fn role_exists(
+    c: &Client,
+    side: Side,
+    role: &str,
+) -> Result<Option<(bool, bool)>, EngineError> {
+    c.query_opt(
+        "SELECT rolsuper, rolcanlogin FROM pg_roles WHERE rolname = $1",
+        &[&role],
+    )
+    .await
+    .map(|r| r.map(|r| (r.get(0), r.get(1))))
+    .map_err(|e| EngineError::sql(side, format!("looking for role {role}"), &e))
+}
+
+/// Bucardo's role on a replicated server: absent (the plan creates it), or a superuser that can
+/// log in with BUCARDOPASS.
+pub(super) async fn bucardo_role(
+    s: &Settings,
+    c: &Client,
+    group: &str,
+    side: Side,
+    spec: &ConnSpec,
+) -> Vec<Finding> {
+    let role = &s.bucardo.user;
+    let qrole = quote_ident(role);
+    match role_exists(c, side, role).await {
+        Err(e) => vec![sql_failure(group, "bucardo role", &e)],
+        Ok(None) => vec![Finding::pass(
+            group,
+            "bucardo role",
+            format!("role {role} does not exist yet: the plan creates it (superuser, password BUCARDOPASS)"),
+        )],
+        Ok(Some((superuser, login))) => {
+            let mut out = Vec::new();
+            if !superuser {
+                out.push(Finding::fail(
+                    group,
+                    "bucardo role",
+                    format!("role {role} exists but is not a superuser; Bucardo needs one (it sets session_replication_role)"),
+                    Some(format!("ALTER ROLE {qrole} SUPERUSER;")),
+                ));
+            }
+            if !login {
+                out.push(Finding::fail(
+                    group,
+                    "bucardo role",
+                    format!("role {role} exists but cannot log in"),
+                    Some(format!("ALTER ROLE {qrole} LOGIN;")),
+                ));
+            }
+            if let Some(pw) = &s.bucardo.password {
+                let as_bucardo = spec.with_user(role, Some(pw.clone()));
+                if let Err(e) = as_bucardo.connect(side).await {
+                    out.push(Finding::fail(
+                        group,
+                        "bucardo role",
+                        format!("role {role} exists but BUCARDOPASS does not log in as it: {}", e.one_line()),
+                        Some(format!(
+                            "set BUCARDOPASS to {role}'s password, or as a superuser: ALTER ROLE {qrole} PASSWORD '<the BUCARDOPASS value>';"
+                        )),
+                    ));
+                }
+            }
+            if out.is_empty() {
+                out.push(Finding::pass(
+                    group,
+                    "bucardo role",
+                    format!("role {role} exists, is a superuser and BUCARDOPASS logs in"),
+                ));
+            }
+            out
+        }
+    }
+}
+
+/// Transactions that would hold up `CREATE TRIGGER` (it waits for every transaction holding a
+/// lock on the table) and prepared transactions, which hold their locks until resolved.
+pub(super) async fn long_transactions(c: &Client, older_than: Duration) -> Vec<Finding> {
+    let secs = older_than.as_secs_f64();
+    let rows = c
+        .query(
+            "SELECT pid, coalesce(usename, ''), extract(epoch FROM now() - xact_start)::float8,
+                    coalesce(state, ''), left(coalesce(query, ''), 200)
+               FROM pg_stat_activity
+              WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
+                AND backend_type = 'client backend' AND datname = current_database()
+                AND now() - xact_start > make_interval(secs => $1)
+              ORDER BY xact_start",
+            &[&secs],
+        )
+        .await;
+    let prepared = c
+        .query(
+            "SELECT gid, owner::text, extract(epoch FROM now() - prepared)::float8
+               FROM pg_prepared_xacts
+              WHERE database = current_database() AND now() - prepared > make_interval(secs => $1)",
+            &[&secs],
+        )
+        .await;
+    let (rows, prepared) = match (rows, prepared) {
+        (Ok(r), Ok(p)) => (r, p),
+        (Err(e), _) | (_, Err(e)) => {
+            return vec![Finding::warn(
+                HERE,
+                "long transactions",
+                format!(
+                    "could not read pg_stat_activity: {}",
+                    crate::engine::error::pg_message(&e)
+                ),
+                None,
+            )]
+        }
+    };
+    let mut out = Vec::new();
+    for r in &rows {
+        let (pid, user, age, state, query): (i32, String, f64, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        out.push(Finding::warn(
+            HERE,
+            "long transactions",
+            format!(
+                "pid {pid} ({user}, {state}) has had a transaction open for {}: installing Bucardo's triggers waits for it. Query: {}",
+                human_age(age),
+                redact(&query.replace('\n', " "))
+            ),
+            Some(format!("wait for it to end, or: SELECT pg_terminate_backend({pid});")),
+        ));
+    }
+    for r in &prepared {
+        let (gid, owner, age): (String, String, f64) = (r.get(0), r.get(1), r.get(2));
+        out.push(Finding::warn(
+            HERE,
+            "long transactions",
+            format!(
+                "prepared transaction {gid:?} ({owner}) is {} old and keeps its locks until resolved",
+                human_age(age)
+            ),
+            Some(format!(
+                "COMMIT PREPARED {q};  -- or: ROLLBACK PREPARED {q};",
+                q = quote_literal(&gid)
+            )),
+        ));
+    }
+    if out.is_empty() {
+        out.push(Finding::pass(
+            HERE,
+            "long transactions",
+            format!("no transaction open longer than {}", human_age(secs)),
+        ));
+    }
+    out
+}
+
+pub(super) fn human_age(secs: f64) -> String {
+    let s = secs.round() as i64;
+    match s {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{:.1} h", s as f64 / 3600.0),
+    }
+}

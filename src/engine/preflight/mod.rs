@@ -1,0 +1,313 @@
+//! Preflight: every check that can fail a bootstrap, run before anything changes, each finding
+//! with a severity, a message and how to fix it. Preflight only reads: it creates no database,
+//! trigger or Bucardo object. Its sessions run with `default_transaction_read_only` on, short
+//! lock and statement timeouts, and the four groups of checks (HERE, THERE, Bucardo, this
+//! machine) run concurrently so that an unreachable server costs one connect timeout, not four.
+
+use crate::engine::bucardo::{self, BucardoCli, BucardoCmd};
+use crate::engine::catalog::{self, Problem, TableInfo};
+use crate::engine::conn::{ConnSpec, Side};
+use crate::engine::daemon::{self, Daemon};
+use crate::engine::error::EngineError;
+use crate::engine::files::unsafe_dir_reason;
+use crate::engine::ident::{quote_ident, quote_literal, shell_word, TableName};
+use crate::engine::process::{self, pg_tool, Invocation};
+use crate::engine::secret::redact;
+use crate::engine::settings::{SequenceMode, Settings, TableSelection};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_postgres::Client;
+
+mod bucardo_checks;
+mod clock;
+mod here;
+mod local;
+mod there;
+
+use bucardo_checks::*;
+use clock::*;
+pub use clock::{clock_findings, ClockReading};
+use here::*;
+use local::*;
+pub use local::{parse_tool_version, server_major};
+use there::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Severity {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One finding. `group` is what the wizard groups by (a server, Bucardo, the tables).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub group: String,
+    pub check: String,
+    pub message: String,
+    /// The SQL or command that fixes it, when there is one.
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    pub fn pass(group: &str, check: &str, message: impl Into<String>) -> Self {
+        Finding {
+            severity: Severity::Pass,
+            group: group.into(),
+            check: check.into(),
+            message: message.into(),
+            fix: None,
+        }
+    }
+    pub fn warn(group: &str, check: &str, message: impl Into<String>, fix: Option<String>) -> Self {
+        Finding {
+            severity: Severity::Warn,
+            group: group.into(),
+            check: check.into(),
+            message: message.into(),
+            fix,
+        }
+    }
+    pub fn fail(group: &str, check: &str, message: impl Into<String>, fix: Option<String>) -> Self {
+        Finding {
+            severity: Severity::Fail,
+            group: group.into(),
+            check: check.into(),
+            message: message.into(),
+            fix,
+        }
+    }
+}
+
+pub const HERE: &str = "HERE";
+pub const THERE: &str = "THERE";
+pub const BUCARDO: &str = "Bucardo";
+pub const TABLES: &str = "Tables";
+pub const JUMP_BOX: &str = "Jump box";
+
+/// The oldest server the catalog queries support (`pg_partition_root`, generated columns).
+const MIN_SERVER_VERSION: i32 = 120000;
+
+/// Thresholds of the checks; [`run`] uses the defaults.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Transactions on HERE open longer than this are reported.
+    pub long_transaction: Duration,
+    /// Clock differences above this (beyond what the round trip can explain) are reported.
+    pub max_clock_skew: Duration,
+    /// How long to wait for the Bucardo daemon to answer a ping.
+    pub daemon_ping: Duration,
+    /// This machine's clock, in seconds since the epoch (tests substitute a skewed one).
+    pub local_clock: fn() -> f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            long_transaction: Duration::from_secs(300),
+            max_clock_skew: Duration::from_secs(1),
+            daemon_ping: Duration::from_secs(2),
+            local_clock: system_clock,
+        }
+    }
+}
+
+pub fn system_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Runs every check. `tables` are the chosen tables when known (HERE's catalog rows); without
+/// them the selection in the settings is resolved against HERE's catalog.
+pub async fn run(s: &Settings, tables: Option<&[TableInfo]>) -> Vec<Finding> {
+    run_with(s, tables, &Options::default()).await
+}
+
+pub async fn run_with(s: &Settings, tables: Option<&[TableInfo]>, opts: &Options) -> Vec<Finding> {
+    let (here, there, mut bucardo, local) = tokio::join!(
+        here_checks(s, tables, opts),
+        there_checks(s, opts),
+        bucardo_checks(s, opts),
+        local_checks(s),
+    );
+    let mut out = here.findings;
+    out.extend(there.findings);
+    if let (Some(chosen), Some(client)) = (&here.chosen, &there.db) {
+        out.extend(there_tables(client, chosen).await);
+    }
+    out.append(&mut bucardo);
+    out.extend(here.table_findings);
+    out.extend(local.findings);
+    out.extend(tool_findings(&local.tools, here.version, there.version));
+    let max = opts.max_clock_skew.as_secs_f64();
+    out.extend(clock_findings(here.clock, there.clock, max));
+    out
+}
+
+pub fn has_fail(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.severity == Severity::Fail)
+}
+
+/// `bucardo-bootstrap check`: prints the findings grouped, with their fixes; 0 when nothing
+/// fails, 1 otherwise.
+pub async fn check_command(s: &Settings) -> u8 {
+    let findings = run(s, None).await;
+    print!("{}", render(&findings));
+    u8::from(has_fail(&findings))
+}
+
+/// The findings as text: grouped (HERE, THERE, Bucardo, Tables, Jump box), each fix indented
+/// under its finding, and a count at the end.
+pub fn render(findings: &[Finding]) -> String {
+    let mut groups: Vec<&str> = vec![HERE, THERE, BUCARDO, TABLES, JUMP_BOX];
+    for f in findings {
+        if !groups.contains(&f.group.as_str()) {
+            groups.push(&f.group);
+        }
+    }
+    let mut out = String::new();
+    for g in groups {
+        let in_group: Vec<&Finding> = findings.iter().filter(|f| f.group == g).collect();
+        if in_group.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("{g}\n"));
+        for f in in_group {
+            let tag = match f.severity {
+                Severity::Pass => "PASS",
+                Severity::Warn => "WARN",
+                Severity::Fail => "FAIL",
+            };
+            out.push_str(&format!("  {tag}  {}: {}\n", f.check, f.message));
+            if let Some(fix) = &f.fix {
+                for (i, line) in fix.lines().enumerate() {
+                    let lead = if i == 0 { "fix: " } else { "     " };
+                    out.push_str(&format!("        {lead}{line}\n"));
+                }
+            }
+        }
+    }
+    let n = |sev| findings.iter().filter(|f| f.severity == sev).count();
+    out.push_str(&format!(
+        "{} fail, {} warn, {} pass\n",
+        n(Severity::Fail),
+        n(Severity::Warn),
+        n(Severity::Pass)
+    ));
+    out
+}
+
+/// A read-only session with short timeouts, so that a lock held elsewhere cannot hang preflight.
+async fn open(spec: &ConnSpec, side: Side) -> Result<Client, EngineError> {
+    let c = spec.connect(side).await?;
+    c.batch_execute(
+        "SET default_transaction_read_only = on; SET lock_timeout = '5s'; SET statement_timeout = '60s'",
+    )
+    .await
+    .map_err(|e| EngineError::sql(side, "preparing a read-only session", &e))?;
+    Ok(c)
+}
+
+fn connect_failure(group: &str, e: &EngineError) -> Finding {
+    let fix = match e {
+        EngineError::Connect { hint, .. } => Some(hint.clone()),
+        _ => None,
+    };
+    Finding::fail(group, "connect", e.one_line(), fix)
+}
+
+fn sql_failure(group: &str, check: &str, e: &EngineError) -> Finding {
+    Finding::fail(group, check, e.one_line(), None)
+}
+
+/// Front ends spawn preflight on the runtime: its future must be `Send`.
+#[allow(dead_code)]
+fn run_is_send(s: &Settings) {
+    fn send<T: Send>(_: T) {}
+    send(run(s, None));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_versions_parse() {
+        let (v, m) =
+            parse_tool_version("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)\n").unwrap();
+        assert_eq!((v.as_str(), m), ("15.20", (15, 0)));
+        assert_eq!(
+            parse_tool_version("psql (PostgreSQL) 9.6.24").unwrap().1,
+            (9, 6)
+        );
+        assert_eq!(
+            parse_tool_version("psql (PostgreSQL) 17devel").unwrap().1,
+            (17, 0)
+        );
+        assert!(parse_tool_version("nothing here").is_none());
+        assert_eq!(server_major(150020), (15, 0));
+        assert_eq!(server_major(90624), (9, 6));
+        assert!(server_major(90624) < (10, 0));
+    }
+
+    #[test]
+    fn older_tools_fail_and_newer_pass() {
+        let tool = |v: &str, needed| Tool {
+            name: "pg_dump",
+            path: "/x/pg_dump".into(),
+            result: Ok(parse_tool_version(v).unwrap()),
+            needed,
+        };
+        let f = tool_findings(&[tool("14.1", true)], Some(150002), Some(140000));
+        assert_eq!(f[0].severity, Severity::Fail);
+        assert!(f[0].message.contains("HERE runs 15"), "{}", f[0].message);
+        let f = tool_findings(&[tool("16.0", true)], Some(150002), Some(140000));
+        assert_eq!(f[0].severity, Severity::Pass);
+        let f = tool_findings(&[tool("14.1", false)], Some(150002), None);
+        assert_eq!(f[0].severity, Severity::Warn);
+    }
+
+    #[test]
+    fn clock_skew_beyond_the_round_trip_warns() {
+        let r = |offset, uncertainty| {
+            Some(ClockReading {
+                offset,
+                uncertainty,
+            })
+        };
+        let f = clock_findings(r(0.01, 0.001), r(-0.02, 0.001), 1.0);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Pass);
+        let f = clock_findings(r(0.0, 0.001), r(2.5, 0.001), 1.0);
+        let warns: Vec<&Finding> = f.iter().filter(|f| f.severity == Severity::Warn).collect();
+        assert_eq!(warns.len(), 2, "{f:?}");
+        assert!(warns[0]
+            .message
+            .contains("THERE's clock is 2.5 s ahead of this machine"));
+        assert!(warns[1].message.contains("ahead of HERE"));
+        // A slow round trip explains a difference it covers.
+        let f = clock_findings(r(1.5, 0.8), None, 1.0);
+        assert_eq!(f[0].severity, Severity::Pass);
+    }
+
+    #[test]
+    fn render_groups_and_indents_fixes() {
+        let f = vec![
+            Finding::pass(THERE, "connect", "ok"),
+            Finding::fail(HERE, "privileges", "missing", Some("a;\nb;".into())),
+        ];
+        let text = render(&f);
+        assert!(
+            text.starts_with(
+                "HERE\n  FAIL  privileges: missing\n        fix: a;\n             b;\nTHERE\n"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("1 fail, 0 warn, 1 pass\n"));
+    }
+}
