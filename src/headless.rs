@@ -1,116 +1,68 @@
-//! The headless front end of `run --yes`: drives the runner and prints plain progress lines to
-//! stderr (step start and end, per-table copy progress every few seconds and the copy's summary
-//! table, the verdicts, and a one-line reason when it fails).
+//! The headless front end of `run --yes`: drives a run through the session and prints plain
+//! lines to stderr: the session's step, verdict and warning lines, per-table copy progress every
+//! few seconds and the copy's summary table, and at the end how the run ended and what state the
+//! databases are in.
 
 use crate::engine::copy::report::LinePrinter;
-use crate::engine::event::{ConfirmMode, GateReply, RunEvent, StepOutcome};
-use crate::engine::exec::LiveExecutor;
+use crate::engine::error::EngineError;
+use crate::engine::event::{ConfirmMode, RunEvent, StepOutcome};
 use crate::engine::plan::Plan;
-use crate::engine::runner::{self, RunResult};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use crate::engine::settings::Settings;
+use crate::session::launch::{self, Interrupt};
+use crate::session::state::RunState;
+use crate::session::text;
+use std::time::Instant;
 
-/// Runs the plan to the end, printing to stderr. Ctrl-C cancels at a safe point.
-pub async fn run(plan: &Plan, exec: LiveExecutor) -> RunResult {
-    let (etx, mut erx) = mpsc::channel::<RunEvent>(1024);
-    let (_gtx, mut grx) = mpsc::channel::<GateReply>(1);
-    let cancel = CancellationToken::new();
-    let c2 = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: stopping at a safe point...");
-            c2.cancel();
+/// Runs the plan to the end, printing to stderr; Ctrl-C cancels at a safe point. Returns the
+/// exit status (0 completed, 1 failed, 130 aborted).
+pub async fn run(plan: Plan, settings: Settings, log_path: &str) -> Result<u8, EngineError> {
+    let started = Instant::now();
+    let mut state = RunState::new(
+        &plan,
+        ConfirmMode::Automatic,
+        &settings.names.sync,
+        started.elapsed(),
+    );
+    let mut run = launch::start(plan, settings, ConfirmMode::Automatic, Interrupt::CtrlC)?;
+    let mut copy = LinePrinter::default();
+    while let Some(ev) = run.events.recv().await {
+        state.now = started.elapsed();
+        state.apply(ev.clone());
+        for line in lines(&state, &ev, &mut copy) {
+            eprintln!("{line}");
         }
-    });
-    let steps = plan.steps.clone();
-    let printer = tokio::spawn(async move {
-        let mut copy = LinePrinter::default();
-        while let Some(ev) = erx.recv().await {
-            print_event(&ev, &steps, &mut copy);
-        }
-    });
-    let result = runner::run(plan, &exec, ConfirmMode::Automatic, &mut grx, &etx, &cancel).await;
-    drop(etx);
-    let _ = printer.await;
-    result
+    }
+    let result = run
+        .done
+        .await
+        .map_err(|e| EngineError::Io(format!("the run stopped unexpectedly: {e}")))?;
+    let end = result.end.clone();
+    state.result = Some(result);
+    if end.exit_code() == 0 {
+        eprintln!("done: {}", text::headline(&state, &end));
+    } else {
+        eprintln!("state: {}", text::db_state(&state));
+        eprintln!("{}. Log: {log_path}", text::headline(&state, &end));
+    }
+    Ok(end.exit_code())
 }
 
-fn print_event(ev: &RunEvent, steps: &[crate::engine::plan::Step], copy: &mut LinePrinter) {
-    let title = |id: usize| steps.get(id).map(|s| s.title.as_str()).unwrap_or("?");
+/// What to print for one event: the session's wording, copy progress from the line printer.
+fn lines(state: &RunState, ev: &RunEvent, copy: &mut LinePrinter) -> Vec<String> {
+    let mut out = Vec::new();
     match ev {
-        RunEvent::StepStarted { step } => {
-            eprintln!("[{}/{}] {} ...", step + 1, steps.len(), title(*step))
-        }
+        RunEvent::Copy(c) => out.extend(copy.lines(c).into_iter().map(|l| format!("    {l}"))),
         RunEvent::StepFinished {
-            step,
-            outcome,
+            outcome: StepOutcome::Done,
             elapsed,
-        } => match outcome {
-            StepOutcome::Done => {
-                if let Some(table) = copy.summary(*elapsed) {
-                    for line in table.lines() {
-                        eprintln!("    {line}");
-                    }
-                }
-                eprintln!(
-                    "[{}/{}] {} done in {:.1} s",
-                    step + 1,
-                    steps.len(),
-                    title(*step),
-                    elapsed.as_secs_f64()
-                )
-            }
-            StepOutcome::Skipped => {
-                eprintln!("[{}/{}] {} skipped", step + 1, steps.len(), title(*step))
-            }
-            StepOutcome::AlreadyDone => eprintln!(
-                "[{}/{}] {} (done in an earlier run)",
-                step + 1,
-                steps.len(),
-                title(*step)
-            ),
-            StepOutcome::Aborted => {
-                eprintln!("[{}/{}] {} aborted", step + 1, steps.len(), title(*step))
-            }
-            StepOutcome::Failed(e) => eprintln!(
-                "[{}/{}] {} FAILED: {e}",
-                step + 1,
-                steps.len(),
-                title(*step)
-            ),
-        },
-        RunEvent::Copy(c) => {
-            for line in copy.lines(c) {
-                eprintln!("    {line}");
+            ..
+        } => {
+            if let Some(table) = copy.summary(*elapsed) {
+                out.extend(table.lines().map(|l| format!("    {l}")));
             }
         }
-        RunEvent::Verified(v) => eprintln!("    {}", v.line()),
-        RunEvent::Log {
-            level: crate::engine::event::LogLevel::Warn | crate::engine::event::LogLevel::Error,
-            message,
-        } => eprintln!("    warning: {message}"),
-        RunEvent::Log { message, .. } if message.starts_with("copy:") => {
-            eprintln!("    {message}")
-        }
-        RunEvent::Finished { ok: true, summary } => eprintln!("done: {summary}"),
         _ => {}
     }
-}
-
-/// What state the databases are in after the steps in `done` (for an abort or failure message).
-pub fn state_after(done: &[crate::engine::plan::StepKind]) -> &'static str {
-    use crate::engine::plan::StepKind::*;
-    if done.contains(&Drain) || done.contains(&Enable) {
-        "replication is enabled; the sync replays changes in both directions"
-    } else if done.contains(&CopyData) {
-        "THERE holds the data; Bucardo's triggers log every change on both sides, the sync is not enabled yet"
-    } else if done.contains(&AddSync) {
-        "Bucardo's triggers log every change on HERE and THERE (the delta tables grow until the sync is enabled or cleaned up); THERE's data copy is incomplete"
-    } else if done.contains(&BucardoRole) || done.contains(&InstallBucardo) {
-        "THERE has the schema; on HERE only Bucardo's role (and control database) exist, no trigger yet"
-    } else if done.contains(&CopySchema) {
-        "THERE has the schema; nothing on HERE has changed yet (no trigger)"
-    } else {
-        "nothing on HERE has changed"
-    }
+    out.extend(text::event_line(state, ev));
+    out
 }

@@ -1,11 +1,13 @@
 //! bucardo-bootstrap: sets up Bucardo master/master replication between a live PostgreSQL
 //! database (HERE) and a new, empty one (THERE), with no downtime and no lost row.
 //!
-//! The crate is one engine with several faces:
+//! The crate is one engine with several faces, in three layers:
 //! - [`engine`] owns everything that talks to PostgreSQL, Bucardo and the PostgreSQL client tools.
 //!   It never imports a UI crate.
-//! - [`tui`] is the full-screen ratatui wizard, [`plain`] the inquire-based prompts, and the
-//!   headless `run --yes` lives in [`cli`]. All three drive the same [`engine::runner`].
+//! - [`session`] sits on the engine and owns what every front end shares: preparing, resuming
+//!   and starting a run, the state its events fold into, and the words for it. No UI crate either.
+//! - [`tui`] is the full-screen ratatui wizard, [`plain`] the inquire-based prompts, and
+//!   [`headless`] the `run --yes` printer. All three drive runs through [`session`].
 //! - [`sandbox`] starts throwaway local clusters for the demo and the tests.
 
 pub mod cli;
@@ -16,4 +18,5 @@ pub mod logging;
 pub mod plain;
 pub mod planfile;
 pub mod sandbox;
+pub mod session;
 pub mod tui;

@@ -1,14 +1,14 @@
 //! The binary: parses the command line, sets up logging, and hands over to a front end (the
 //! wizard, plain prompts, or headless).
 
-use anyhow::Context;
 use bucardo_bootstrap::cli::{Cli, Cmd, ConnArgs, Draft};
 use bucardo_bootstrap::engine::conn::ProcessEnv;
-use bucardo_bootstrap::engine::event::StepOutcome;
-use bucardo_bootstrap::engine::exec::{self, LiveExecutor};
+use bucardo_bootstrap::engine::exec;
+use bucardo_bootstrap::engine::files::write_private;
 use bucardo_bootstrap::engine::preflight;
 use bucardo_bootstrap::engine::settings::Settings;
 use bucardo_bootstrap::engine::verify::VerifyMode;
+use bucardo_bootstrap::session::{launch, text, undo};
 use bucardo_bootstrap::{headless, logging};
 use clap::Parser;
 use std::io::IsTerminal;
@@ -60,24 +60,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Some(Cmd::Check { conn }) => {
             let s = settings(&conn.merged(&cli.conn))?;
             let (_guard, _) = logging::init(&s.log_dir, "check")?;
-            Ok(preflight::check_command(&s).await)
+            let findings = preflight::run(&s, None).await;
+            print!("{}", text::findings_text(&findings));
+            Ok(u8::from(preflight::has_fail(&findings)))
         }
         Some(Cmd::Plan { conn, script, save }) => {
             let s = settings(&conn.merged(&cli.conn))?;
             let (_guard, _) = logging::init(&s.log_dir, "plan")?;
-            if !preflight_passes(&s, false).await? {
-                return Ok(1);
-            }
-            let (plan, _journal) = exec::prepare(&s, false)
+            let resuming = launch::resuming(&s, false)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+            if !checks_pass(&s, resuming).await {
+                return Ok(1);
+            }
+            let plan = launch::prepare(&s, false)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.one_line()))?
+                .plan;
             print!("{}", plan.review_text());
             if let Some(path) = script {
-                write_private(&path, &plan.script(&s))?;
+                write_private(&path, &plan.script(&s)).map_err(anyhow::Error::msg)?;
                 eprintln!("wrote {}", path.display());
             }
             if let Some(path) = save {
-                write_private(&path, &bucardo_bootstrap::planfile::save(&s)?)?;
+                write_private(&path, &bucardo_bootstrap::planfile::save(&s)?)
+                    .map_err(anyhow::Error::msg)?;
                 eprintln!("wrote {}", path.display());
             }
             Ok(0)
@@ -141,17 +148,27 @@ async fn run(s: Settings, yes: bool, restart: bool) -> anyhow::Result<u8> {
             return Ok(1);
         }
     }
-    if !preflight_passes(&s, restart).await? {
-        return Ok(1);
-    }
-    let (plan, journal) = exec::prepare(&s, restart)
+    let resuming = launch::resuming(&s, restart)
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    if !checks_pass(&s, resuming).await {
+        return Ok(1);
+    }
+    let prepared = launch::prepare(&s, restart)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    let plan = prepared.plan;
     for (t, why) in &plan.excluded {
         eprintln!("left out {t}: {why}");
     }
-    if !journal.is_empty() {
-        eprintln!("resuming from the journal {}", journal.path().display());
+    if resuming {
+        eprintln!(
+            "resuming from the journal {}",
+            prepared.journal.path().display()
+        );
+        for line in text::resume_summary(&plan, &prepared.journal.data) {
+            eprintln!("  {line}");
+        }
     }
     if !yes {
         print!("{}", plan.review_text());
@@ -163,45 +180,19 @@ async fn run(s: Settings, yes: bool, restart: bool) -> anyhow::Result<u8> {
             return Ok(1);
         }
     }
-    let executor =
-        LiveExecutor::new(s.clone(), journal).map_err(|e| anyhow::anyhow!(e.one_line()))?;
-    let result = headless::run(&plan, executor).await;
-    if result.ok {
-        return Ok(0);
-    }
-    let reached = result
-        .timings
-        .iter()
-        .filter(|(_, o, _)| matches!(o, StepOutcome::Done | StepOutcome::AlreadyDone))
-        .map(|(id, _, _)| plan.steps[*id].kind)
-        .collect::<Vec<_>>();
-    eprintln!("state: {}", headless::state_after(&reached));
-    if result.aborted {
-        eprintln!("aborted. Run the same command again to resume, or `bucardo-bootstrap cleanup` with the same flags to undo.");
-        Ok(130)
-    } else {
-        eprintln!("error: {}", result.error.unwrap_or_default());
-        eprintln!("Fix the cause and run the same command again to resume, or `bucardo-bootstrap cleanup` with the same flags to undo. Log: {}", log_path.display());
-        Ok(1)
-    }
+    headless::run(plan, s, &log_path.display().to_string())
+        .await
+        .map_err(|e| anyhow::anyhow!(e.one_line()))
 }
 
-/// Preflight before anything changes. A plan that an earlier run started (its journal has
-/// records) passed preflight then, and now legitimately has Bucardo names taken and rows on THERE,
-/// so only a fresh plan is checked. Prints failures (and warnings) to stderr.
-async fn preflight_passes(s: &Settings, restart: bool) -> anyhow::Result<bool> {
-    if !restart
-        && exec::resuming(s)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.one_line()))?
-    {
-        return Ok(true);
-    }
-    let findings = preflight::run(s, None).await;
+/// The checks before anything changes: the whole preflight for a new bootstrap, only what still
+/// matters for one an earlier run started. Prints failures (and warnings) to stderr.
+async fn checks_pass(s: &Settings, resuming: bool) -> bool {
+    let findings = launch::checks(s, resuming, None).await;
     if preflight::has_fail(&findings) {
-        eprint!("{}", preflight::render(&findings));
+        eprint!("{}", text::findings_text(&findings));
         eprintln!("preflight failed: nothing was changed. Fix the failures above and run again.");
-        return Ok(false);
+        return false;
     }
     for f in findings
         .iter()
@@ -209,7 +200,7 @@ async fn preflight_passes(s: &Settings, restart: bool) -> anyhow::Result<bool> {
     {
         eprintln!("warning: {}: {}", f.check, f.message);
     }
-    Ok(true)
+    true
 }
 
 async fn verify(s: &Settings, mode: VerifyMode) -> anyhow::Result<u8> {
@@ -234,25 +225,7 @@ async fn verify(s: &Settings, mode: VerifyMode) -> anyhow::Result<u8> {
 }
 
 async fn cleanup(s: &Settings, drop_data: bool, yes: bool) -> anyhow::Result<u8> {
-    use bucardo_bootstrap::engine::settings::TableSelection;
-    let tables = match &s.tables {
-        TableSelection::List(l) => l.clone(),
-        TableSelection::All => {
-            let here = s
-                .here
-                .connect(bucardo_bootstrap::engine::conn::Side::Here)
-                .await
-                .map_err(|e| anyhow::anyhow!(e.one_line()))?;
-            exec::resolve_tables(s, &here)
-                .await
-                .map_err(|e| anyhow::anyhow!(e.one_line()))?
-                .0
-                .into_iter()
-                .map(|t| t.name)
-                .collect()
-        }
-    };
-    let plan = bucardo_bootstrap::engine::cleanup::plan(s, drop_data, &tables)
+    let plan = undo::plan(s, drop_data)
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
     print!("{}", plan.render(s));
@@ -271,33 +244,9 @@ async fn cleanup(s: &Settings, drop_data: bool, yes: bool) -> anyhow::Result<u8>
             return Ok(1);
         }
     }
-    plan.execute(s)
+    undo::execute(s, &plan)
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
-    // The journal of this plan is obsolete once its objects are gone.
-    for entry in std::fs::read_dir(s.state_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if entry.file_name().to_string_lossy().starts_with("journal-") {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    eprintln!("cleanup done: no Bucardo trigger or delta table is left on HERE or THERE");
+    eprintln!("{}", undo::DONE);
     Ok(0)
-}
-
-fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }

@@ -10,7 +10,7 @@ use bucardo_bootstrap::sandbox::{free_port, Sandbox};
 use std::time::{Duration, Instant};
 
 fn show(f: &[Finding]) -> String {
-    preflight::render(f)
+    bucardo_bootstrap::session::text::findings_text(f)
 }
 
 /// The one finding of `group`/`check` with `severity` whose message contains `text`.
@@ -238,7 +238,7 @@ async fn fresh_servers_pass_and_preflight_changes_nothing() {
     assert_eq!(before, after, "preflight changed a server");
     assert!(!after.1.contains("zoo"), "THERE's database was not created");
 
-    let text = preflight::render(&f);
+    let text = bucardo_bootstrap::session::text::findings_text(&f);
     let order: Vec<usize> = ["HERE\n", "THERE\n", "Bucardo\n", "Tables\n", "Jump box\n"]
         .iter()
         .map(|g| text.find(g).unwrap())

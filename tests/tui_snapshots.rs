@@ -10,7 +10,8 @@ use bucardo_bootstrap::engine::daemon::Daemon;
 use bucardo_bootstrap::engine::event::{CopyEvent, LogLevel, RunEvent, StepOutcome, TableVerdict};
 use bucardo_bootstrap::engine::plan::StepKind;
 use bucardo_bootstrap::engine::preflight::Finding;
-use bucardo_bootstrap::engine::runner::RunResult;
+use bucardo_bootstrap::engine::runner::{RunEnd, RunResult};
+use bucardo_bootstrap::engine::EngineError;
 use bucardo_bootstrap::tui::app::{update, App, Msg};
 use bucardo_bootstrap::tui::screens::connect::TestState;
 use bucardo_bootstrap::tui::screens::done::Health;
@@ -311,10 +312,13 @@ fn run_failed_table() {
     update(
         &mut app,
         Msg::RunEnded(RunResult {
-            ok: false,
-            aborted: false,
-            failed_step: Some(copy),
-            error: Some(error.into()),
+            end: RunEnd::Failed {
+                step: copy,
+                error: EngineError::Copy {
+                    table: items.name.to_string(),
+                    message: r#"THERE: ERROR: could not extend file "base/16384/16502": No space left on device"#.into(),
+                },
+            },
             timings: vec![],
         }),
     );
@@ -361,10 +365,7 @@ fn done() {
     update(
         &mut app,
         Msg::RunEnded(RunResult {
-            ok: true,
-            aborted: false,
-            failed_step: None,
-            error: None,
+            end: RunEnd::Completed,
             timings: vec![],
         }),
     );
@@ -421,10 +422,7 @@ fn run_aborted_says_what_state_the_databases_are_in() {
     update(
         &mut app,
         Msg::RunEnded(RunResult {
-            ok: false,
-            aborted: true,
-            failed_step: None,
-            error: None,
+            end: RunEnd::Aborted { step: None },
             timings: vec![],
         }),
     );

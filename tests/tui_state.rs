@@ -11,7 +11,8 @@ use bucardo_bootstrap::engine::daemon::Daemon;
 use bucardo_bootstrap::engine::event::{ConfirmMode, CopyEvent, GateReply, RunEvent, StepOutcome};
 use bucardo_bootstrap::engine::plan::StepKind;
 use bucardo_bootstrap::engine::preflight::Finding;
-use bucardo_bootstrap::engine::runner::RunResult;
+use bucardo_bootstrap::engine::runner::{RunEnd, RunResult};
+use bucardo_bootstrap::session::text;
 use bucardo_bootstrap::tui::app::{update, App, Effect, Msg, Prompt, Screen};
 use bucardo_bootstrap::tui::screens::connect::{Field, PwSource, TestState};
 use bucardo_bootstrap::tui::screens::done::{Health, HEALTH_INTERVAL};
@@ -454,14 +455,14 @@ fn gate_replies_become_effects() {
         ],
     );
     let run = app.run.as_ref().unwrap();
-    assert_eq!(run.gate, Some(0));
-    assert_eq!(run.steps[0].state, StepState::Awaiting);
+    assert_eq!(run.run.gate, Some(0));
+    assert_eq!(run.run.steps[0].state, StepState::Awaiting);
     let fx = update(&mut app, ch('s'));
     assert!(
         matches!(fx.as_slice(), [Effect::GateReply(GateReply::Skip)]),
         "{fx:?}"
     );
-    assert_eq!(app.run.as_ref().unwrap().gate, None);
+    assert_eq!(app.run.as_ref().unwrap().run.gate, None);
     at(
         &mut app,
         1.0,
@@ -482,7 +483,7 @@ fn gate_replies_become_effects() {
         fx.as_slice(),
         [Effect::GateReply(GateReply::Abort)]
     ));
-    assert!(app.run.as_ref().unwrap().aborting);
+    assert!(app.run.as_ref().unwrap().run.aborting);
 }
 
 #[test]
@@ -503,7 +504,12 @@ fn copy_deltas_are_reduced_into_rows_bytes_rate_and_eta() {
         ],
     );
     let run = app.run.as_ref().unwrap();
-    let p = run.tables.iter().find(|p| p.table == orders.name).unwrap();
+    let p = run
+        .run
+        .tables
+        .iter()
+        .find(|p| p.table == orders.name)
+        .unwrap();
     assert_eq!((p.rows, p.bytes), (15_000, 3_000_000));
     assert_eq!(p.status, TableStatus::Copying);
     assert!((p.ratio() - 0.25).abs() < 1e-9);
@@ -529,6 +535,7 @@ fn copy_deltas_are_reduced_into_rows_bytes_rate_and_eta() {
         .run
         .as_ref()
         .unwrap()
+        .run
         .tables
         .iter()
         .find(|p| p.table == orders.name)
@@ -580,10 +587,7 @@ fn quitting_during_a_run_asks_then_aborts_and_quits_when_the_runner_stopped() {
         ],
     );
     let result = RunResult {
-        ok: false,
-        aborted: true,
-        failed_step: None,
-        error: None,
+        end: RunEnd::Aborted { step: None },
         timings: vec![],
     };
     let fx = update(&mut app, Msg::RunEnded(result));
@@ -621,7 +625,7 @@ fn abort_says_what_state_the_databases_are_in() {
                 },
             ],
         );
-        let state = app.run.as_ref().unwrap().db_state();
+        let state = text::db_state(&app.run.as_ref().unwrap().run);
         assert!(state.contains(expect), "after {upto} steps: {state}");
         update(&mut app, key(KeyCode::Enter));
         assert_eq!(app.screen, Screen::Done);
@@ -633,7 +637,7 @@ fn abort_says_what_state_the_databases_are_in() {
 fn a_finished_run_moves_to_done_which_polls_health_every_few_seconds() {
     let mut app = app_at_review();
     update(&mut app, ch('r'));
-    let n = app.run.as_ref().unwrap().steps.len();
+    let n = app.run.as_ref().unwrap().run.steps.len();
     let t = finish_steps(&mut app, n, 1.0, 1.0, false);
     update(&mut app, Msg::Tick(Duration::from_secs_f64(t)));
     let fx = update(
@@ -808,12 +812,12 @@ fn saved_files_are_private_even_when_they_existed() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state").join("bootstrap-x.sh");
-    bucardo_bootstrap::tui::effects::write_private(&path, "#!/usr/bin/env bash\n").unwrap();
+    bucardo_bootstrap::engine::files::write_private(&path, "#!/usr/bin/env bash\n").unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(path.parent().unwrap()), 0o700);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    bucardo_bootstrap::tui::effects::write_private(&path, "again\n").unwrap();
+    bucardo_bootstrap::engine::files::write_private(&path, "again\n").unwrap();
     assert_eq!(mode(&path), 0o600);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "again\n");
 }

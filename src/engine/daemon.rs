@@ -68,10 +68,10 @@ impl Daemon {
             Daemon::Stopping => "stopping or restarting (a fresh stop file, no PID file)".into(),
             Daemon::Stale { pid } => {
                 format!(
-                    "NOT running (stale PID file: no process {pid}; `bucardo start` removes it)"
+                    "not running (stale PID file: no process {pid}; `bucardo start` removes it)"
                 )
             }
-            Daemon::NotRunning => "NOT running".into(),
+            Daemon::NotRunning => "not running".into(),
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::engine::conn::{ConnSpec, Side};
 use crate::engine::secret::redact;
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum EngineError {
     #[error("cannot connect to {side} ({target}): {message}. {hint}")]
     Connect {

@@ -159,6 +159,9 @@ pub enum RunEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum LogLevel {
     Info,
+    /// Information every front end shows, also those that show only warnings (how the copy
+    /// goes: formats, workers, snapshot).
+    Notice,
     Warn,
     Error,
 }

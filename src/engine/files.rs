@@ -1,5 +1,6 @@
-//! Private directories for passfiles, journals and logs: created 0700, never loosened, and refused
-//! when other users could plant a symlink in them.
+//! Private directories and files for passfiles, journals, logs, scripts and plan files: directories
+//! created 0700, never loosened, and refused when other users could plant a symlink in them; files
+//! written 0600 without following a symlink.
 
 use crate::engine::error::EngineError;
 use std::path::Path;
@@ -56,6 +57,29 @@ pub fn unsafe_dir_reason(m: &std::fs::Metadata) -> Option<String> {
     } else {
         None
     }
+}
+
+/// Writes `contents` to `path` with mode 0600 (also when the file existed), never through a
+/// symlink; a missing parent directory is created 0700. Every front end saves scripts and plan
+/// files through this one function.
+pub fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_dir_0700(dir).map_err(|e| e.one_line())?;
+    }
+    // The operator chose the place, perhaps a shared one: never follow a symlink planted there.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    f.write_all(contents.as_bytes()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -23,6 +23,10 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalData {
     pub fingerprint: String,
+    /// The plan's tables, so that a front end that has not chosen tables yet (the wizard at its
+    /// start) can tell that this journal belongs to the servers and names it was given.
+    #[serde(default)]
+    pub tables: Vec<TableName>,
     /// Steps finished, by kind (step numbers change when a rerun needs fewer steps).
     pub steps_done: Vec<StepKind>,
     /// Tables whose copy committed on THERE.

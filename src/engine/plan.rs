@@ -809,6 +809,12 @@ fn script_verify(s: &Settings, plan: &Plan) -> String {
 
 /// Identifies a plan across runs: the servers, Bucardo's names and the chosen tables.
 pub fn fingerprint(s: &Settings, tables: &[TableInfo]) -> String {
+    let names: Vec<TableName> = tables.iter().map(|t| t.name.clone()).collect();
+    fingerprint_names(s, &names)
+}
+
+/// [`fingerprint`] from the table names alone (as a journal records them).
+pub fn fingerprint_names(s: &Settings, tables: &[TableName]) -> String {
     let mut h = Sha256::new();
     for part in [
         s.here.display_uri(),
@@ -824,7 +830,7 @@ pub fn fingerprint(s: &Settings, tables: &[TableInfo]) -> String {
         h.update([0]);
     }
     for t in tables {
-        h.update(t.name.raw().as_bytes());
+        h.update(t.raw().as_bytes());
         h.update([0]);
     }
     hex::encode(&h.finalize()[..8])

@@ -21,14 +21,43 @@ pub trait StepExecutor: Send + Sync {
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
 }
 
-/// How a run ended.
-#[derive(Clone, Debug, PartialEq)]
+/// How a run ended: the one answer every front end words and maps to an exit status.
+#[derive(Clone, Debug)]
+pub enum RunEnd {
+    /// Every step finished (or was skipped by the operator, or done by an earlier run).
+    Completed,
+    /// A step failed; nothing after it ran.
+    Failed { step: StepId, error: EngineError },
+    /// The operator aborted, at a gate or in a step (`step`), or before the first step.
+    Aborted { step: Option<StepId> },
+}
+
+impl RunEnd {
+    /// 0 completed, 1 failed, 130 aborted (as a shell reports an interrupted command).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunEnd::Completed => 0,
+            RunEnd::Failed { .. } => 1,
+            RunEnd::Aborted { .. } => 130,
+        }
+    }
+}
+
+/// How a run ended, and each step's outcome and time.
+#[derive(Clone, Debug)]
 pub struct RunResult {
-    pub ok: bool,
-    pub aborted: bool,
-    pub failed_step: Option<StepId>,
-    pub error: Option<String>,
+    pub end: RunEnd,
     pub timings: Vec<(StepId, StepOutcome, Duration)>,
+}
+
+impl RunResult {
+    pub fn ok(&self) -> bool {
+        matches!(self.end, RunEnd::Completed)
+    }
+
+    pub fn aborted(&self) -> bool {
+        matches!(self.end, RunEnd::Aborted { .. })
+    }
 }
 
 /// Runs `plan` from the first step not in `done`.
@@ -41,10 +70,7 @@ pub async fn run<E: StepExecutor>(
     cancel: &CancellationToken,
 ) -> RunResult {
     let mut result = RunResult {
-        ok: false,
-        aborted: false,
-        failed_step: None,
-        error: None,
+        end: RunEnd::Completed,
         timings: vec![],
     };
     let _ = events
@@ -54,7 +80,7 @@ pub async fn run<E: StepExecutor>(
         .await;
     for step in &plan.steps {
         if cancel.is_cancelled() {
-            result.aborted = true;
+            result.end = RunEnd::Aborted { step: None };
             break;
         }
         if step.already_done {
@@ -100,7 +126,9 @@ pub async fn run<E: StepExecutor>(
                     continue;
                 }
                 GateReply::Abort => {
-                    result.aborted = true;
+                    result.end = RunEnd::Aborted {
+                        step: Some(step.id),
+                    };
                     finish(
                         events,
                         &mut result,
@@ -124,15 +152,19 @@ pub async fn run<E: StepExecutor>(
         match outcome {
             Ok(()) => finish(events, &mut result, step.id, StepOutcome::Done, elapsed).await,
             Err(EngineError::Aborted) => {
-                result.aborted = true;
+                result.end = RunEnd::Aborted {
+                    step: Some(step.id),
+                };
                 finish(events, &mut result, step.id, StepOutcome::Aborted, elapsed).await;
                 break;
             }
             Err(e) => {
                 let msg = e.one_line();
                 tracing::error!("step {} failed: {msg}", step.id + 1);
-                result.failed_step = Some(step.id);
-                result.error = Some(msg.clone());
+                result.end = RunEnd::Failed {
+                    step: step.id,
+                    error: e,
+                };
                 finish(
                     events,
                     &mut result,
@@ -145,17 +177,14 @@ pub async fn run<E: StepExecutor>(
             }
         }
     }
-    result.ok = !result.aborted && result.failed_step.is_none();
-    let summary = if result.ok {
-        "both databases replicate and hold the same rows".to_string()
-    } else if result.aborted {
-        "aborted by the operator".to_string()
-    } else {
-        result.error.clone().unwrap_or_default()
+    let summary = match &result.end {
+        RunEnd::Completed => "both databases replicate and hold the same rows".to_string(),
+        RunEnd::Aborted { .. } => "aborted by the operator".to_string(),
+        RunEnd::Failed { error, .. } => error.one_line(),
     };
     let _ = events
         .send(RunEvent::Finished {
-            ok: result.ok,
+            ok: result.ok(),
             summary,
         })
         .await;
@@ -182,7 +211,7 @@ async fn finish(
 pub async fn log(events: &mpsc::Sender<RunEvent>, level: LogLevel, message: String) {
     let message = crate::engine::secret::redact(&message);
     match level {
-        LogLevel::Info => tracing::info!("{message}"),
+        LogLevel::Info | LogLevel::Notice => tracing::info!("{message}"),
         LogLevel::Warn => tracing::warn!("{message}"),
         LogLevel::Error => tracing::error!("{message}"),
     }
@@ -271,7 +300,7 @@ mod tests {
     #[tokio::test]
     async fn automatic_runs_every_step() {
         let (res, ran, _) = drive(3, ConfirmMode::Automatic, &[], None).await;
-        assert!(res.ok);
+        assert!(res.ok());
         assert_eq!(ran, vec![0, 1, 2]);
     }
 
@@ -289,7 +318,7 @@ mod tests {
             vec![0],
             "step 1 skipped, step 2 aborted, step 3 never reached"
         );
-        assert!(res.aborted && !res.ok);
+        assert!(res.aborted() && !res.ok());
         let gates: Vec<StepId> = evs
             .iter()
             .filter_map(|e| match e {
@@ -312,7 +341,7 @@ mod tests {
     async fn a_closed_gate_aborts_rather_than_proceeds() {
         let (res, ran, _) = drive(2, ConfirmMode::EachStep, &[], None).await;
         // No reply can ever come (the sender is dropped after the scripted replies): abort.
-        assert!(res.aborted);
+        assert!(res.aborted());
         assert!(ran.is_empty());
     }
 
@@ -339,7 +368,7 @@ mod tests {
         )
         .await;
         drop(etx);
-        assert!(res.ok);
+        assert!(res.ok());
         assert_eq!(*fake.ran.lock().unwrap(), vec![2]);
         let mut gates = 0;
         while let Some(e) = erx.recv().await {
@@ -354,8 +383,13 @@ mod tests {
     async fn a_failure_stops_the_run() {
         let (res, ran, evs) = drive(4, ConfirmMode::Automatic, &[], Some(1)).await;
         assert_eq!(ran, vec![0, 1]);
-        assert_eq!(res.failed_step, Some(1));
-        assert!(res.error.unwrap().contains("boom"));
+        match res.end {
+            RunEnd::Failed { step, error } => {
+                assert_eq!(step, 1);
+                assert!(error.one_line().contains("boom"));
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
             evs.last(),
             Some(RunEvent::Finished { ok: false, .. })

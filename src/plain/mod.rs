@@ -4,30 +4,28 @@
 //! then the same runner as the other front ends, with confirm-each-step as a prompt before each
 //! step and progress printed as lines on stderr.
 //!
-//! Runner events are folded into the wizard's own [`RunState`], so the plain mode reports the
-//! same figures and, after an abort or a failure, the same "state of the databases" advice.
+//! Runner events are folded into the session's [`RunState`] and worded by the session's text, so
+//! plain mode reports the wizard's figures and, after an abort or a failure, the same "state of
+//! the databases" advice.
 //! Prompts block, so each runs on a blocking thread; none runs while another one is open.
 
 use crate::cli::Draft;
 use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::{ConnDefaults, ConnSpec, Side};
-use crate::engine::event::{ConfirmMode, CopyEvent, GateReply, LogLevel, RunEvent, StepOutcome};
-use crate::engine::exec::{self, LiveExecutor};
-use crate::engine::journal::Journal;
+use crate::engine::event::{ConfirmMode, CopyEvent, GateReply, RunEvent};
+use crate::engine::files::write_private;
 use crate::engine::plan::Plan;
-use crate::engine::preflight::{self, Finding, Severity};
-use crate::engine::runner;
+use crate::engine::preflight;
 use crate::engine::secret::Secret;
 use crate::engine::settings::Settings;
-use crate::tui::effects::write_private;
-use crate::tui::screens::run::{RunState, TableStatus};
-use crate::tui::widgets::{fmt_bytes, fmt_count, fmt_duration, fmt_thousands, Ui};
+use crate::session::launch::{self, Earlier, Interrupt};
+use crate::session::state::{RunState, TableStatus};
+use crate::session::text::{self, fmt_bytes, fmt_count, fmt_duration, fmt_thousands};
+use crate::session::undo;
 use inquire::error::InquireError;
 use inquire::{Confirm, MultiSelect, Password, PasswordDisplayMode, Select, Text};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// How often a table's copy progress is printed.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);
@@ -198,88 +196,19 @@ pub fn table_label(t: &TableInfo) -> String {
     )
 }
 
-/// The findings as lines, grouped as the wizard groups them.
-pub fn findings_text(findings: &[Finding]) -> String {
-    let mut groups: Vec<(&str, Vec<&Finding>)> = Vec::new();
-    for f in findings {
-        match groups.iter_mut().find(|(g, _)| *g == f.group) {
-            Some((_, v)) => v.push(f),
-            None => groups.push((&f.group, vec![f])),
-        }
-    }
-    let mut out = String::new();
-    for (g, list) in groups {
-        out.push_str(&format!("{g}\n"));
-        for f in list {
-            let sym = match f.severity {
-                Severity::Pass => "✓",
-                Severity::Warn => "!",
-                Severity::Fail => "✗",
-            };
-            out.push_str(&format!("  {sym} {}: {}\n", f.check, f.message));
-            if let Some(fix) = &f.fix {
-                out.push_str(&format!("      fix: {fix}\n"));
-            }
-        }
-    }
-    out
-}
-
-/// The gate: what is about to run, then Proceed, Skip or Abort.
-pub fn gate_text(run: &RunState, step: usize) -> String {
-    let Some(s) = run.steps.get(step) else {
-        return String::new();
-    };
-    let mut out = format!(
-        "\nStep {} of {}: {}\n  {}\n",
-        s.id + 1,
-        run.steps.len(),
-        s.title,
-        s.why
-    );
-    for c in &s.commands {
-        out.push_str(&format!("    {c}\n"));
-    }
-    out
-}
-
-/// The line printed for an event, if any; `last_print` throttles copy progress per table.
-pub fn event_line(
+/// The line printed for a copy event, if any; `last_print` throttles progress per table.
+/// Everything else is worded by [`text::event_line`].
+pub fn copy_line(
     run: &RunState,
     ev: &RunEvent,
     last_print: &mut Vec<(String, Duration)>,
 ) -> Option<String> {
-    let n = run.steps.len();
-    let title = |id: usize| {
-        run.steps
-            .get(id)
-            .map(|s| s.title.clone())
-            .unwrap_or_default()
+    let now = run.now;
+    let RunEvent::Copy(c) = ev else {
+        return None;
     };
-    let now = run.ui.now;
-    match ev {
-        RunEvent::StepStarted { step } => Some(format!("[{}/{n}] {} ...", step + 1, title(*step))),
-        RunEvent::StepFinished {
-            step,
-            outcome,
-            elapsed,
-        } => Some(match outcome {
-            StepOutcome::Done => format!(
-                "[{}/{n}] {} done in {}",
-                step + 1,
-                title(*step),
-                fmt_duration(*elapsed)
-            ),
-            StepOutcome::AlreadyDone => format!(
-                "[{}/{n}] {} was done by an earlier run",
-                step + 1,
-                title(*step)
-            ),
-            StepOutcome::Skipped => format!("[{}/{n}] {} skipped", step + 1, title(*step)),
-            StepOutcome::Aborted => format!("[{}/{n}] {} aborted", step + 1, title(*step)),
-            StepOutcome::Failed(e) => format!("[{}/{n}] {} FAILED: {e}", step + 1, title(*step)),
-        }),
-        RunEvent::Copy(CopyEvent::Advanced { table, .. }) => {
+    match c {
+        CopyEvent::Advanced { table, .. } => {
             let key = table.to_string();
             let due = match last_print.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, at)) if now.saturating_sub(*at) < PROGRESS_EVERY => false,
@@ -313,36 +242,25 @@ pub fn event_line(
                 line
             })
         }
-        RunEvent::Copy(CopyEvent::IndexPhase { table, .. }) => run
+        CopyEvent::IndexPhase { table, .. } => run
             .tables
             .iter()
             .find(|p| &p.table == table)
             .and_then(|p| p.index_phase.as_ref())
             .map(|phase| format!("    {table}: {phase}")),
-        RunEvent::Copy(CopyEvent::TableFinished {
+        CopyEvent::TableFinished {
             table,
             rows,
             bytes,
             elapsed,
             ..
-        }) => Some(format!(
+        } => Some(format!(
             "    {table}: {} rows, {} in {}",
             fmt_thousands(i64::try_from(*rows).unwrap_or(i64::MAX)),
             fmt_bytes(*bytes),
             fmt_duration(*elapsed)
         )),
-        RunEvent::Copy(CopyEvent::TableFailed { table, error }) => {
-            Some(format!("    {table}: FAILED: {error}"))
-        }
-        RunEvent::Verified(v) => Some(format!("    {}", v.line())),
-        RunEvent::Log {
-            level: LogLevel::Warn,
-            message,
-        } => Some(format!("    warning: {message}")),
-        RunEvent::Log {
-            level: LogLevel::Error,
-            message,
-        } => Some(format!("    error: {message}")),
+        CopyEvent::TableFailed { table, error } => Some(format!("    {table}: FAILED: {error}")),
         _ => None,
     }
 }
@@ -357,50 +275,36 @@ async fn gate_prompt(text: String) -> GateReply {
     }
 }
 
-/// Drives the runner, printing progress and asking at each gate.
+/// Drives the run, printing progress and asking at each gate.
 async fn run_plan(plan: Plan, settings: Settings, mode: ConfirmMode) -> anyhow::Result<u8> {
-    let journal = Journal::open(&settings.state_dir(), &plan.fingerprint)
-        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
-    let executor =
-        LiveExecutor::new(settings.clone(), journal).map_err(|e| anyhow::anyhow!(e.one_line()))?;
     let started = Instant::now();
-    let mut state = RunState::new(&plan, mode, &settings.names.sync, Ui::default());
-    let (etx, mut erx) = mpsc::channel::<RunEvent>(1024);
-    let (gtx, mut grx) = mpsc::channel::<GateReply>(1);
-    let cancel = CancellationToken::new();
-    let ctrl_c = cancel.clone();
-    let interrupt = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: stopping at a safe point...");
-            ctrl_c.cancel();
-        }
-    });
-    let runner_cancel = cancel.clone();
-    let runner = tokio::spawn(async move {
-        runner::run(&plan, &executor, mode, &mut grx, &etx, &runner_cancel).await
-    });
+    let mut state = RunState::new(&plan, mode, &settings.names.sync, Duration::ZERO);
+    let mut run = launch::start(plan, settings.clone(), mode, Interrupt::CtrlC)
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
     let mut last_print = Vec::new();
-    while let Some(ev) = erx.recv().await {
-        state.ui.now = started.elapsed();
+    while let Some(ev) = run.events.recv().await {
+        state.now = started.elapsed();
         let gate = match &ev {
             RunEvent::AwaitingConfirm { step } => Some(*step),
             _ => None,
         };
         state.apply(ev.clone());
-        if let Some(line) = event_line(&state, &ev, &mut last_print) {
+        if let Some(line) =
+            text::event_line(&state, &ev).or_else(|| copy_line(&state, &ev, &mut last_print))
+        {
             eprintln!("{line}");
         }
         if let Some(step) = gate {
-            let reply = gate_prompt(gate_text(&state, step)).await;
+            let reply = gate_prompt(format!("\n{}", text::gate_text(&state, step))).await;
             if reply == GateReply::Abort {
                 state.aborting = true;
             }
-            let _ = gtx.send(reply).await;
+            let _ = run.gate.send(reply).await;
         }
     }
-    interrupt.abort();
-    let result = runner.await?;
-    state.result = Some(result.clone());
+    let result = run.done.await?;
+    let end = result.end.clone();
+    state.result = Some(result);
     let stopped: Vec<String> = state
         .tables
         .iter()
@@ -410,25 +314,72 @@ async fn run_plan(plan: Plan, settings: Settings, mode: ConfirmMode) -> anyhow::
     if !stopped.is_empty() {
         eprintln!("    stopped while copying: {}", stopped.join(", "));
     }
-    if result.ok {
-        eprintln!(
-            "\n✓ Bootstrap complete in {}. {}",
-            fmt_duration(started.elapsed()),
-            state.db_state()
-        );
+    let mark = if end.exit_code() == 0 { "✓" } else { "✗" };
+    eprintln!(
+        "\n{mark} {} ({})\n  {}",
+        text::headline(&state, &end),
+        fmt_duration(started.elapsed()),
+        text::db_state(&state)
+    );
+    if end.exit_code() == 0 {
         eprintln!(
             "  Watch it: bucardo-bootstrap status (same flags), or bucardo status {}",
             settings.names.sync
         );
-        Ok(0)
-    } else {
-        let head = if result.aborted {
-            "Aborted".to_string()
-        } else {
-            format!("Failed: {}", result.error.unwrap_or_default())
-        };
-        eprintln!("\n✗ {head}\n  {}", state.db_state());
-        Ok(if result.aborted { 130 } else { 1 })
+    }
+    Ok(end.exit_code())
+}
+
+/// An earlier run started this bootstrap: say what is done and left, check what still matters,
+/// and offer to continue, to undo it, or to quit.
+async fn resume(earlier: &Earlier, settings: &Settings) -> anyhow::Result<u8> {
+    let s = earlier.settings(settings);
+    let prepared = launch::prepare(&s, false)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    eprintln!("\nResuming: {}", earlier.journal_path.display());
+    for line in text::resume_summary(&prepared.plan, &earlier.journal) {
+        eprintln!("  {line}");
+    }
+    loop {
+        eprintln!("\nChecks for resuming…");
+        let findings = launch::checks(&s, true, None).await;
+        eprint!("{}", text::findings_text(&findings));
+        if !preflight::has_fail(&findings) {
+            break;
+        }
+        if !confirm("Some checks fail. Fix them, then check again?", true).await? {
+            return Ok(1);
+        }
+    }
+    let options = vec![
+        "Continue, confirming each step",
+        "Continue, every step automatically",
+        "Undo it (cleanup)",
+        "Quit",
+    ];
+    let choice = ask(move || Select::new("What now?", options).prompt()).await?;
+    match choice {
+        "Continue, confirming each step" => run_plan(prepared.plan, s, ConfirmMode::EachStep).await,
+        "Continue, every step automatically" => {
+            run_plan(prepared.plan, s, ConfirmMode::Automatic).await
+        }
+        "Undo it (cleanup)" => {
+            let plan = undo::plan(&s, false)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+            eprint!("{}", plan.render(&s));
+            if plan.actions.is_empty() || !confirm("Carry out this cleanup?", false).await? {
+                eprintln!("nothing changed");
+                return Ok(1);
+            }
+            undo::execute(&s, &plan)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+            eprintln!("{}", undo::DONE);
+            Ok(0)
+        }
+        _ => Ok(1),
     }
 }
 
@@ -450,6 +401,12 @@ pub async fn run(mut draft: Draft) -> anyhow::Result<u8> {
 
 async fn flow(draft: &mut Draft) -> anyhow::Result<u8> {
     let mut settings = connections(draft).await?;
+    if let Some(earlier) = launch::find_earlier(&settings)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?
+    {
+        return resume(&earlier, &settings).await;
+    }
     let tables = loop {
         let tables = choose_tables(&settings, draft).await?;
         if tables.is_empty() {
@@ -466,8 +423,8 @@ async fn flow(draft: &mut Draft) -> anyhow::Result<u8> {
     settings = draft.build().map_err(anyhow::Error::msg)?;
     loop {
         eprintln!("\nPreflight checks…");
-        let findings = preflight::run(&settings, Some(&tables)).await;
-        eprint!("{}", findings_text(&findings));
+        let findings = launch::checks(&settings, false, Some(&tables)).await;
+        eprint!("{}", text::findings_text(&findings));
         if !preflight::has_fail(&findings) {
             break;
         }
@@ -481,9 +438,10 @@ async fn flow(draft: &mut Draft) -> anyhow::Result<u8> {
         }
     }
     eprintln!("\nBuilding the plan…");
-    let (plan, _journal) = exec::prepare(&settings, false)
+    let plan = launch::prepare(&settings, false)
         .await
-        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?
+        .plan;
     eprint!("\n{}", plan.review_text());
     loop {
         let options = vec![
@@ -557,19 +515,19 @@ mod tests {
     #[test]
     fn progress_lines_are_throttled_per_table_and_gates_show_the_commands() {
         let p = plan();
-        let mut run = RunState::new(&p, ConfirmMode::EachStep, "mysync", Ui::default());
+        let mut run = RunState::new(&p, ConfirmMode::EachStep, "mysync", Duration::ZERO);
         let orders = TableName::new("public", "orders");
         let mut seen = Vec::new();
         let mut lines = Vec::new();
         for (secs, rows) in [(0, 100), (1, 100), (4, 100)] {
-            run.ui.now = Duration::from_secs(secs);
+            run.now = Duration::from_secs(secs);
             let ev = RunEvent::Copy(CopyEvent::Advanced {
                 table: orders.clone(),
                 rows,
                 bytes: 1000,
             });
             run.apply(ev.clone());
-            lines.push(event_line(&run, &ev, &mut seen));
+            lines.push(copy_line(&run, &ev, &mut seen));
         }
         assert!(
             lines[0]
@@ -587,23 +545,10 @@ mod tests {
                 .is_some_and(|l| l.contains("300/1.0k rows (30%)")),
             "{lines:?}"
         );
-        let gate = gate_text(&run, 1);
+        let gate = text::gate_text(&run, 1);
         assert!(
             gate.contains("Step 2 of 2: Copy the data") && gate.contains("# copy it"),
             "{gate}"
-        );
-    }
-
-    #[test]
-    fn findings_are_grouped_with_fixes() {
-        let f = vec![
-            Finding::pass("HERE", "connect", "ok"),
-            Finding::fail("THERE", "connect", "refused", Some("start it".into())),
-            Finding::warn("HERE", "wal", "low", None),
-        ];
-        assert_eq!(
-            findings_text(&f),
-            "HERE\n  ✓ connect: ok\n  ! wal: low\nTHERE\n  ✗ connect: refused\n      fix: start it\n"
         );
     }
 }

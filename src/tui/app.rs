@@ -9,17 +9,21 @@
 
 use crate::cli::Draft;
 use crate::engine::catalog::TableInfo;
+use crate::engine::cleanup::CleanupPlan;
 use crate::engine::conn::{ConnSpec, Side};
 use crate::engine::event::{ConfirmMode, GateReply, RunEvent};
 use crate::engine::plan::Plan;
 use crate::engine::preflight::{Finding, Severity};
 use crate::engine::runner::RunResult;
 use crate::engine::settings::Settings;
+use crate::session::launch::Earlier;
+use crate::session::text;
 use crate::tui::screens::connect::{ConnectState, Field, TestState};
 use crate::tui::screens::done::{DoneState, Health};
 use crate::tui::screens::preflight::PreflightState;
+use crate::tui::screens::resume::{ResumeState, Undo};
 use crate::tui::screens::review::ReviewState;
-use crate::tui::screens::run::RunState;
+use crate::tui::screens::run::RunView;
 use crate::tui::screens::tables::TablesState;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{EditOutcome, LineEdit, Ui, SPINNER_STEP};
@@ -31,6 +35,8 @@ use std::time::Duration;
 pub enum Screen {
     Connect,
     Preflight,
+    /// In place of Preflight, Tables and Review when an earlier run started this bootstrap.
+    Resume,
     Tables,
     Review,
     Run,
@@ -51,6 +57,7 @@ impl Screen {
         match self {
             Screen::Connect => "Connect",
             Screen::Preflight => "Preflight",
+            Screen::Resume => "Resume",
             Screen::Tables => "Tables",
             Screen::Review => "Review",
             Screen::Run => "Run",
@@ -90,6 +97,15 @@ pub enum Msg {
         seq: u64,
         result: TestState,
     },
+    /// Whether an earlier run started the bootstrap these settings describe.
+    EarlierFound(Result<Option<Box<Earlier>>, String>),
+    /// The resumed plan (with the earlier run's steps marked done).
+    ResumePlanned(Result<Box<Plan>, String>),
+    /// The checks for resuming.
+    ResumeChecked(Vec<Finding>),
+    /// What cleanup would remove, and its text.
+    CleanupPlanned(Result<(Box<CleanupPlan>, String), String>),
+    CleanedUp(Result<(), String>),
     TablesLoaded(Result<Vec<TableInfo>, String>),
     PreflightDone(Vec<Finding>),
     PlanBuilt(Result<Box<Plan>, String>),
@@ -123,6 +139,15 @@ pub enum Effect {
         spec: Box<ConnSpec>,
         fallback: Option<Box<ConnSpec>>,
         seq: u64,
+    },
+    FindEarlier(Box<Settings>),
+    /// Builds the resumed plan, then runs the checks for resuming.
+    PrepareResume(Box<Settings>),
+    ResumeChecks(Box<Settings>),
+    PlanCleanup(Box<Settings>),
+    RunCleanup {
+        settings: Box<Settings>,
+        plan: Box<CleanupPlan>,
     },
     LoadTables(Box<Settings>),
     RunPreflight {
@@ -159,7 +184,8 @@ pub struct App {
     pub preflight: PreflightState,
     pub tables: TablesState,
     pub review: ReviewState,
-    pub run: Option<RunState>,
+    pub resume: ResumeState,
+    pub run: Option<RunView>,
     pub done: DoneState,
     pub help: bool,
     pub prompt: Option<Prompt>,
@@ -191,6 +217,10 @@ impl App {
                 ..Default::default()
             },
             review: ReviewState {
+                ui,
+                ..Default::default()
+            },
+            resume: ResumeState {
                 ui,
                 ..Default::default()
             },
@@ -227,6 +257,8 @@ impl App {
         self.preflight.ui = ui;
         self.tables.ui = ui;
         self.review.ui = ui;
+        self.resume.ui = ui;
+        self.resume.checks.ui = ui;
         if let Some(r) = self.run.as_mut() {
             r.ui = ui;
         }
@@ -234,20 +266,14 @@ impl App {
     }
 
     pub fn run_active(&self) -> bool {
-        self.run.as_ref().is_some_and(RunState::running)
+        self.run.as_ref().is_some_and(RunView::running)
     }
 
-    /// 0: the bootstrap finished (or nothing was run); 1: it failed; 130: it was aborted.
+    /// 0: the bootstrap finished (or nothing was run); 1: it failed; 130: it was aborted (or
+    /// the wizard quit while it ran).
     pub fn exit_code(&self) -> u8 {
-        let Some(run) = &self.run else { return 0 };
-        match (&run.result, &run.finished) {
-            (Some(r), _) if r.ok => 0,
-            (Some(r), _) if r.aborted => 130,
-            (Some(_), _) => 1,
-            (None, Some(f)) if f.ok => 0,
-            (None, Some(_)) => 1,
-            (None, None) => 130,
-        }
+        let Some(view) = &self.run else { return 0 };
+        view.run.end().map_or(130, |end| end.exit_code())
     }
 
     /// Changes whenever something animated on screen needs a redraw: spinners step every
@@ -256,6 +282,11 @@ impl App {
         let spinning = match self.screen {
             Screen::Connect => self.connect.testing(),
             Screen::Preflight => self.preflight.loading,
+            Screen::Resume => {
+                self.resume.plan.is_none()
+                    || self.resume.checks.loading
+                    || matches!(self.resume.undo, Undo::Planning | Undo::Running)
+            }
             Screen::Tables => self.tables.loading,
             Screen::Review => self.review.loading,
             Screen::Run => self.run_active(),
@@ -292,6 +323,56 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             if matches!(app.connect.test(side), TestState::Testing { seq: s } if *s == seq) {
                 app.connect.set_test(side, result);
             }
+            vec![]
+        }
+        Msg::EarlierFound(found) => match found {
+            Ok(Some(earlier)) => open_resume(app, *earlier),
+            Ok(None) => match app.settings.clone() {
+                Some(s) => start_checks(app, s),
+                None => vec![],
+            },
+            Err(e) => {
+                tracing::warn!("looking for an earlier run: {e}");
+                match app.settings.clone() {
+                    Some(s) => start_checks(app, s),
+                    None => vec![],
+                }
+            }
+        },
+        Msg::ResumePlanned(result) => {
+            match result {
+                Ok(plan) => {
+                    if let Some(e) = &app.resume.earlier {
+                        app.resume.summary = text::resume_summary(&plan, &e.journal);
+                    }
+                    app.resume.plan = Some(*plan);
+                }
+                Err(e) => {
+                    app.resume.error = Some(e);
+                    app.resume.checks.loading = false;
+                }
+            }
+            vec![]
+        }
+        Msg::ResumeChecked(findings) => {
+            app.resume.checks.loading = false;
+            app.resume.checks.findings = findings;
+            app.resume.checks.scroll = 0;
+            vec![]
+        }
+        Msg::CleanupPlanned(result) => {
+            app.resume.undo = match result {
+                Ok((plan, text)) => Undo::Review(plan, text),
+                Err(e) => Undo::Failed(e),
+            };
+            app.resume.checks.scroll = 0;
+            vec![]
+        }
+        Msg::CleanedUp(result) => {
+            app.resume.undo = match result {
+                Ok(()) => Undo::Done,
+                Err(e) => Undo::Failed(e),
+            };
             vec![]
         }
         Msg::TablesLoaded(result) => {
@@ -358,10 +439,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
         Msg::Run(ev) => {
             let finished = matches!(ev, RunEvent::Finished { ok: true, .. });
-            let Some(run) = app.run.as_mut() else {
+            let Some(view) = app.run.as_mut() else {
                 return vec![];
             };
-            run.apply(ev);
+            view.apply(ev);
             if finished && !app.quit_after_run && app.screen == Screen::Run {
                 go_done(app)
             } else {
@@ -369,8 +450,8 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             }
         }
         Msg::RunEnded(result) => {
-            if let Some(run) = app.run.as_mut() {
-                run.result = Some(result);
+            if let Some(view) = app.run.as_mut() {
+                view.run.result = Some(result);
             }
             if app.quit_after_run {
                 app.quit = true;
@@ -431,6 +512,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     match app.screen {
         Screen::Connect => connect_key(app, key),
         Screen::Preflight => preflight_key(app, key),
+        Screen::Resume => resume_key(app, key),
         Screen::Tables => tables_key(app, key),
         Screen::Review => review_key(app, key),
         Screen::Run => run_key(app, key),
@@ -450,9 +532,9 @@ fn request_quit(app: &mut App) -> Vec<Effect> {
 
 fn abort(app: &mut App) -> Vec<Effect> {
     match app.run.as_mut() {
-        Some(run) if run.running() => {
-            run.aborting = true;
-            run.gate = None;
+        Some(view) if view.running() => {
+            view.run.aborting = true;
+            view.run.gate = None;
             vec![Effect::Abort]
         }
         _ if app.quit_after_run => {
@@ -546,9 +628,111 @@ fn go_preflight(app: &mut App) -> Vec<Effect> {
             app.connect.error = None;
             app.settings = Some(s.clone());
             app.screen = Screen::Preflight;
-            start_checks(app, s)
+            app.preflight.loading = true;
+            app.preflight.findings.clear();
+            vec![Effect::FindEarlier(Box::new(s))]
         }
     }
+}
+
+/// The wizard was opened on a bootstrap an earlier run started: it resumes that one, with its
+/// tables, instead of preflighting a new one that would find its own objects in the way.
+fn open_resume(app: &mut App, earlier: Earlier) -> Vec<Effect> {
+    let Some(base) = app.settings.clone() else {
+        return vec![];
+    };
+    let s = earlier.settings(&base);
+    app.connect.draft.tables = earlier
+        .tables
+        .iter()
+        .map(|t| t.sql())
+        .collect::<Vec<_>>()
+        .join(",");
+    app.preflight.loading = false;
+    app.resume = ResumeState::new(earlier, app.ui());
+    app.settings = Some(s.clone());
+    app.screen = Screen::Resume;
+    vec![Effect::PrepareResume(Box::new(s))]
+}
+
+fn resume_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
+    let Some(s) = app.settings.clone() else {
+        return vec![];
+    };
+    let r = &mut app.resume;
+    match &r.undo {
+        Undo::Review(plan, _) => {
+            return match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    let plan = plan.clone();
+                    r.undo = Undo::Running;
+                    vec![Effect::RunCleanup {
+                        settings: Box::new(s),
+                        plan,
+                    }]
+                }
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                    r.undo = Undo::Not;
+                    vec![]
+                }
+                KeyCode::Up | KeyCode::Char('k') => {
+                    r.checks.scroll = r.checks.scroll.saturating_sub(1);
+                    vec![]
+                }
+                KeyCode::Down | KeyCode::Char('j') => {
+                    r.checks.scroll += 1;
+                    vec![]
+                }
+                _ => vec![],
+            };
+        }
+        Undo::Planning | Undo::Running => return vec![],
+        Undo::Done => {
+            if key.code == KeyCode::Enter {
+                app.resume = ResumeState {
+                    ui: app.ui(),
+                    ..Default::default()
+                };
+                app.screen = Screen::Preflight;
+                return start_checks(app, s);
+            }
+            return vec![];
+        }
+        Undo::Not | Undo::Failed(_) => {}
+    }
+    match key.code {
+        KeyCode::Up | KeyCode::Char('k') => r.checks.scroll = r.checks.scroll.saturating_sub(1),
+        KeyCode::Down | KeyCode::Char('j') => r.checks.scroll += 1,
+        KeyCode::Esc => app.screen = Screen::Connect,
+        KeyCode::Char('R') if !r.checks.loading => {
+            r.checks.loading = true;
+            return vec![Effect::ResumeChecks(Box::new(s))];
+        }
+        KeyCode::Char('x') => {
+            r.undo = Undo::Planning;
+            return vec![Effect::PlanCleanup(Box::new(s))];
+        }
+        KeyCode::Char('c') | KeyCode::Enter | KeyCode::Char('r') => {
+            let mode = if key.code == KeyCode::Char('r') {
+                ConfirmMode::Automatic
+            } else {
+                ConfirmMode::EachStep
+            };
+            if r.ready() {
+                if let Some(plan) = r.plan.clone() {
+                    return run_plan(app, plan, mode);
+                }
+            }
+            let why = if r.checks.has_fail() {
+                "a failing check blocks the way: fix it, then press R"
+            } else {
+                "still reading the earlier run and checking"
+            };
+            app.set_status(StatusLevel::Error, why);
+        }
+        _ => {}
+    }
+    vec![]
 }
 
 fn start_checks(app: &mut App, s: Settings) -> Vec<Effect> {
@@ -735,10 +919,17 @@ fn save(app: &mut App, what: SaveKind) -> Vec<Effect> {
 }
 
 fn start_run(app: &mut App, mode: ConfirmMode) -> Vec<Effect> {
-    let (Some(plan), Some(s)) = (app.review.plan.clone(), app.settings.clone()) else {
+    match app.review.plan.clone() {
+        Some(plan) => run_plan(app, plan, mode),
+        None => vec![],
+    }
+}
+
+fn run_plan(app: &mut App, plan: Plan, mode: ConfirmMode) -> Vec<Effect> {
+    let Some(s) = app.settings.clone() else {
         return vec![];
     };
-    app.run = Some(RunState::new(&plan, mode, &s.names.sync, app.ui()));
+    app.run = Some(RunView::new(&plan, mode, &s.names.sync, app.ui()));
     app.screen = Screen::Run;
     app.quit_after_run = false;
     vec![Effect::StartRun {
@@ -749,24 +940,24 @@ fn start_run(app: &mut App, mode: ConfirmMode) -> Vec<Effect> {
 }
 
 fn run_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
-    let Some(run) = app.run.as_mut() else {
+    let Some(view) = app.run.as_mut() else {
         return vec![];
     };
-    if run.gate.is_some() && run.running() {
+    if view.run.gate.is_some() && view.running() {
         let reply = match key.code {
             KeyCode::Char('p') => Some(GateReply::Proceed),
             KeyCode::Char('s') => Some(GateReply::Skip),
             KeyCode::Char('a') => Some(GateReply::Abort),
-            KeyCode::Enter => Some(run.gate_choice),
+            KeyCode::Enter => Some(view.gate_choice),
             KeyCode::Left | KeyCode::Char('h') | KeyCode::BackTab => {
-                run.gate_choice = match run.gate_choice {
+                view.gate_choice = match view.gate_choice {
                     GateReply::Proceed | GateReply::Skip => GateReply::Proceed,
                     GateReply::Abort => GateReply::Skip,
                 };
                 return vec![];
             }
             KeyCode::Right | KeyCode::Char('l') | KeyCode::Tab => {
-                run.gate_choice = match run.gate_choice {
+                view.gate_choice = match view.gate_choice {
                     GateReply::Proceed => GateReply::Skip,
                     GateReply::Skip | GateReply::Abort => GateReply::Abort,
                 };
@@ -775,31 +966,33 @@ fn run_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             _ => None,
         };
         if let Some(r) = reply {
-            run.gate = None;
+            view.run.gate = None;
             if r == GateReply::Abort {
-                run.aborting = true;
+                view.run.aborting = true;
             }
             return vec![Effect::GateReply(r)];
         }
     }
-    let len = run.log.len();
+    let len = view.run.log.len();
     match key.code {
-        KeyCode::Up | KeyCode::Char('k') => run.log_scroll = (run.log_scroll + 1).min(len),
-        KeyCode::Down | KeyCode::Char('j') => run.log_scroll = run.log_scroll.saturating_sub(1),
-        KeyCode::PageUp => run.log_scroll = (run.log_scroll + 10).min(len),
-        KeyCode::PageDown => run.log_scroll = run.log_scroll.saturating_sub(10),
-        KeyCode::Home | KeyCode::Char('g') => run.log_scroll = len,
-        KeyCode::End | KeyCode::Char('G') => run.log_scroll = 0,
-        KeyCode::Char('x') if run.running() && !run.aborting => app.prompt = Some(Prompt::AbortRun),
-        KeyCode::Enter if !run.running() => return go_done(app),
+        KeyCode::Up | KeyCode::Char('k') => view.log_scroll = (view.log_scroll + 1).min(len),
+        KeyCode::Down | KeyCode::Char('j') => view.log_scroll = view.log_scroll.saturating_sub(1),
+        KeyCode::PageUp => view.log_scroll = (view.log_scroll + 10).min(len),
+        KeyCode::PageDown => view.log_scroll = view.log_scroll.saturating_sub(10),
+        KeyCode::Home | KeyCode::Char('g') => view.log_scroll = len,
+        KeyCode::End | KeyCode::Char('G') => view.log_scroll = 0,
+        KeyCode::Char('x') if view.running() && !view.run.aborting => {
+            app.prompt = Some(Prompt::AbortRun)
+        }
+        KeyCode::Enter if !view.running() => return go_done(app),
         _ => {}
     }
     vec![]
 }
 
 fn go_done(app: &mut App) -> Vec<Effect> {
-    let Some(run) = &app.run else { return vec![] };
-    let mut done = DoneState::from_run(run, app.log_path.clone(), app.ui());
+    let Some(view) = &app.run else { return vec![] };
+    let mut done = DoneState::from_run(&view.run, app.log_path.clone(), app.ui());
     // Keep the health already read when coming back from the run view.
     if app.done.watch && done.watch {
         done.health = app.done.health.take();

@@ -2,6 +2,7 @@
 //! line, the key-hint bar that is always visible, the help overlay on `?`, and the yes/no prompts.
 
 use crate::tui::app::{App, Prompt, Screen, StatusLevel};
+use crate::tui::screens::resume::Undo;
 use crate::tui::widgets::{centered, hint_line, popup, wrap};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -41,6 +42,18 @@ impl App {
                 ("Esc", "back"),
                 ("q", "quit"),
             ],
+            Screen::Resume => match &self.resume.undo {
+                Undo::Review(..) => vec![("y", "clean up"), ("n", "keep"), ("↑↓", "scroll")],
+                Undo::Done => vec![("Enter", "fresh start"), ("q", "quit")],
+                _ => vec![
+                    ("c", "continue, confirm"),
+                    ("r", "continue"),
+                    ("x", "undo"),
+                    ("R", "check again"),
+                    ("Esc", "back"),
+                    ("q", "quit"),
+                ],
+            },
             Screen::Tables if self.tables.filter_edit.is_some() => {
                 vec![("type", "filter"), ("Enter", "keep"), ("Esc", "clear")]
             }
@@ -63,7 +76,7 @@ impl App {
                 ("q", "quit"),
             ],
             Screen::Run => match &self.run {
-                Some(r) if r.gate.is_some() && r.running() => vec![
+                Some(r) if r.run.gate.is_some() && r.running() => vec![
                     ("p", "proceed"),
                     ("s", "skip"),
                     ("a", "abort"),
@@ -96,6 +109,16 @@ impl App {
                 ("↑↓ j k", "scroll"),
                 ("r", "run the checks again"),
                 ("Enter", "go on (refused while a check fails)"),
+                ("Esc", "back to Connect"),
+            ],
+            Screen::Resume => vec![
+                ("c Enter", "continue the bootstrap, confirming each step"),
+                ("r", "continue, running every step automatically"),
+                (
+                    "x",
+                    "undo the bootstrap: shows what cleanup removes, then asks",
+                ),
+                ("R", "check the connections and the daemon again"),
                 ("Esc", "back to Connect"),
             ],
             Screen::Tables => vec![
@@ -156,12 +179,20 @@ impl Widget for &App {
         let current = Screen::ALL
             .iter()
             .position(|s| *s == self.screen)
-            .unwrap_or(0);
+            .unwrap_or(1);
         let mut spans = vec![
             Span::styled(" bucardo-bootstrap ", t.accent()),
             Span::raw(" "),
         ];
-        for (i, s) in Screen::ALL.iter().enumerate() {
+        // A resumed bootstrap has a Resume step where a new one has its preflight.
+        let crumbs = Screen::ALL.map(|s| {
+            if s == Screen::Preflight && self.screen == Screen::Resume {
+                Screen::Resume
+            } else {
+                s
+            }
+        });
+        for (i, s) in crumbs.iter().enumerate() {
             if i > 0 {
                 spans.push(Span::styled(" › ", t.dim()));
             }
@@ -189,6 +220,7 @@ impl Widget for &App {
         match self.screen {
             Screen::Connect => self.connect.render(body, buf),
             Screen::Preflight => self.preflight.render(body, buf),
+            Screen::Resume => self.resume.render(body, buf),
             Screen::Tables => self.tables.render(body, buf),
             Screen::Review => self.review.render(body, buf),
             Screen::Run => match &self.run {

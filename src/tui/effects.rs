@@ -6,20 +6,17 @@
 use crate::engine::catalog;
 use crate::engine::conn::{ConnSpec, Side};
 use crate::engine::event::{GateReply, LogLevel, RunEvent};
-use crate::engine::exec::{self, LiveExecutor};
-use crate::engine::journal::Journal;
-use crate::engine::preflight;
-use crate::engine::runner::{self, RunResult};
+use crate::engine::files::write_private;
+use crate::engine::runner::{RunEnd, RunResult};
 use crate::engine::settings::Settings;
+use crate::session::launch::{self, Interrupt};
+use crate::session::undo;
 use crate::tui::app::{Effect, Msg, SaveKind};
 use crate::tui::screens::connect::TestState;
 use crate::tui::screens::done::Health;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// Runner events in flight between the runner and the wizard's channel.
-const RUN_EVENT_CAPACITY: usize = 1024;
 
 struct RunControl {
     gate: mpsc::Sender<GateReply>,
@@ -52,6 +49,55 @@ impl Effects {
                     let _ = tx.send(Msg::ConnTested { side, seq, result }).await;
                 });
             }
+            Effect::FindEarlier(s) => {
+                tokio::spawn(async move {
+                    let found = launch::find_earlier(&s)
+                        .await
+                        .map(|e| e.map(Box::new))
+                        .map_err(|e| e.one_line());
+                    let _ = tx.send(Msg::EarlierFound(found)).await;
+                });
+            }
+            Effect::PrepareResume(s) => {
+                tokio::spawn(async move {
+                    let planned = launch::prepare(&s, false)
+                        .await
+                        .map(|p| Box::new(p.plan))
+                        .map_err(|e| e.one_line());
+                    let ok = planned.is_ok();
+                    let _ = tx.send(Msg::ResumePlanned(planned)).await;
+                    if ok {
+                        let findings = launch::checks(&s, true, None).await;
+                        let _ = tx.send(Msg::ResumeChecked(findings)).await;
+                    }
+                });
+            }
+            Effect::ResumeChecks(s) => {
+                tokio::spawn(async move {
+                    let findings = launch::checks(&s, true, None).await;
+                    let _ = tx.send(Msg::ResumeChecked(findings)).await;
+                });
+            }
+            Effect::PlanCleanup(s) => {
+                tokio::spawn(async move {
+                    let planned = undo::plan(&s, false)
+                        .await
+                        .map(|p| {
+                            let text = p.render(&s);
+                            (Box::new(p), text)
+                        })
+                        .map_err(|e| e.one_line());
+                    let _ = tx.send(Msg::CleanupPlanned(planned)).await;
+                });
+            }
+            Effect::RunCleanup { settings, plan } => {
+                tokio::spawn(async move {
+                    let done = undo::execute(&settings, &plan)
+                        .await
+                        .map_err(|e| e.one_line());
+                    let _ = tx.send(Msg::CleanedUp(done)).await;
+                });
+            }
             Effect::LoadTables(s) => {
                 tokio::spawn(async move {
                     let result = async {
@@ -65,16 +111,16 @@ impl Effects {
             }
             Effect::RunPreflight { settings, tables } => {
                 tokio::spawn(async move {
-                    let findings = preflight::run(&settings, tables.as_deref()).await;
+                    let findings = launch::checks(&settings, false, tables.as_deref()).await;
                     let _ = tx.send(Msg::PreflightDone(findings)).await;
                 });
             }
             Effect::BuildPlan(s) => {
                 tokio::spawn(async move {
                     // The journal is opened again when the run starts; here only the plan counts.
-                    let result = exec::prepare(&s, false)
+                    let result = launch::prepare(&s, false)
                         .await
-                        .map(|(plan, _journal)| Box::new(plan))
+                        .map(|p| Box::new(p.plan))
                         .map_err(|e| e.one_line());
                     let _ = tx.send(Msg::PlanBuilt(result)).await;
                 });
@@ -85,59 +131,46 @@ impl Effects {
                 plan,
                 settings,
                 mode,
-            } => {
-                let (gate_tx, mut gate_rx) = mpsc::channel(8);
-                let cancel = CancellationToken::new();
-                self.run = Some(RunControl {
-                    gate: gate_tx,
-                    cancel: cancel.clone(),
-                });
-                tokio::spawn(async move {
-                    let executor = match Journal::open(&settings.state_dir(), &plan.fingerprint)
-                        .and_then(|journal| LiveExecutor::new(*settings, journal))
-                    {
-                        Ok(e) => e,
-                        Err(e) => {
-                            let msg = e.one_line();
-                            for ev in [
-                                RunEvent::Log {
-                                    level: LogLevel::Error,
-                                    message: msg.clone(),
-                                },
-                                RunEvent::Finished {
-                                    ok: false,
-                                    summary: msg.clone(),
-                                },
-                            ] {
-                                let _ = tx.send(Msg::Run(ev)).await;
-                            }
-                            let result = RunResult {
-                                ok: false,
-                                aborted: false,
-                                failed_step: None,
-                                error: Some(msg),
-                                timings: vec![],
-                            };
-                            let _ = tx.send(Msg::RunEnded(result)).await;
-                            return;
-                        }
-                    };
-                    let (ev_tx, mut ev_rx) = mpsc::channel(RUN_EVENT_CAPACITY);
-                    let fwd_tx = tx.clone();
-                    let forward = tokio::spawn(async move {
-                        while let Some(ev) = ev_rx.recv().await {
-                            if fwd_tx.send(Msg::Run(ev)).await.is_err() {
+            } => match launch::start(*plan, *settings, mode, Interrupt::Ignore) {
+                Ok(mut handle) => {
+                    self.run = Some(RunControl {
+                        gate: handle.gate.clone(),
+                        cancel: handle.cancel.clone(),
+                    });
+                    tokio::spawn(async move {
+                        while let Some(ev) = handle.events.recv().await {
+                            if tx.send(Msg::Run(ev)).await.is_err() {
                                 break;
                             }
                         }
+                        if let Ok(result) = handle.done.await {
+                            let _ = tx.send(Msg::RunEnded(result)).await;
+                        }
                     });
-                    let result =
-                        runner::run(&plan, &executor, mode, &mut gate_rx, &ev_tx, &cancel).await;
-                    drop(ev_tx);
-                    let _ = forward.await;
-                    let _ = tx.send(Msg::RunEnded(result)).await;
-                });
-            }
+                }
+                Err(e) => {
+                    tokio::spawn(async move {
+                        let msg = e.one_line();
+                        for ev in [
+                            RunEvent::Log {
+                                level: LogLevel::Error,
+                                message: msg.clone(),
+                            },
+                            RunEvent::Finished {
+                                ok: false,
+                                summary: msg.clone(),
+                            },
+                        ] {
+                            let _ = tx.send(Msg::Run(ev)).await;
+                        }
+                        let result = RunResult {
+                            end: RunEnd::Failed { step: 0, error: e },
+                            timings: vec![],
+                        };
+                        let _ = tx.send(Msg::RunEnded(result)).await;
+                    });
+                }
+            },
             Effect::GateReply(reply) => {
                 if let Some(run) = &self.run {
                     if run.gate.try_send(reply).is_err() {
@@ -220,27 +253,6 @@ fn save(tx: mpsc::Sender<Msg>, what: SaveKind, path: PathBuf, contents: String) 
                 .unwrap_or_else(|e| Err(e.to_string()));
         let _ = tx.send(Msg::Saved { what, result }).await;
     });
-}
-
-/// Writes `contents` to `path` with mode 0600 (also when the file existed).
-pub fn write_private(path: &Path, contents: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::engine::files::create_dir_0700(dir).map_err(|e| e.one_line())?;
-    }
-    // The operator chose the place, perhaps a shared one: never follow a symlink planted there.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| e.to_string())?;
-    f.write_all(contents.as_bytes()).map_err(|e| e.to_string())
 }
 
 /// Reads the sync's health with the engine's `status` module.

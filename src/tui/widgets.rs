@@ -239,56 +239,7 @@ pub fn wrap_all<'a>(lines: impl IntoIterator<Item = &'a str>, width: usize) -> V
     lines.into_iter().flat_map(|l| wrap(l, width)).collect()
 }
 
-/// `0.4 s`, `12 s`, `3 m 07 s`, `1 h 02 m`.
-pub fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 10.0 {
-        format!("{s:.1} s")
-    } else if s < 60.0 {
-        format!("{} s", s as u64)
-    } else if s < 3600.0 {
-        let t = s as u64;
-        format!("{} m {:02} s", t / 60, t % 60)
-    } else {
-        let t = s as u64;
-        format!("{} h {:02} m", t / 3600, (t % 3600) / 60)
-    }
-}
-
-/// `950`, `12.3k`, `4.56M`, `1.2G`.
-pub fn fmt_count(n: u64) -> String {
-    let f = n as f64;
-    if n < 1_000 {
-        n.to_string()
-    } else if n < 1_000_000 {
-        format!("{:.1}k", f / 1e3)
-    } else if n < 1_000_000_000 {
-        format!("{:.2}M", f / 1e6)
-    } else {
-        format!("{:.2}G", f / 1e9)
-    }
-}
-
-/// `1,234,567`.
-pub fn fmt_thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
-pub fn fmt_bytes(b: u64) -> String {
-    crate::engine::plan::human_bytes(i64::try_from(b).unwrap_or(i64::MAX))
-}
+pub use crate::session::text::{fmt_bytes, fmt_count, fmt_duration, fmt_thousands};
 
 #[cfg(test)]
 mod tests {

@@ -462,7 +462,7 @@ async fn plan_pieces(
     }
     let _ = events
         .send(RunEvent::Log {
-            level: LogLevel::Info,
+            level: LogLevel::Notice,
             message: msg,
         })
         .await;

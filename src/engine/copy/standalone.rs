@@ -215,7 +215,7 @@ async fn print_progress(mut rx: mpsc::Receiver<RunEvent>) {
                 }
             }
             RunEvent::Log { level, message } => match level {
-                LogLevel::Info => eprintln!("{message}"),
+                LogLevel::Info | LogLevel::Notice => eprintln!("{message}"),
                 _ => eprintln!("warning: {message}"),
             },
             _ => {}

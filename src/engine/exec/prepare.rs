@@ -181,6 +181,7 @@ pub async fn prepare(s: &Settings, restart: bool) -> Result<(Plan, Journal), Eng
     let facts = probe(s, &tables, resuming).await?;
     let mut plan = Plan::build(s, tables, excluded, &facts);
     plan.mark_done(&journal.data.steps_done);
+    journal.data.tables = plan.tables.iter().map(|t| t.name.clone()).collect();
     Ok((plan, journal))
 }
 

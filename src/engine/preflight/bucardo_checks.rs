@@ -35,7 +35,6 @@ pub(super) async fn bucardo_checks(s: &Settings, opts: &Options) -> Vec<Finding>
         .control
         .with_user(&s.bucardo.control.user, Some(password));
     let cli = BucardoCli::from_settings(s);
-    let command = |cmd: &BucardoCmd| command_line(&cli, cmd);
     let installed = match open(&control, Side::Control).await {
         Ok(c) => match installed_version(&c).await {
             Ok(Some(v)) => {
@@ -71,35 +70,47 @@ pub(super) async fn bucardo_checks(s: &Settings, opts: &Options) -> Vec<Finding>
             false
         }
     };
-    let start = command(&BucardoCmd::Start {
-        reason: "bucardo-bootstrap".into(),
-    });
-    let state = if installed {
-        match daemon::probe(&control, &s.bucardo.piddir, opts.daemon_ping).await {
-            Ok(d) => d,
-            Err(e) => {
-                out.push(sql_failure(BUCARDO, "daemon", &e));
-                return out;
-            }
-        }
-    } else {
-        Daemon::NotRunning
-    };
-    match state {
-        d @ Daemon::Answering { .. } => out.push(Finding::pass(BUCARDO, "daemon", format!("the Bucardo daemon is {}", d.describe()))),
-        d if d.coming_up() => out.push(Finding::warn(
+    if installed {
+        out.push(daemon_finding(s, &control, opts.daemon_ping).await);
+    }
+    out
+}
+
+/// Whether the daemon answers, is coming up, or must be started (and whether this tool can).
+pub(super) async fn daemon_finding(s: &Settings, control: &ConnSpec, ping: Duration) -> Finding {
+    let cli = BucardoCli::from_settings(s);
+    let start = command_line(
+        &cli,
+        &BucardoCmd::Start {
+            reason: "bucardo-bootstrap".into(),
+        },
+    );
+    match daemon::probe(control, &s.bucardo.piddir, ping).await {
+        Err(e) => sql_failure(BUCARDO, "daemon", &e),
+        Ok(d @ Daemon::Answering { .. }) => Finding::pass(
             BUCARDO,
             "daemon",
-            format!("the Bucardo daemon is {}: the run waits for it to answer", d.describe()),
+            format!("the Bucardo daemon is {}", d.describe()),
+        ),
+        Ok(d) if d.coming_up() => Finding::warn(
+            BUCARDO,
+            "daemon",
+            format!(
+                "the Bucardo daemon is {}: the run waits for it to answer",
+                d.describe()
+            ),
             None,
-        )),
-        d if control.is_local() => out.push(Finding::warn(
+        ),
+        Ok(d) if control.is_local() => Finding::warn(
             BUCARDO,
             "daemon",
-            format!("the Bucardo daemon is {}: the plan starts it from this machine", d.describe()),
+            format!(
+                "the Bucardo daemon is {}: the plan starts it from this machine",
+                d.describe()
+            ),
             Some(start),
-        )),
-        _ => out.push(Finding::fail(
+        ),
+        Ok(_) => Finding::fail(
             BUCARDO,
             "daemon",
             format!(
@@ -107,9 +118,8 @@ pub(super) async fn bucardo_checks(s: &Settings, opts: &Options) -> Vec<Finding>
                 control.host
             ),
             Some(format!("on {}: {start}", control.host)),
-        )),
+        ),
     }
-    out
 }
 
 /// A Bucardo command as one line for a shell.

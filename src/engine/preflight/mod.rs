@@ -149,57 +149,37 @@ pub async fn run_with(s: &Settings, tables: Option<&[TableInfo]>, opts: &Options
     out
 }
 
+/// The checks for resuming a bootstrap that an earlier run started: only what still matters.
+/// The earlier run passed the full preflight, and the names it registered and the rows it
+/// copied are its own work, not a conflict: so only connectivity and the daemon are checked.
+pub async fn resume_checks(s: &Settings) -> Vec<Finding> {
+    let control = s
+        .bucardo
+        .control
+        .with_user(&s.bucardo.control.user, s.bucardo.password.clone());
+    let mut out = Vec::new();
+    for (group, spec, side) in [
+        (HERE, &s.here, Side::Here),
+        (THERE, &s.there, Side::There),
+        (BUCARDO, &control, Side::Control),
+    ] {
+        match open(spec, side).await {
+            Ok(_) => out.push(Finding::pass(
+                group,
+                "connect",
+                format!("connected to {}", spec.display_uri()),
+            )),
+            Err(e) => out.push(connect_failure(group, &e)),
+        }
+    }
+    if !has_fail(&out) {
+        out.push(daemon_finding(s, &control, Options::default().daemon_ping).await);
+    }
+    out
+}
+
 pub fn has_fail(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Fail)
-}
-
-/// `bucardo-bootstrap check`: prints the findings grouped, with their fixes; 0 when nothing
-/// fails, 1 otherwise.
-pub async fn check_command(s: &Settings) -> u8 {
-    let findings = run(s, None).await;
-    print!("{}", render(&findings));
-    u8::from(has_fail(&findings))
-}
-
-/// The findings as text: grouped (HERE, THERE, Bucardo, Tables, Jump box), each fix indented
-/// under its finding, and a count at the end.
-pub fn render(findings: &[Finding]) -> String {
-    let mut groups: Vec<&str> = vec![HERE, THERE, BUCARDO, TABLES, JUMP_BOX];
-    for f in findings {
-        if !groups.contains(&f.group.as_str()) {
-            groups.push(&f.group);
-        }
-    }
-    let mut out = String::new();
-    for g in groups {
-        let in_group: Vec<&Finding> = findings.iter().filter(|f| f.group == g).collect();
-        if in_group.is_empty() {
-            continue;
-        }
-        out.push_str(&format!("{g}\n"));
-        for f in in_group {
-            let tag = match f.severity {
-                Severity::Pass => "PASS",
-                Severity::Warn => "WARN",
-                Severity::Fail => "FAIL",
-            };
-            out.push_str(&format!("  {tag}  {}: {}\n", f.check, f.message));
-            if let Some(fix) = &f.fix {
-                for (i, line) in fix.lines().enumerate() {
-                    let lead = if i == 0 { "fix: " } else { "     " };
-                    out.push_str(&format!("        {lead}{line}\n"));
-                }
-            }
-        }
-    }
-    let n = |sev| findings.iter().filter(|f| f.severity == sev).count();
-    out.push_str(&format!(
-        "{} fail, {} warn, {} pass\n",
-        n(Severity::Fail),
-        n(Severity::Warn),
-        n(Severity::Pass)
-    ));
-    out
 }
 
 /// A read-only session with short timeouts, so that a lock held elsewhere cannot hang preflight.
@@ -293,21 +273,5 @@ mod tests {
         // A slow round trip explains a difference it covers.
         let f = clock_findings(r(1.5, 0.8), None, 1.0);
         assert_eq!(f[0].severity, Severity::Pass);
-    }
-
-    #[test]
-    fn render_groups_and_indents_fixes() {
-        let f = vec![
-            Finding::pass(THERE, "connect", "ok"),
-            Finding::fail(HERE, "privileges", "missing", Some("a;\nb;".into())),
-        ];
-        let text = render(&f);
-        assert!(
-            text.starts_with(
-                "HERE\n  FAIL  privileges: missing\n        fix: a;\n             b;\nTHERE\n"
-            ),
-            "{text}"
-        );
-        assert!(text.ends_with("1 fail, 0 warn, 1 pass\n"));
     }
 }

@@ -6,8 +6,10 @@
 use crate::engine::daemon::Daemon;
 use crate::engine::event::TableVerdict;
 use crate::engine::plan::StepKind;
+use crate::engine::runner::RunEnd;
 use crate::engine::status::SyncStatus;
-use crate::tui::screens::run::{RunState, StepState};
+use crate::session::state::{RunState, StepState};
+use crate::session::text;
 use crate::tui::theme;
 use crate::tui::widgets::{fit, fmt_duration, fmt_thousands, spinner, truncate, wrap, Ui};
 use ratatui::buffer::Buffer;
@@ -62,24 +64,14 @@ fn phase_of(kind: StepKind) -> &'static str {
 
 impl DoneState {
     pub fn from_run(run: &RunState, log_path: Option<PathBuf>, ui: Ui) -> DoneState {
-        let ok = run.finished.as_ref().is_some_and(|f| f.ok);
-        let aborted = run.aborting || run.result.as_ref().is_some_and(|r| r.aborted);
-        let summary = run
-            .finished
-            .as_ref()
-            .map(|f| f.summary.clone())
-            .unwrap_or_default();
-        let headline = if ok {
-            format!("{} Bootstrap complete: {summary}", theme::OK)
-        } else if aborted {
-            format!("{} Aborted by the operator", theme::ABORTED)
-        } else {
-            let at = run
-                .failed_step()
-                .map(|s| format!(" at step {} ({})", s.id + 1, s.title))
-                .unwrap_or_default();
-            format!("{} The bootstrap failed{at}: {summary}", theme::FAIL)
+        let end = run.end().unwrap_or(RunEnd::Aborted { step: None });
+        let ok = matches!(end, RunEnd::Completed);
+        let sym = match end {
+            RunEnd::Completed => theme::OK,
+            RunEnd::Aborted { .. } => theme::ABORTED,
+            RunEnd::Failed { .. } => theme::FAIL,
         };
+        let headline = format!("{sym} {}", text::headline(run, &end));
         let mut phases: Vec<(String, Duration)> = Vec::new();
         for s in &run.steps {
             let Some(e) = s.elapsed else { continue };
@@ -100,7 +92,7 @@ impl DoneState {
             ui,
             ok,
             headline,
-            db_state: run.db_state(),
+            db_state: text::db_state(run),
             verdicts: run.verdicts.clone(),
             total: phases.iter().map(|(_, d)| *d).sum(),
             phases,

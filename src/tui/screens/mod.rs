@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod done;
 pub mod preflight;
+pub mod resume;
 pub mod review;
 pub mod run;
 pub mod tables;

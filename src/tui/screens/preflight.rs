@@ -39,7 +39,7 @@ impl PreflightState {
         out
     }
 
-    fn lines(&self, width: usize) -> Vec<Line<'static>> {
+    pub fn lines(&self, width: usize) -> Vec<Line<'static>> {
         let t = self.ui.theme;
         let mut out = Vec::new();
         for (group, findings) in self.groups() {

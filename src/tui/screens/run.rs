@@ -1,15 +1,12 @@
-//! The Run screen: the reducer that folds the runner's [`RunEvent`]s into render-ready state
-//! (step states and durations, per-table copy progress from deltas, the log pane, the confirm
-//! gate), and its rendering: step list, progress bars with rate and ETA, log pane, gate overlay.
-//! It also says, from the steps that finished, what state the databases are in after an abort
-//! or a failure.
+//! The Run screen: the session's [`RunState`] with what only a screen needs (the theme and clock,
+//! the log's scroll position, the gate's highlighted button), and its rendering: step list,
+//! progress bars with rate and ETA, log pane, gate overlay.
 
-use crate::engine::event::{
-    ConfirmMode, CopyEvent, GateReply, LogLevel, RunEvent, StepId, StepOutcome, TableVerdict,
-};
-use crate::engine::ident::TableName;
-use crate::engine::plan::{command_lines, Plan, StepKind};
-use crate::engine::runner::RunResult;
+use crate::engine::event::{ConfirmMode, GateReply, LogLevel, RunEvent};
+use crate::engine::plan::Plan;
+use crate::engine::runner::RunEnd;
+pub use crate::session::state::{RunState, StepState, TableProgress, TableStatus};
+use crate::session::text;
 use crate::tui::theme;
 use crate::tui::widgets::{
     centered, fit, fmt_bytes, fmt_count, fmt_duration, popup, spinner, truncate, wrap, Ui,
@@ -19,438 +16,52 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, LineGauge, Paragraph, Widget};
-use std::collections::VecDeque;
 use std::time::Duration;
 
-/// The log pane keeps this many lines (the log file keeps everything).
-pub const LOG_CAPACITY: usize = 5000;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StepState {
-    Pending,
-    Awaiting,
-    Running {
-        since: Duration,
-    },
-    Done,
-    /// Finished by an earlier run of the same plan (the journal); not run again.
-    AlreadyDone,
-    Skipped,
-    Failed(String),
-    Aborted,
-}
-
+/// A run as the Run screen shows it.
 #[derive(Clone, Debug)]
-pub struct StepRow {
-    pub id: StepId,
-    pub title: String,
-    pub kind: StepKind,
-    pub why: String,
-    /// The step's commands as shown on the Review screen.
-    pub commands: Vec<String>,
-    pub state: StepState,
-    pub elapsed: Option<Duration>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TableStatus {
-    Waiting,
-    Copying,
-    Done,
-    Failed(String),
-    /// The run ended while this table was copying (another table failed, or an abort).
-    Stopped,
-}
-
-/// One table's copy, reduced from `CopyEvent` deltas.
-#[derive(Clone, Debug)]
-pub struct TableProgress {
-    pub table: TableName,
-    pub est_rows: i64,
-    pub est_bytes: i64,
-    pub rows: u64,
-    pub bytes: u64,
-    pub started_at: Option<Duration>,
-    pub elapsed: Option<Duration>,
-    pub status: TableStatus,
-    /// Rows THERE reports having taken (`pg_stat_progress_copy`), a cross-check of `rows`.
-    pub there_rows: Option<u64>,
-    /// The deferred index THERE is building for it now, with the build's phase.
-    pub index_phase: Option<String>,
-}
-
-impl TableProgress {
-    fn waiting(table: TableName, est_rows: i64, est_bytes: i64) -> TableProgress {
-        TableProgress {
-            table,
-            est_rows,
-            est_bytes,
-            rows: 0,
-            bytes: 0,
-            started_at: None,
-            elapsed: None,
-            status: TableStatus::Waiting,
-            there_rows: None,
-            index_phase: None,
-        }
-    }
-
-    /// Share done, against the row estimate (or the size when there is none). Estimates can be
-    /// low, so an unfinished table never shows 100 %.
-    pub fn ratio(&self) -> f64 {
-        if self.status == TableStatus::Done {
-            return 1.0;
-        }
-        let r = if self.est_rows > 0 {
-            self.rows as f64 / self.est_rows as f64
-        } else if self.est_bytes > 0 {
-            self.bytes as f64 / self.est_bytes as f64
-        } else {
-            0.0
-        };
-        r.clamp(0.0, 0.99)
-    }
-
-    pub fn time(&self, now: Duration) -> Option<Duration> {
-        self.elapsed
-            .or_else(|| self.started_at.map(|s| now.saturating_sub(s)))
-    }
-
-    /// Bytes per second.
-    pub fn rate(&self, now: Duration) -> Option<f64> {
-        let secs = self.time(now)?.as_secs_f64();
-        (secs > 0.0).then(|| self.bytes as f64 / secs)
-    }
-
-    pub fn eta(&self, now: Duration) -> Option<Duration> {
-        if self.status != TableStatus::Copying {
-            return None;
-        }
-        let secs = self.time(now)?.as_secs_f64();
-        let (done, total) = if self.est_rows > 0 {
-            (self.rows as f64, self.est_rows as f64)
-        } else {
-            (self.bytes as f64, self.est_bytes as f64)
-        };
-        if done <= 0.0 || secs <= 0.0 || total <= 0.0 {
-            return None;
-        }
-        Some(Duration::from_secs_f64(
-            ((total - done).max(0.0)) / (done / secs),
-        ))
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogLine {
-    pub level: LogLevel,
-    pub message: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Finish {
-    pub ok: bool,
-    pub summary: String,
-}
-
-#[derive(Clone, Debug)]
-pub struct RunState {
+pub struct RunView {
+    pub run: RunState,
     pub ui: Ui,
-    pub mode: ConfirmMode,
-    /// Bucardo's sync name, for the commands in the "state of the databases" advice.
-    pub sync: String,
-    pub steps: Vec<StepRow>,
-    pub tables: Vec<TableProgress>,
-    pub log: VecDeque<LogLine>,
     /// Lines scrolled up from the newest; 0 follows the log.
     pub log_scroll: usize,
-    pub gate: Option<StepId>,
+    /// The gate's highlighted button.
     pub gate_choice: GateReply,
-    pub started_at: Duration,
-    pub copy_started: Option<Duration>,
-    pub copy_ended: Option<Duration>,
-    pub verdicts: Vec<TableVerdict>,
-    pub aborting: bool,
-    pub finished: Option<Finish>,
-    pub result: Option<RunResult>,
 }
 
-impl RunState {
-    pub fn new(plan: &Plan, mode: ConfirmMode, sync: &str, ui: Ui) -> RunState {
-        let steps = plan
-            .steps
-            .iter()
-            .map(|s| StepRow {
-                id: s.id,
-                title: s.title.clone(),
-                kind: s.kind,
-                why: s.why.clone(),
-                commands: s.commands.iter().flat_map(command_lines).collect(),
-                state: if s.already_done {
-                    StepState::AlreadyDone
-                } else {
-                    StepState::Pending
-                },
-                elapsed: None,
-            })
-            .collect();
-        let mut tables: Vec<TableProgress> = plan
-            .tables
-            .iter()
-            .map(|t| TableProgress::waiting(t.name.clone(), t.est_rows, t.total_bytes))
-            .collect();
-        // The copy goes largest first; list the tables in that order.
-        tables.sort_by(|a, b| b.est_bytes.cmp(&a.est_bytes).then(a.table.cmp(&b.table)));
-        RunState {
+impl RunView {
+    pub fn new(plan: &Plan, mode: ConfirmMode, sync: &str, ui: Ui) -> RunView {
+        RunView {
+            run: RunState::new(plan, mode, sync, ui.now),
             ui,
-            mode,
-            sync: sync.to_string(),
-            steps,
-            tables,
-            log: VecDeque::new(),
             log_scroll: 0,
-            gate: None,
             gate_choice: GateReply::Proceed,
-            started_at: ui.now,
-            copy_started: None,
-            copy_ended: None,
-            verdicts: Vec::new(),
-            aborting: false,
-            finished: None,
-            result: None,
         }
     }
 
     pub fn running(&self) -> bool {
-        self.finished.is_none()
+        self.run.running()
     }
 
-    fn table_mut(&mut self, t: &TableName) -> &mut TableProgress {
-        let idx = match self.tables.iter().position(|p| &p.table == t) {
-            Some(i) => i,
-            None => {
-                self.tables.push(TableProgress::waiting(t.clone(), 0, 0));
-                self.tables.len() - 1
-            }
-        };
-        &mut self.tables[idx]
-    }
-
-    fn push_log(&mut self, level: LogLevel, message: String) {
-        for line in message.lines() {
-            self.log.push_back(LogLine {
-                level,
-                message: line.to_string(),
-            });
-            if self.log_scroll > 0 {
-                self.log_scroll += 1;
-            }
-        }
-        while self.log.len() > LOG_CAPACITY {
-            self.log.pop_front();
-        }
-        self.log_scroll = self.log_scroll.min(self.log.len());
-    }
-
-    /// Folds one runner event into the state; `self.ui.now` stamps it.
+    /// Folds an event into the run at the screen's clock; a scrolled-up log keeps its place.
     pub fn apply(&mut self, ev: RunEvent) {
-        let now = self.ui.now;
-        match ev {
-            RunEvent::Started { .. } => self.started_at = now,
-            RunEvent::AwaitingConfirm { step } => {
-                self.gate = Some(step);
-                self.gate_choice = GateReply::Proceed;
-                if let Some(s) = self.steps.get_mut(step) {
-                    s.state = StepState::Awaiting;
-                }
-            }
-            RunEvent::StepStarted { step } => {
-                if let Some(s) = self.steps.get_mut(step) {
-                    s.state = StepState::Running { since: now };
-                }
-            }
-            RunEvent::StepFinished {
-                step,
-                outcome,
-                elapsed,
-            } => {
-                if self.gate == Some(step) {
-                    self.gate = None;
-                }
-                if let Some(s) = self.steps.get_mut(step) {
-                    s.state = match outcome {
-                        StepOutcome::Done => StepState::Done,
-                        StepOutcome::AlreadyDone => StepState::AlreadyDone,
-                        StepOutcome::Skipped => StepState::Skipped,
-                        StepOutcome::Failed(e) => StepState::Failed(e),
-                        StepOutcome::Aborted => StepState::Aborted,
-                    };
-                    s.elapsed = Some(elapsed);
-                    if s.kind == StepKind::CopyData && self.copy_started.is_some() {
-                        self.copy_ended.get_or_insert(now);
-                    }
-                }
-            }
-            RunEvent::Copy(c) => self.apply_copy(c, now),
-            RunEvent::Verified(v) => {
-                self.verdicts.retain(|x| x.table != v.table);
-                self.verdicts.push(v);
-            }
-            RunEvent::Log { level, message } => self.push_log(level, message),
-            RunEvent::Finished { ok, summary } => {
-                self.gate = None;
-                self.finished = Some(Finish { ok, summary });
-                for p in self
-                    .tables
-                    .iter_mut()
-                    .filter(|p| p.status == TableStatus::Copying)
-                {
-                    p.elapsed = p.time(now);
-                    p.status = TableStatus::Stopped;
-                }
-            }
+        if matches!(ev, RunEvent::AwaitingConfirm { .. }) {
+            self.gate_choice = GateReply::Proceed;
         }
-    }
-
-    fn apply_copy(&mut self, c: CopyEvent, now: Duration) {
-        match c {
-            CopyEvent::TableStarted {
-                table,
-                est_rows,
-                est_bytes,
-            } => {
-                self.copy_started.get_or_insert(now);
-                let p = self.table_mut(&table);
-                p.est_rows = est_rows;
-                p.est_bytes = est_bytes;
-                p.rows = 0;
-                p.bytes = 0;
-                p.started_at = Some(now);
-                p.status = TableStatus::Copying;
-            }
-            CopyEvent::Advanced { table, rows, bytes } => {
-                let p = self.table_mut(&table);
-                p.rows += rows;
-                p.bytes += bytes;
-                if p.status == TableStatus::Waiting {
-                    p.status = TableStatus::Copying;
-                    p.started_at = Some(now);
-                }
-            }
-            CopyEvent::TableFinished {
-                table,
-                rows,
-                bytes,
-                elapsed,
-                ..
-            } => {
-                let p = self.table_mut(&table);
-                p.rows = rows;
-                p.bytes = bytes;
-                p.elapsed = Some(elapsed);
-                p.status = TableStatus::Done;
-            }
-            CopyEvent::TableFailed { table, error } => {
-                let p = self.table_mut(&table);
-                p.elapsed = p.time(now);
-                p.status = TableStatus::Failed(error);
-            }
-            CopyEvent::ThereRows { table, rows } => {
-                self.table_mut(&table).there_rows = Some(rows);
-            }
-            CopyEvent::IndexPhase {
-                table,
-                index,
-                phase,
-                percent,
-            } => {
-                let pct = percent.map(|p| format!(" {p}%")).unwrap_or_default();
-                let phase = phase.strip_prefix("building index: ").unwrap_or(&phase);
-                self.table_mut(&table).index_phase = Some(format!("index {index}: {phase}{pct}"));
-            }
-            // Ranges are the journal's business; the bar counts rows.
-            CopyEvent::TableSplit { .. } | CopyEvent::RangeDone { .. } => {}
+        self.run.now = self.ui.now;
+        let before = self.run.log_total;
+        self.run.apply(ev);
+        if self.log_scroll > 0 {
+            self.log_scroll += (self.run.log_total - before) as usize;
         }
-    }
-
-    pub fn current_step(&self) -> Option<&StepRow> {
-        self.steps
-            .iter()
-            .find(|s| matches!(s.state, StepState::Running { .. } | StepState::Awaiting))
-            .or_else(|| {
-                self.steps
-                    .iter()
-                    .rev()
-                    .find(|s| s.state != StepState::Pending)
-            })
-    }
-
-    pub fn failed_step(&self) -> Option<&StepRow> {
-        self.steps
-            .iter()
-            .find(|s| matches!(s.state, StepState::Failed(_)))
-    }
-
-    fn done(&self, kind: StepKind) -> bool {
-        self.steps
-            .iter()
-            .any(|s| s.kind == kind && matches!(s.state, StepState::Done | StepState::AlreadyDone))
-    }
-
-    fn started(&self, kind: StepKind) -> bool {
-        self.steps.iter().any(|s| {
-            s.kind == kind
-                && !matches!(
-                    s.state,
-                    StepState::Pending | StepState::Awaiting | StepState::Skipped
-                )
-        })
-    }
-
-    /// What state HERE, THERE and Bucardo are in, judged by the steps that finished, and the
-    /// two ways on: run the same bootstrap again (the journal skips what is done) or undo it.
-    pub fn db_state(&self) -> String {
-        let sync = &self.sync;
-        let onward = "Run the wizard again with the same settings to resume (finished steps are skipped), or undo everything with `bucardo-bootstrap cleanup`.";
-        if self.done(StepKind::Verify) {
-            format!("Both databases replicate through sync {sync} and were verified identical.")
-        } else if self.done(StepKind::Enable) {
-            "The sync is active: Bucardo replicates both ways. Deltas logged during the copy may still be replaying; watch `bucardo-bootstrap status`, then run `bucardo-bootstrap verify`.".into()
-        } else if self.done(StepKind::CopyData) {
-            format!(
-                "THERE holds the copy. Bucardo's triggers log every change since then on both sides, but sync {sync} is inactive, so nothing replicates yet. {onward}"
-            )
-        } else if self.done(StepKind::AddSync) {
-            let copy = if self.started(StepKind::CopyData) {
-                " and may hold part of the copy"
-            } else {
-                ""
-            };
-            format!(
-                "Bucardo's triggers are logging deltas on HERE and THERE, but nothing replicates yet (sync {sync} is inactive); THERE has the schema{copy}. {onward}"
-            )
-        } else if self.done(StepKind::AddDatabases)
-            || self.done(StepKind::AddTables)
-            || self.done(StepKind::AddDbgroup)
-        {
-            format!("Nothing replicates and no trigger logs changes yet; THERE has the schema and Bucardo knows some of the names. {onward}")
-        } else if self.done(StepKind::CopySchema) || self.done(StepKind::CreateDatabase) {
-            format!("Nothing replicates yet; THERE has the schema and no rows, and HERE is unchanged. {onward}")
-        } else if self
-            .steps
-            .iter()
-            .any(|s| matches!(s.state, StepState::Done | StepState::AlreadyDone))
-        {
-            "Only preparation ran (roles, Bucardo's control database or daemon); no table changed on either side.".into()
-        } else {
-            "Nothing changed on either database.".into()
-        }
+        self.log_scroll = self.log_scroll.min(self.run.log.len());
     }
 
     fn step_lines(&self, rows: usize, width: usize) -> Vec<Line<'static>> {
         let t = self.ui.theme;
         let now = self.ui.now;
         let focus = self
+            .run
             .steps
             .iter()
             .position(|s| {
@@ -460,15 +71,17 @@ impl RunState {
                 )
             })
             .unwrap_or_else(|| {
-                self.steps
+                self.run
+                    .steps
                     .iter()
                     .rposition(|s| s.state != StepState::Pending)
                     .unwrap_or(0)
             });
         let first = (focus + 2)
             .saturating_sub(rows)
-            .min(self.steps.len().saturating_sub(rows));
-        self.steps
+            .min(self.run.steps.len().saturating_sub(rows));
+        self.run
+            .steps
             .iter()
             .skip(first)
             .take(rows)
@@ -510,15 +123,16 @@ impl RunState {
     fn render_steps(&self, area: Rect, buf: &mut Buffer) {
         let t = self.ui.theme;
         let done = self
+            .run
             .steps
             .iter()
             .filter(|s| s.state == StepState::Done)
             .count();
-        let mode = match self.mode {
+        let mode = match self.run.mode {
             ConfirmMode::Automatic => "automatic",
             ConfirmMode::EachStep => "confirm each",
         };
-        let title = format!(" Steps {done}/{} · {mode} ", self.steps.len());
+        let title = format!(" Steps {done}/{} · {mode} ", self.run.steps.len());
         let rows = area.height.saturating_sub(2) as usize;
         let lines = self.step_lines(rows, area.width.saturating_sub(2) as usize);
         Paragraph::new(lines)
@@ -531,8 +145,9 @@ impl RunState {
     }
 
     fn totals(&self) -> (u64, u64, u64, usize) {
-        let rows: u64 = self.tables.iter().map(|p| p.rows).sum();
+        let rows: u64 = self.run.tables.iter().map(|p| p.rows).sum();
         let est: u64 = self
+            .run
             .tables
             .iter()
             .map(|p| {
@@ -543,8 +158,9 @@ impl RunState {
                 }
             })
             .sum();
-        let bytes: u64 = self.tables.iter().map(|p| p.bytes).sum();
+        let bytes: u64 = self.run.tables.iter().map(|p| p.bytes).sum();
         let done = self
+            .run
             .tables
             .iter()
             .filter(|p| p.status == TableStatus::Done)
@@ -557,7 +173,7 @@ impl RunState {
         let now = self.ui.now;
         let (rows, est, bytes, done) = self.totals();
         let block = Block::default().borders(Borders::ALL).title(Span::styled(
-            format!(" Copy {done}/{} tables ", self.tables.len()),
+            format!(" Copy {done}/{} tables ", self.run.tables.len()),
             t.bold(),
         ));
         let inner = block.inner(area);
@@ -567,8 +183,9 @@ impl RunState {
         }
         let w = inner.width as usize;
         let elapsed = self
+            .run
             .copy_started
-            .map(|s| self.copy_ended.unwrap_or(now).saturating_sub(s));
+            .map(|s| self.run.copy_ended.unwrap_or(now).saturating_sub(s));
         let rate = elapsed
             .map(|e| e.as_secs_f64())
             .filter(|s| *s > 0.0)
@@ -578,7 +195,7 @@ impl RunState {
         } else {
             0.0
         };
-        let eta = match (elapsed, self.copy_ended) {
+        let eta = match (elapsed, self.run.copy_ended) {
             (Some(e), None) if rows > 0 && est > rows => Some(Duration::from_secs_f64(
                 (est - rows) as f64 / (rows as f64 / e.as_secs_f64().max(0.001)),
             )),
@@ -646,7 +263,7 @@ impl RunState {
             TableStatus::Waiting => 2,
             TableStatus::Done => 3,
         };
-        let mut order: Vec<&TableProgress> = self.tables.iter().collect();
+        let mut order: Vec<&TableProgress> = self.run.tables.iter().collect();
         order.sort_by_key(|p| rank(p));
         let room = (inner.y + inner.height).saturating_sub(y) as usize / 2;
         for p in order.iter().take(room) {
@@ -756,16 +373,17 @@ impl RunState {
         let t = self.ui.theme;
         let rows = area.height.saturating_sub(2) as usize;
         let w = area.width.saturating_sub(2) as usize;
-        let end = self.log.len().saturating_sub(self.log_scroll);
+        let end = self.run.log.len().saturating_sub(self.log_scroll);
         let start = end.saturating_sub(rows);
         let lines: Vec<Line> = self
+            .run
             .log
             .iter()
             .skip(start)
             .take(end - start)
             .map(|l| {
                 let (sym, style) = match l.level {
-                    LogLevel::Info => (" ", Style::new()),
+                    LogLevel::Info | LogLevel::Notice => (" ", Style::new()),
                     LogLevel::Warn => (theme::WARN, t.warn()),
                     LogLevel::Error => (theme::FAIL, t.fail()),
                 };
@@ -776,7 +394,7 @@ impl RunState {
             })
             .collect();
         let title = if self.log_scroll == 0 {
-            format!(" Log · {} lines · following ", self.log.len())
+            format!(" Log · {} lines · following ", self.run.log.len())
         } else {
             format!(" Log · {} lines up · End: follow ", self.log_scroll)
         };
@@ -793,35 +411,38 @@ impl RunState {
     /// abort it says at once what state the databases are in.
     fn banner_lines(&self, width: usize) -> Vec<Line<'static>> {
         let t = self.ui.theme;
-        let (style, text) = match &self.finished {
-            Some(Finish { ok: true, summary }) => (
+        let (style, text) = match (&self.run.finished, self.run.end()) {
+            (Some(_), Some(end @ RunEnd::Completed)) => (
                 t.ok().patch(t.bold()),
-                format!("{} Finished: {summary}. Enter: summary", theme::OK),
+                format!(
+                    "{} {}. Enter: summary",
+                    theme::OK,
+                    text::headline(&self.run, &end)
+                ),
             ),
-            Some(Finish { ok: false, summary }) => {
-                let aborted = self.aborting || self.result.as_ref().is_some_and(|r| r.aborted);
-                let head = if aborted {
-                    format!("{} Aborted.", theme::ABORTED)
+            (Some(_), Some(end)) => {
+                let sym = if matches!(end, RunEnd::Aborted { .. }) {
+                    theme::ABORTED
                 } else {
-                    let at = self
-                        .failed_step()
-                        .map(|s| format!(" at step {} ({})", s.id + 1, s.title))
-                        .unwrap_or_default();
-                    format!("{} Failed{at}: {summary}.", theme::FAIL)
+                    theme::FAIL
                 };
                 (
                     t.fail(),
-                    format!("{head} {} Enter: summary", self.db_state()),
+                    format!(
+                        "{sym} {}. {} Enter: summary",
+                        text::headline(&self.run, &end),
+                        text::db_state(&self.run)
+                    ),
                 )
             }
-            None if self.aborting => (
+            _ if self.run.aborting => (
                 t.fail(),
                 format!(
                     "{} Aborting: stopping at the next safe point…",
                     spinner(self.ui.now)
                 ),
             ),
-            None => return vec![],
+            _ => return vec![],
         };
         wrap(&text, width)
             .into_iter()
@@ -831,7 +452,7 @@ impl RunState {
     }
 
     fn render_gate(&self, area: Rect, buf: &mut Buffer) {
-        let Some(step) = self.gate.and_then(|id| self.steps.get(id)) else {
+        let Some(step) = self.run.gate.and_then(|id| self.run.steps.get(id)) else {
             return;
         };
         let t = self.ui.theme;
@@ -891,12 +512,12 @@ impl RunState {
             button("Abort (a)", GateReply::Abort),
         ]));
         let h = lines.len() as u16 + 2;
-        let title = format!("Step {} of {}: proceed?", step.id + 1, self.steps.len());
+        let title = format!("Step {} of {}: proceed?", step.id + 1, self.run.steps.len());
         popup(centered(area, w, h), buf, &title, lines, t);
     }
 }
 
-impl Widget for &RunState {
+impl Widget for &RunView {
     /// ```text
     ///  banner (finished, failed or aborting)
     /// ┌ Steps 10/15 ─────────┐┌ Copy 2/6 tables ───────────────────┐
@@ -912,8 +533,8 @@ impl Widget for &RunState {
         let banner_h = banner.len() as u16;
         let avail = area.height.saturating_sub(banner_h);
         let log_h = (avail / 3).max(6);
-        let copy_need = 4 + 2 * self.tables.len() as u16;
-        let top_need = (self.steps.len() as u16 + 2).max(copy_need).max(8);
+        let copy_need = 4 + 2 * self.run.tables.len() as u16;
+        let top_need = (self.run.steps.len() as u16 + 2).max(copy_need).max(8);
         let top_h = top_need.min(avail.saturating_sub(log_h));
         let [banner_area, top, log_area] = Layout::vertical([
             Constraint::Length(banner_h),

@@ -1,0 +1,180 @@
+//! Preparing and starting a run, the same way for every front end: find a bootstrap that an
+//! earlier run started (wizard or headless), build the plan with what is done marked, choose the
+//! checks that still matter, then start the runner with its journal, executor, channels,
+//! cancellation and (outside the wizard, which reads Ctrl-C as a key) the Ctrl-C handler.
+
+use crate::engine::error::EngineError;
+use crate::engine::event::{ConfirmMode, GateReply, RunEvent};
+use crate::engine::exec::{self, LiveExecutor};
+use crate::engine::ident::TableName;
+use crate::engine::journal::{Journal, JournalData};
+use crate::engine::plan::{self, Plan};
+use crate::engine::preflight::{self, Finding};
+use crate::engine::runner::{self, RunResult};
+use crate::engine::settings::{Settings, TableSelection};
+use std::path::PathBuf;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Runner events in flight between the runner and a front end.
+const EVENT_CAPACITY: usize = 1024;
+
+/// A bootstrap that an earlier run of these servers and names started and did not finish.
+#[derive(Clone, Debug)]
+pub struct Earlier {
+    pub journal_path: PathBuf,
+    pub journal: JournalData,
+    /// The tables it replicates, in the plan's order.
+    pub tables: Vec<TableName>,
+}
+
+impl Earlier {
+    /// The settings of that bootstrap: these connections and names, its tables.
+    pub fn settings(&self, s: &Settings) -> Settings {
+        let mut s = s.clone();
+        s.tables = TableSelection::List(self.tables.clone());
+        s
+    }
+}
+
+/// Finds the journal of a bootstrap begun with these servers and Bucardo names, whatever tables
+/// the caller has (or has not yet) chosen: every journal records its tables, and its fingerprint
+/// is computed again from the caller's connections with those tables. The newest wins. A journal
+/// written before tables were recorded is found when the caller's selection resolves to its plan.
+pub async fn find_earlier(s: &Settings) -> Result<Option<Earlier>, EngineError> {
+    let mut found: Option<Earlier> = None;
+    for entry in std::fs::read_dir(s.state_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !(name.starts_with("journal-") && name.ends_with(".json")) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let Ok(data) = serde_json::from_str::<JournalData>(&text) else {
+            continue;
+        };
+        let started =
+            !(data.steps_done.is_empty() && data.tables_done.is_empty() && data.ranges.is_empty());
+        if !started
+            || data.tables.is_empty()
+            || plan::fingerprint_names(s, &data.tables) != data.fingerprint
+        {
+            continue;
+        }
+        if found
+            .as_ref()
+            .is_none_or(|f| f.journal.updated < data.updated)
+        {
+            found = Some(Earlier {
+                journal_path: entry.path(),
+                tables: data.tables.clone(),
+                journal: data,
+            });
+        }
+    }
+    if found.is_none() && exec::resuming(s).await? {
+        let (plan, journal) = exec::prepare(s, false).await?;
+        found = Some(Earlier {
+            journal_path: journal.path().to_path_buf(),
+            tables: plan.tables.iter().map(|t| t.name.clone()).collect(),
+            journal: journal.data,
+        });
+    }
+    Ok(found)
+}
+
+/// Whether the plan these settings describe was started by an earlier run (its journal has
+/// records), unless `restart` forgets it.
+pub async fn resuming(s: &Settings, restart: bool) -> Result<bool, EngineError> {
+    Ok(!restart && exec::resuming(s).await?)
+}
+
+/// A plan ready to run.
+#[derive(Debug)]
+pub struct Prepared {
+    pub plan: Plan,
+    pub journal: Journal,
+}
+
+impl Prepared {
+    /// An earlier run of this plan finished something: the run resumes.
+    pub fn resuming(&self) -> bool {
+        !self.journal.is_empty()
+    }
+}
+
+/// Builds the plan for `s` and opens its journal (forgotten with `restart`), marking the steps an
+/// earlier run finished.
+pub async fn prepare(s: &Settings, restart: bool) -> Result<Prepared, EngineError> {
+    let (plan, journal) = exec::prepare(s, restart).await?;
+    Ok(Prepared { plan, journal })
+}
+
+/// The checks before a run. A fresh bootstrap gets the whole preflight; a resumed one only what
+/// still matters ([`preflight::resume_checks`]), since the names taken and the rows on THERE are
+/// the earlier run's own work.
+pub async fn checks(
+    s: &Settings,
+    resuming: bool,
+    tables: Option<&[crate::engine::catalog::TableInfo]>,
+) -> Vec<Finding> {
+    if resuming {
+        preflight::resume_checks(s).await
+    } else {
+        preflight::run(s, tables).await
+    }
+}
+
+/// Whether Ctrl-C (SIGINT) cancels the run at a safe point. The wizard reads Ctrl-C as a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    CtrlC,
+    Ignore,
+}
+
+/// A running bootstrap: its events, the gate replies, the cancel, and its end.
+pub struct RunHandle {
+    pub events: mpsc::Receiver<RunEvent>,
+    pub gate: mpsc::Sender<GateReply>,
+    pub cancel: CancellationToken,
+    pub done: tokio::task::JoinHandle<RunResult>,
+}
+
+/// Starts `plan`: opens its journal, builds the live executor and spawns the runner.
+pub fn start(
+    plan: Plan,
+    settings: Settings,
+    mode: ConfirmMode,
+    interrupt: Interrupt,
+) -> Result<RunHandle, EngineError> {
+    let mut journal = Journal::open(&settings.state_dir(), &plan.fingerprint)?;
+    journal.data.tables = plan.tables.iter().map(|t| t.name.clone()).collect();
+    let executor = LiveExecutor::new(settings, journal)?;
+    let (etx, erx) = mpsc::channel::<RunEvent>(EVENT_CAPACITY);
+    let (gtx, mut grx) = mpsc::channel::<GateReply>(8);
+    let cancel = CancellationToken::new();
+    if interrupt == Interrupt::CtrlC {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupted: stopping at a safe point...");
+                c.cancel();
+            }
+        });
+    }
+    let runner_cancel = cancel.clone();
+    let done = tokio::spawn(async move {
+        runner::run(&plan, &executor, mode, &mut grx, &etx, &runner_cancel).await
+    });
+    Ok(RunHandle {
+        events: erx,
+        gate: gtx,
+        cancel,
+        done,
+    })
+}

@@ -1,0 +1,428 @@
+//! The state of a run as its events fold into it: each step's state and time, per-table copy
+//! progress (rows, bytes, rate, ETA, THERE's own count, index phases), verdicts, the log, the
+//! open confirm gate and how the run ended. Every front end reads this one fold: the wizard's
+//! Run and Done screens, plain mode and the headless printer. The clock is passed in (`now`), so
+//! the figures are testable without waiting.
+
+use crate::engine::event::{
+    ConfirmMode, CopyEvent, LogLevel, RunEvent, StepId, StepOutcome, TableVerdict,
+};
+use crate::engine::ident::TableName;
+use crate::engine::plan::{command_lines, Plan, StepKind};
+use crate::engine::runner::{RunEnd, RunResult};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// The log pane keeps this many lines (the log file keeps everything).
+pub const LOG_CAPACITY: usize = 5000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepState {
+    Pending,
+    Awaiting,
+    Running {
+        since: Duration,
+    },
+    Done,
+    /// Finished by an earlier run of the same plan (the journal); not run again.
+    AlreadyDone,
+    Skipped,
+    Failed(String),
+    Aborted,
+}
+
+#[derive(Clone, Debug)]
+pub struct StepRow {
+    pub id: StepId,
+    pub title: String,
+    pub kind: StepKind,
+    pub why: String,
+    /// The step's commands as shown on the Review screen.
+    pub commands: Vec<String>,
+    pub state: StepState,
+    pub elapsed: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TableStatus {
+    Waiting,
+    Copying,
+    Done,
+    Failed(String),
+    /// The run ended while this table was copying (another table failed, or an abort).
+    Stopped,
+}
+
+/// One table's copy, reduced from `CopyEvent` deltas.
+#[derive(Clone, Debug)]
+pub struct TableProgress {
+    pub table: TableName,
+    pub est_rows: i64,
+    pub est_bytes: i64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub started_at: Option<Duration>,
+    pub elapsed: Option<Duration>,
+    pub status: TableStatus,
+    /// Rows THERE reports having taken (`pg_stat_progress_copy`), a cross-check of `rows`.
+    pub there_rows: Option<u64>,
+    /// The deferred index THERE is building for it now, with the build's phase.
+    pub index_phase: Option<String>,
+}
+
+impl TableProgress {
+    fn waiting(table: TableName, est_rows: i64, est_bytes: i64) -> TableProgress {
+        TableProgress {
+            table,
+            est_rows,
+            est_bytes,
+            rows: 0,
+            bytes: 0,
+            started_at: None,
+            elapsed: None,
+            status: TableStatus::Waiting,
+            there_rows: None,
+            index_phase: None,
+        }
+    }
+
+    /// Share done, against the row estimate (or the size when there is none). Estimates can be
+    /// low, so an unfinished table never shows 100 %.
+    pub fn ratio(&self) -> f64 {
+        if self.status == TableStatus::Done {
+            return 1.0;
+        }
+        let r = if self.est_rows > 0 {
+            self.rows as f64 / self.est_rows as f64
+        } else if self.est_bytes > 0 {
+            self.bytes as f64 / self.est_bytes as f64
+        } else {
+            0.0
+        };
+        r.clamp(0.0, 0.99)
+    }
+
+    pub fn time(&self, now: Duration) -> Option<Duration> {
+        self.elapsed
+            .or_else(|| self.started_at.map(|s| now.saturating_sub(s)))
+    }
+
+    /// Bytes per second.
+    pub fn rate(&self, now: Duration) -> Option<f64> {
+        let secs = self.time(now)?.as_secs_f64();
+        (secs > 0.0).then(|| self.bytes as f64 / secs)
+    }
+
+    pub fn eta(&self, now: Duration) -> Option<Duration> {
+        if self.status != TableStatus::Copying {
+            return None;
+        }
+        let secs = self.time(now)?.as_secs_f64();
+        let (done, total) = if self.est_rows > 0 {
+            (self.rows as f64, self.est_rows as f64)
+        } else {
+            (self.bytes as f64, self.est_bytes as f64)
+        };
+        if done <= 0.0 || secs <= 0.0 || total <= 0.0 {
+            return None;
+        }
+        Some(Duration::from_secs_f64(
+            ((total - done).max(0.0)) / (done / secs),
+        ))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finish {
+    pub ok: bool,
+    pub summary: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunState {
+    /// The session's clock (time since the front end started), set by the front end before each
+    /// event; every time in here is measured on it.
+    pub now: Duration,
+    pub mode: ConfirmMode,
+    /// Bucardo's sync name, for the commands in the "state of the databases" advice.
+    pub sync: String,
+    pub steps: Vec<StepRow>,
+    pub tables: Vec<TableProgress>,
+    pub log: VecDeque<LogLine>,
+    /// Log lines ever added (the pane keeps the last [`LOG_CAPACITY`]).
+    pub log_total: u64,
+    pub gate: Option<StepId>,
+    pub started_at: Duration,
+    pub copy_started: Option<Duration>,
+    pub copy_ended: Option<Duration>,
+    pub verdicts: Vec<TableVerdict>,
+    pub aborting: bool,
+    pub finished: Option<Finish>,
+    pub result: Option<RunResult>,
+}
+
+impl RunState {
+    pub fn new(plan: &Plan, mode: ConfirmMode, sync: &str, now: Duration) -> RunState {
+        let steps = plan
+            .steps
+            .iter()
+            .map(|s| StepRow {
+                id: s.id,
+                title: s.title.clone(),
+                kind: s.kind,
+                why: s.why.clone(),
+                commands: s.commands.iter().flat_map(command_lines).collect(),
+                state: if s.already_done {
+                    StepState::AlreadyDone
+                } else {
+                    StepState::Pending
+                },
+                elapsed: None,
+            })
+            .collect();
+        let mut tables: Vec<TableProgress> = plan
+            .tables
+            .iter()
+            .map(|t| TableProgress::waiting(t.name.clone(), t.est_rows, t.total_bytes))
+            .collect();
+        // The copy goes largest first; list the tables in that order.
+        tables.sort_by(|a, b| b.est_bytes.cmp(&a.est_bytes).then(a.table.cmp(&b.table)));
+        RunState {
+            now,
+            mode,
+            sync: sync.to_string(),
+            steps,
+            tables,
+            log: VecDeque::new(),
+            log_total: 0,
+            gate: None,
+            started_at: now,
+            copy_started: None,
+            copy_ended: None,
+            verdicts: Vec::new(),
+            aborting: false,
+            finished: None,
+            result: None,
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.finished.is_none()
+    }
+
+    fn table_mut(&mut self, t: &TableName) -> &mut TableProgress {
+        let idx = match self.tables.iter().position(|p| &p.table == t) {
+            Some(i) => i,
+            None => {
+                self.tables.push(TableProgress::waiting(t.clone(), 0, 0));
+                self.tables.len() - 1
+            }
+        };
+        &mut self.tables[idx]
+    }
+
+    fn push_log(&mut self, level: LogLevel, message: String) {
+        for line in message.lines() {
+            self.log.push_back(LogLine {
+                level,
+                message: line.to_string(),
+            });
+            self.log_total += 1;
+        }
+        while self.log.len() > LOG_CAPACITY {
+            self.log.pop_front();
+        }
+    }
+
+    /// Folds one runner event into the state; `self.now` stamps it.
+    pub fn apply(&mut self, ev: RunEvent) {
+        let now = self.now;
+        match ev {
+            RunEvent::Started { .. } => self.started_at = now,
+            RunEvent::AwaitingConfirm { step } => {
+                self.gate = Some(step);
+                if let Some(s) = self.steps.get_mut(step) {
+                    s.state = StepState::Awaiting;
+                }
+            }
+            RunEvent::StepStarted { step } => {
+                if let Some(s) = self.steps.get_mut(step) {
+                    s.state = StepState::Running { since: now };
+                }
+            }
+            RunEvent::StepFinished {
+                step,
+                outcome,
+                elapsed,
+            } => {
+                if self.gate == Some(step) {
+                    self.gate = None;
+                }
+                if let Some(s) = self.steps.get_mut(step) {
+                    s.state = match outcome {
+                        StepOutcome::Done => StepState::Done,
+                        StepOutcome::AlreadyDone => StepState::AlreadyDone,
+                        StepOutcome::Skipped => StepState::Skipped,
+                        StepOutcome::Failed(e) => StepState::Failed(e),
+                        StepOutcome::Aborted => StepState::Aborted,
+                    };
+                    s.elapsed = Some(elapsed);
+                    if s.kind == StepKind::CopyData && self.copy_started.is_some() {
+                        self.copy_ended.get_or_insert(now);
+                    }
+                }
+            }
+            RunEvent::Copy(c) => self.apply_copy(c, now),
+            RunEvent::Verified(v) => {
+                self.verdicts.retain(|x| x.table != v.table);
+                self.verdicts.push(v);
+            }
+            RunEvent::Log { level, message } => self.push_log(level, message),
+            RunEvent::Finished { ok, summary } => {
+                self.gate = None;
+                self.finished = Some(Finish { ok, summary });
+                for p in self
+                    .tables
+                    .iter_mut()
+                    .filter(|p| p.status == TableStatus::Copying)
+                {
+                    p.elapsed = p.time(now);
+                    p.status = TableStatus::Stopped;
+                }
+            }
+        }
+    }
+
+    fn apply_copy(&mut self, c: CopyEvent, now: Duration) {
+        match c {
+            CopyEvent::TableStarted {
+                table,
+                est_rows,
+                est_bytes,
+            } => {
+                self.copy_started.get_or_insert(now);
+                let p = self.table_mut(&table);
+                p.est_rows = est_rows;
+                p.est_bytes = est_bytes;
+                p.rows = 0;
+                p.bytes = 0;
+                p.started_at = Some(now);
+                p.status = TableStatus::Copying;
+            }
+            CopyEvent::Advanced { table, rows, bytes } => {
+                let p = self.table_mut(&table);
+                p.rows += rows;
+                p.bytes += bytes;
+                if p.status == TableStatus::Waiting {
+                    p.status = TableStatus::Copying;
+                    p.started_at = Some(now);
+                }
+            }
+            CopyEvent::TableFinished {
+                table,
+                rows,
+                bytes,
+                elapsed,
+                ..
+            } => {
+                let p = self.table_mut(&table);
+                p.rows = rows;
+                p.bytes = bytes;
+                p.elapsed = Some(elapsed);
+                p.status = TableStatus::Done;
+            }
+            CopyEvent::TableFailed { table, error } => {
+                let p = self.table_mut(&table);
+                p.elapsed = p.time(now);
+                p.status = TableStatus::Failed(error);
+            }
+            CopyEvent::ThereRows { table, rows } => {
+                self.table_mut(&table).there_rows = Some(rows);
+            }
+            CopyEvent::IndexPhase {
+                table,
+                index,
+                phase,
+                percent,
+            } => {
+                let pct = percent.map(|p| format!(" {p}%")).unwrap_or_default();
+                let phase = phase.strip_prefix("building index: ").unwrap_or(&phase);
+                self.table_mut(&table).index_phase = Some(format!("index {index}: {phase}{pct}"));
+            }
+            // Ranges are the journal's business; the bar counts rows.
+            CopyEvent::TableSplit { .. } | CopyEvent::RangeDone { .. } => {}
+        }
+    }
+
+    pub fn current_step(&self) -> Option<&StepRow> {
+        self.steps
+            .iter()
+            .find(|s| matches!(s.state, StepState::Running { .. } | StepState::Awaiting))
+            .or_else(|| {
+                self.steps
+                    .iter()
+                    .rev()
+                    .find(|s| s.state != StepState::Pending)
+            })
+    }
+
+    pub fn failed_step(&self) -> Option<&StepRow> {
+        self.steps
+            .iter()
+            .find(|s| matches!(s.state, StepState::Failed(_)))
+    }
+
+    /// Finished, in this run or an earlier one.
+    pub fn done(&self, kind: StepKind) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.kind == kind && matches!(s.state, StepState::Done | StepState::AlreadyDone))
+    }
+
+    /// Begun in this run (or done earlier).
+    pub fn started(&self, kind: StepKind) -> bool {
+        self.steps.iter().any(|s| {
+            s.kind == kind
+                && !matches!(
+                    s.state,
+                    StepState::Pending | StepState::Awaiting | StepState::Skipped
+                )
+        })
+    }
+
+    /// How the run ended: the runner's answer once it has returned; before that, the operator's
+    /// abort or the last event.
+    pub fn end(&self) -> Option<RunEnd> {
+        if let Some(r) = &self.result {
+            return Some(r.end.clone());
+        }
+        self.finished.as_ref().map(|f| {
+            if f.ok {
+                RunEnd::Completed
+            } else if self.aborting {
+                RunEnd::Aborted { step: None }
+            } else {
+                RunEnd::Failed {
+                    step: self.failed_step().map(|s| s.id).unwrap_or(0),
+                    error: crate::engine::EngineError::Refused(f.summary.clone()),
+                }
+            }
+        })
+    }
+
+    /// Something changed on a database and the run did not complete: running the same
+    /// bootstrap again resumes it.
+    pub fn resumable(&self) -> bool {
+        !matches!(self.end(), Some(RunEnd::Completed))
+            && self
+                .steps
+                .iter()
+                .any(|s| matches!(s.state, StepState::Done | StepState::AlreadyDone))
+    }
+}
