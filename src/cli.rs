@@ -8,7 +8,8 @@ use crate::engine::conn::{default_passfile, ConnDefaults, ConnSpec, Env, SslMode
 use crate::engine::ident::parse_table_list;
 use crate::engine::secret::Secret;
 use crate::engine::settings::{
-    default_jobs, default_state_dir, BucardoSettings, Names, SequenceMode, Settings, TableSelection,
+    default_jobs, default_state_dir, BucardoSettings, NameKind, Names, SequenceMode, Settings,
+    TableSelection,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -268,21 +269,29 @@ impl Draft {
 
     /// Validates everything and resolves passwords (URI, PGPASSWORD/BUCARDOPASS, passfile).
     /// Errors say which field is wrong and what to write instead.
-    pub fn build(&self) -> Result<Settings, String> {
+    pub fn build(&self) -> Result<Settings, DraftError> {
         let none = ConnDefaults::default();
-        let parse = |what: &str, uri: &str| {
-            ConnSpec::parse_uri(uri.trim(), &none).map_err(|e| format!("{what}: {e}"))
+        let parse = |field: DraftField, what: &str, uri: &str| {
+            ConnSpec::parse_uri(uri.trim(), &none)
+                .map_err(|e| DraftError::new(field, format!("{what}: {e}")))
         };
         let pw = self.pg_password.as_ref().map(|s| s.expose().to_string());
         let pf = self.passfile.as_deref();
-        let mut here = parse("HERE", &self.here)?;
+        let mut here = parse(DraftField::Here, "HERE", &self.here)?;
         here.resolve_password(pw.as_deref(), pf);
-        let mut there = parse("THERE", &self.there)?;
+        let mut there = parse(DraftField::There, "THERE", &self.there)?;
         there.resolve_password(pw.as_deref(), pf);
         if here.host == there.host && here.port == there.port && here.dbname == there.dbname {
-            return Err("HERE and THERE are the same database; THERE must be another one".into());
+            return Err(DraftError::new(
+                DraftField::There,
+                "HERE and THERE are the same database; THERE must be another one",
+            ));
         }
-        let mut control = parse("Bucardo control database", &self.bucardo_db)?;
+        let mut control = parse(
+            DraftField::Control,
+            "Bucardo control database",
+            &self.bucardo_db,
+        )?;
         let bpw = self
             .bucardo_password
             .as_ref()
@@ -292,14 +301,16 @@ impl Draft {
         admin.resolve_password(pw.as_deref(), pf);
         let tables = match self.tables.trim() {
             "" => {
-                return Err(
-                    "no tables chosen: give --tables schema.table,... or --tables all".into(),
-                )
+                return Err(DraftError::new(
+                    DraftField::Tables,
+                    "no tables chosen: give --tables schema.table,... or --tables all",
+                ))
             }
             "all" => TableSelection::All,
-            list => {
-                TableSelection::List(parse_table_list(list).map_err(|e| format!("--tables: {e}"))?)
-            }
+            list => TableSelection::List(
+                parse_table_list(list)
+                    .map_err(|e| DraftError::new(DraftField::Tables, format!("--tables: {e}")))?,
+            ),
         };
         let names = Names {
             here_db: self.here_name.clone(),
@@ -308,15 +319,20 @@ impl Draft {
             dbgroup: self.dbgroup.clone(),
             sync: self.sync.clone(),
         };
-        names.validate()?;
+        names
+            .validate()
+            .map_err(|(kind, message)| DraftError::new(DraftField::Name(kind), message))?;
         if self.jobs == 0 || self.jobs > 64 {
-            return Err(format!(
-                "--jobs must be between 1 and 64, not {}",
-                self.jobs
+            return Err(DraftError::new(
+                DraftField::Jobs,
+                format!("--jobs must be between 1 and 64, not {}", self.jobs),
             ));
         }
         if self.bucardo_user.is_empty() {
-            return Err("BUCARDOUSER is empty".into());
+            return Err(DraftError::new(
+                DraftField::BucardoUser,
+                "BUCARDOUSER is empty",
+            ));
         }
         Ok(Settings {
             bucardo: BucardoSettings {
@@ -342,6 +358,42 @@ impl Draft {
         })
     }
 }
+
+/// Which setting a [`DraftError`] is about, so that a front end can point at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DraftField {
+    Here,
+    There,
+    Control,
+    BucardoUser,
+    Name(NameKind),
+    Tables,
+    Jobs,
+}
+
+/// A setting that does not validate: which one, and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DraftError {
+    pub field: DraftField,
+    pub message: String,
+}
+
+impl DraftError {
+    fn new(field: DraftField, message: impl Into<String>) -> DraftError {
+        DraftError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for DraftError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DraftError {}
 
 fn bracket(h: &str) -> String {
     if h.contains(':') && !h.starts_with('[') {
@@ -430,20 +482,25 @@ mod tests {
         let mut d = base.clone();
         d.tables = "public.foo".into();
         d.here = "postgres://h:99999/x".into();
-        assert!(d.build().unwrap_err().starts_with("HERE:"));
+        let e = d.build().unwrap_err();
+        assert!(
+            e.message.starts_with("HERE:") && e.field == DraftField::Here,
+            "{e:?}"
+        );
         let mut d = base.clone();
         d.tables = String::new();
-        assert!(d.build().unwrap_err().contains("--tables"));
+        assert!(d.build().unwrap_err().message.contains("--tables"));
         let mut d = base.clone();
         d.tables = "a.b.c".into();
-        assert!(d.build().unwrap_err().contains("--tables"));
+        assert!(d.build().unwrap_err().message.contains("--tables"));
         let mut d = base.clone();
         d.tables = "all".into();
         d.there = d.here.clone();
-        assert!(d.build().unwrap_err().contains("same database"));
+        assert!(d.build().unwrap_err().message.contains("same database"));
         let mut d = base;
         d.tables = "all".into();
         d.sync = "bad name".into();
-        assert!(d.build().unwrap_err().contains("sync"));
+        let e = d.build().unwrap_err();
+        assert_eq!(e.field, DraftField::Name(NameKind::Sync), "{e:?}");
     }
 }

@@ -7,6 +7,7 @@ use crate::engine::copy::report::LinePrinter;
 use crate::engine::error::EngineError;
 use crate::engine::event::{ConfirmMode, RunEvent, StepOutcome};
 use crate::engine::plan::Plan;
+use crate::engine::runner::RunEnd;
 use crate::engine::settings::Settings;
 use crate::session::launch::{self, Interrupt};
 use crate::session::state::RunState;
@@ -38,11 +39,17 @@ pub async fn run(plan: Plan, settings: Settings, log_path: &str) -> Result<u8, E
         .map_err(|e| EngineError::Io(format!("the run stopped unexpectedly: {e}")))?;
     let end = result.end.clone();
     state.result = Some(result);
-    if end.exit_code() == 0 {
-        eprintln!("done: {}", text::headline(&state, &end));
-    } else {
-        eprintln!("state: {}", text::db_state(&state));
-        eprintln!("{}. Log: {log_path}", text::headline(&state, &end));
+    match &end {
+        RunEnd::Completed => eprintln!("done: {}", text::headline(&state, &end)),
+        RunEnd::Aborted { .. } => {
+            eprintln!("state: {}", text::db_state(&state));
+            eprintln!("aborted: {}. Log: {log_path}", text::headline(&state, &end));
+        }
+        RunEnd::Failed { .. } => {
+            eprintln!("state: {}", text::db_state(&state));
+            eprintln!("error: {}", text::headline(&state, &end));
+            eprintln!("log: {log_path}");
+        }
     }
     Ok(end.exit_code())
 }

@@ -4,8 +4,7 @@
 
 mod common;
 
-use bucardo_bootstrap::engine::journal::JournalData;
-use bucardo_bootstrap::sandbox::writer::{check_eventually, Writer, WriterReport};
+use bucardo_bootstrap::sandbox::writer::Writer;
 use bucardo_bootstrap::sandbox::Sandbox;
 use common::*;
 use std::time::Duration;
@@ -20,34 +19,6 @@ fn journal_steps(sb: &Sandbox) -> String {
         .filter(|e| e.file_name().to_string_lossy().starts_with("journal-"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .collect()
-}
-
-async fn client(c: &bucardo_bootstrap::sandbox::Cluster) -> tokio_postgres::Client {
-    client_db(c, "widgets").await
-}
-
-async fn client_db(c: &bucardo_bootstrap::sandbox::Cluster, db: &str) -> tokio_postgres::Client {
-    let (client, conn) = c
-        .pg_config(db)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
-/// The end state every fault test demands.
-async fn assert_converged(sb: &Sandbox, report: &WriterReport) {
-    let here = client(&sb.here).await;
-    let there = client(&sb.there).await;
-    check_eventually(report, &here, Duration::from_secs(60))
-        .await
-        .expect("writer's rows on HERE");
-    check_eventually(report, &there, Duration::from_secs(90))
-        .await
-        .expect("writer's rows on THERE");
-    tokio::task::block_in_place(|| wait_identical(sb, Duration::from_secs(90)))
-        .expect("tables identical");
 }
 
 async fn setup() -> (Sandbox, Writer) {
@@ -92,18 +63,6 @@ const SPLIT_SMALL: &[(&str, &str)] = &[
     ("BUCARDO_BOOTSTRAP_COPY_SPLIT_MB", "1"),
     ("BUCARDO_BOOTSTRAP_COPY_DEFER_INDEXES", "0"),
 ];
-
-fn journal_data(sb: &Sandbox) -> Option<JournalData> {
-    std::fs::read_dir(state_dir(sb))
-        .ok()?
-        .flatten()
-        .find(|e| {
-            let n = e.file_name().to_string_lossy().to_string();
-            n.starts_with("journal-") && n.ends_with(".json")
-        })
-        .and_then(|e| std::fs::read_to_string(e.path()).ok())
-        .and_then(|t| serde_json::from_str(&t).ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_split_table_then_rerun_copies_only_its_missing_ranges() {
@@ -168,7 +127,7 @@ async fn there_restarting_mid_copy_fails_clearly_and_a_rerun_finishes() {
         "the error names THERE or the table: {last}"
     );
     assert!(
-        out.contains("run the same command again to resume"),
+        out.contains(bucardo_bootstrap::session::text::ONWARD),
         "{out}"
     );
     let (code, out) = tokio::task::block_in_place(|| run_to_end(&sb, &[]));

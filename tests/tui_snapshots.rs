@@ -429,3 +429,31 @@ fn run_aborted_says_what_state_the_databases_are_in() {
     assert_eq!(app.exit_code(), 130);
     snap("run_aborted", &app);
 }
+
+#[test]
+fn resume() {
+    let app = app_at_resume(vec![
+        Finding::pass(
+            "HERE",
+            "connect",
+            "connected to postgres://postgres@here.example.com:5432/widgets",
+        ),
+        Finding::pass(
+            "THERE",
+            "connect",
+            "connected to postgres://postgres@there.example.com:5432/widgets",
+        ),
+        Finding::pass(
+            "Bucardo",
+            "connect",
+            "connected to postgres://bucardo@here.example.com:5432/bucardo",
+        ),
+        Finding::warn(
+            "Bucardo",
+            "daemon",
+            "the Bucardo daemon is not running: the plan starts it from this machine",
+            Some("bucardo start".into()),
+        ),
+    ]);
+    snap("resume", &app);
+}

@@ -12,6 +12,7 @@ use bucardo_bootstrap::engine::event::{ConfirmMode, CopyEvent, GateReply, RunEve
 use bucardo_bootstrap::engine::plan::StepKind;
 use bucardo_bootstrap::engine::preflight::Finding;
 use bucardo_bootstrap::engine::runner::{RunEnd, RunResult};
+use bucardo_bootstrap::engine::settings::TableSelection;
 use bucardo_bootstrap::session::text;
 use bucardo_bootstrap::tui::app::{update, App, Effect, Msg, Prompt, Screen};
 use bucardo_bootstrap::tui::screens::connect::{Field, PwSource, TestState};
@@ -53,6 +54,10 @@ fn the_connect_flow_validates_then_loads_tables_then_runs_preflight_on_the_chose
     let mut app = new_app(true);
     let fx = update(&mut app, ch('n'));
     assert_eq!(app.screen, Screen::Preflight);
+    assert!(app.preflight.loading);
+    assert!(matches!(fx.as_slice(), [Effect::FindEarlier(_)]), "{fx:?}");
+    // No earlier run started this bootstrap: a fresh one is checked.
+    let fx = update(&mut app, Msg::EarlierFound(Ok(None)));
     assert!(app.preflight.loading && app.tables.loading);
     assert!(matches!(fx.as_slice(), [Effect::LoadTables(_)]), "{fx:?}");
 
@@ -820,4 +825,124 @@ fn saved_files_are_private_even_when_they_existed() {
     bucardo_bootstrap::engine::files::write_private(&path, "again\n").unwrap();
     assert_eq!(mode(&path), 0o600);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "again\n");
+}
+
+#[test]
+fn an_earlier_run_opens_the_resume_screen_with_its_tables() {
+    let mut app = new_app(true);
+    update(&mut app, ch('n'));
+    let fx = update(&mut app, Msg::EarlierFound(Ok(Some(Box::new(earlier())))));
+    assert_eq!(app.screen, Screen::Resume);
+    let Some(Effect::PrepareResume(s)) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    // The earlier run's tables, not the draft's "all".
+    assert!(
+        matches!(&s.tables, TableSelection::List(l) if l.len() == eligible().len()),
+        "{:?}",
+        s.tables
+    );
+    // Nothing can start before the plan is read and the checks are back.
+    let fx = update(&mut app, ch('r'));
+    assert!(fx.is_empty() && app.screen == Screen::Resume);
+    update(&mut app, Msg::ResumePlanned(Ok(Box::new(resumed_plan()))));
+    let done = resumed_plan()
+        .steps
+        .iter()
+        .filter(|s| s.already_done)
+        .count();
+    let total = plan().steps.len();
+    assert!(
+        app.resume.summary[0].contains(&format!(
+            "finished {done} of {total} steps, the last: Create the sync"
+        )),
+        "{:?}",
+        app.resume.summary
+    );
+    assert!(app
+        .resume
+        .summary
+        .iter()
+        .any(|l| l.starts_with("Tables copied: 1 of 6")));
+    update(
+        &mut app,
+        Msg::ResumeChecked(vec![Finding::pass("HERE", "connect", "connected")]),
+    );
+    let fx = update(&mut app, ch('r'));
+    let Some(Effect::StartRun { plan, mode, .. }) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(*mode, ConfirmMode::Automatic);
+    assert_eq!(plan.steps.iter().filter(|s| s.already_done).count(), done);
+    assert_eq!(app.screen, Screen::Run);
+}
+
+#[test]
+fn a_failing_resume_check_blocks_until_checked_again() {
+    let mut app = app_at_resume(vec![Finding::fail(
+        "THERE",
+        "connect",
+        "connection refused",
+        Some("start THERE".into()),
+    )]);
+    for k in ['c', 'r'] {
+        assert!(update(&mut app, ch(k)).is_empty());
+        assert_eq!(app.screen, Screen::Resume);
+    }
+    assert!(app
+        .status
+        .as_ref()
+        .is_some_and(|(_, t)| t.contains("failing check")));
+    let fx = update(&mut app, ch('R'));
+    assert!(matches!(fx.as_slice(), [Effect::ResumeChecks(_)]), "{fx:?}");
+    update(&mut app, Msg::ResumeChecked(vec![]));
+    let fx = update(&mut app, key(KeyCode::Enter));
+    assert!(
+        matches!(
+            fx.as_slice(),
+            [Effect::StartRun {
+                mode: ConfirmMode::EachStep,
+                ..
+            }]
+        ),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn undo_from_the_resume_screen_shows_the_cleanup_then_starts_afresh() {
+    use bucardo_bootstrap::engine::cleanup::CleanupPlan;
+    use bucardo_bootstrap::tui::screens::resume::Undo;
+    let mut app = app_at_resume(vec![]);
+    let fx = update(&mut app, ch('x'));
+    assert!(matches!(fx.as_slice(), [Effect::PlanCleanup(_)]), "{fx:?}");
+    update(
+        &mut app,
+        Msg::CleanupPlanned(Ok((
+            Box::new(CleanupPlan::default()),
+            "bucardo remove sync mysync".into(),
+        ))),
+    );
+    assert!(screen_text(&app, 80, 24).contains("bucardo remove sync mysync"));
+    // n keeps everything.
+    assert!(update(&mut app, ch('n')).is_empty());
+    assert!(matches!(app.resume.undo, Undo::Not));
+    update(&mut app, ch('x'));
+    update(
+        &mut app,
+        Msg::CleanupPlanned(Ok((
+            Box::new(CleanupPlan::default()),
+            "bucardo remove sync mysync".into(),
+        ))),
+    );
+    let fx = update(&mut app, ch('y'));
+    assert!(
+        matches!(fx.as_slice(), [Effect::RunCleanup { .. }]),
+        "{fx:?}"
+    );
+    update(&mut app, Msg::CleanedUp(Ok(())));
+    assert!(screen_text(&app, 80, 24).contains("Cleaned up"));
+    let fx = update(&mut app, key(KeyCode::Enter));
+    assert_eq!(app.screen, Screen::Preflight);
+    assert!(matches!(fx.as_slice(), [Effect::LoadTables(_)]), "{fx:?}");
 }

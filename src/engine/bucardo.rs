@@ -5,9 +5,9 @@
 use crate::engine::conn::{ConnSpec, Side};
 use crate::engine::error::EngineError;
 use crate::engine::ident::TableName;
-use crate::engine::process::Invocation;
+use crate::engine::process::{Invocation, PassfileRef};
 use crate::engine::settings::Settings;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio_postgres::Client;
 
@@ -215,10 +215,11 @@ impl BucardoCli {
         a
     }
 
-    pub fn invocation(&self, cmd: &BucardoCmd, passfile: &Path) -> Invocation {
+    pub fn invocation(&self, cmd: &BucardoCmd, passfile: impl Into<PassfileRef>) -> Invocation {
         // Bucardo decodes its argv by the locale: under C, non-ASCII table names never match.
         Invocation::new(self.argv(cmd))
-            .envs(self.control.child_env(passfile))
+            .envs(self.control.child_env())
+            .passfile(passfile)
             .env("LC_ALL", "C.UTF-8")
             .cwd(&self.workdir)
     }

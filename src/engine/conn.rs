@@ -606,10 +606,10 @@ impl ConnSpec {
     }
 
     /// The libpq environment for a child tool (pg_dump, psql, bucardo): TLS settings and the
-    /// passfile. Host, port, user and database go on the command line, where the review shows them.
-    pub fn child_env(&self, passfile: &Path) -> Vec<(String, String)> {
+    /// connect timeout (its passfile is the invocation's own). Host, port, user and database go
+    /// on the command line, where the review shows them.
+    pub fn child_env(&self) -> Vec<(String, String)> {
         let mut env = vec![
-            ("PGPASSFILE".to_string(), passfile.display().to_string()),
             ("PGSSLMODE".to_string(), self.sslmode.as_str().to_string()),
             (
                 "PGCONNECT_TIMEOUT".to_string(),
@@ -1105,7 +1105,7 @@ mod tests {
         let req = ConnSpec::parse_uri("postgres://u@h/d?sslmode=require", &d()).unwrap();
         assert_eq!(req.bucardo_conn().as_deref(), Some("sslmode=require"));
         assert_eq!(conninfo_value(r"it's\x"), r"'it\'s\\x'");
-        let env = c.child_env(Path::new("/pf"));
+        let env = c.child_env();
         assert!(env.contains(&("PGSSLMODE".into(), "verify-full".into())));
         assert!(env.contains(&("PGSSLROOTCERT".into(), "/etc/my ca/root.crt".into())));
     }

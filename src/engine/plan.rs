@@ -6,12 +6,11 @@ use crate::engine::bucardo::{BucardoCli, BucardoCmd};
 use crate::engine::catalog::TableInfo;
 use crate::engine::conn::{ConnSpec, Side};
 use crate::engine::ident::{quote_ident, quote_literal, shell_word, TableName};
-use crate::engine::process::{pg_tool, Invocation};
+use crate::engine::process::{pg_tool, Invocation, PassfileRef};
 use crate::engine::settings::{SequenceMode, Settings};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
-use std::path::Path;
 
 /// The psql variable that stands for the Bucardo role's password in shown and scripted SQL.
 pub const BUCARDO_PASS_VAR: &str = ":'bucardo_pass'";
@@ -100,11 +99,6 @@ pub struct Plan {
     pub fingerprint: String,
 }
 
-/// Placeholders for the passfiles, replaced with real paths by the executor and with `$PASSFILE`
-/// variables by the script.
-pub const RUN_PASSFILE: &str = "<run passfile>";
-pub const DAEMON_PASSFILE: &str = "<daemon passfile>";
-
 impl Plan {
     pub fn build(
         s: &Settings,
@@ -123,13 +117,11 @@ impl Plan {
                 already_done: false,
             })
         };
-        let run_pf = Path::new(RUN_PASSFILE);
-        let daemon_pf = Path::new(DAEMON_PASSFILE);
         let here = &s.here;
         let there = &s.there;
         let there_admin = there.with_db("postgres");
         let cli = BucardoCli::from_settings(s);
-        let bucardo = |cmd: BucardoCmd| Command::Run(cli.invocation(&cmd, daemon_pf));
+        let bucardo = |cmd: BucardoCmd| Command::Run(cli.invocation(&cmd, PassfileRef::Daemon));
         let names: Vec<TableName> = tables.iter().map(|t| t.name.clone()).collect();
 
         if s.copy_roles {
@@ -139,8 +131,14 @@ impl Plan {
                 "pg_dumpall --roles-only from HERE into THERE; roles that exist already are kept"
                     .into(),
                 vec![Command::Pipe(
-                    pg_invocation("pg_dumpall", here, run_pf, &["--roles-only"], false),
-                    psql_invocation(&there_admin, run_pf, false),
+                    pg_invocation(
+                        "pg_dumpall",
+                        here,
+                        PassfileRef::Run,
+                        &["--roles-only"],
+                        false,
+                    ),
+                    psql_invocation(&there_admin, PassfileRef::Run, false),
                 )],
             );
         }
@@ -177,11 +175,11 @@ impl Plan {
                     pg_invocation(
                         "pg_dump",
                         here,
-                        run_pf,
+                        PassfileRef::Run,
                         &["--schema-only", "-N", "bucardo"],
                         true,
                     ),
-                    psql_invocation(there, run_pf, true),
+                    psql_invocation(there, PassfileRef::Run, true),
                 )],
             );
         }
@@ -239,7 +237,7 @@ impl Plan {
                         admin_user: s.bucardo.admin.user.clone(),
                         admin_db: s.bucardo.admin.dbname.clone(),
                     },
-                    run_pf,
+                    PassfileRef::Run,
                 ))],
             );
         }
@@ -593,7 +591,7 @@ pub fn interleave_there_sql(seq: &TableName, value: &str) -> String {
 pub fn pg_invocation(
     tool: &str,
     spec: &ConnSpec,
-    passfile: &Path,
+    passfile: PassfileRef,
     extra: &[&str],
     with_db: bool,
 ) -> Invocation {
@@ -614,10 +612,12 @@ pub fn pg_invocation(
         argv.push("-l".into());
         argv.push(spec.dbname.clone());
     }
-    Invocation::new(argv).envs(spec.child_env(passfile))
+    Invocation::new(argv)
+        .envs(spec.child_env())
+        .passfile(passfile)
 }
 
-pub fn psql_invocation(spec: &ConnSpec, passfile: &Path, strict: bool) -> Invocation {
+pub fn psql_invocation(spec: &ConnSpec, passfile: PassfileRef, strict: bool) -> Invocation {
     let mut argv = vec![
         pg_tool("psql"),
         "-X".into(),
@@ -638,7 +638,9 @@ pub fn psql_invocation(spec: &ConnSpec, passfile: &Path, strict: bool) -> Invoca
             "--single-transaction".into(),
         ]);
     }
-    Invocation::new(argv).envs(spec.child_env(passfile))
+    Invocation::new(argv)
+        .envs(spec.child_env())
+        .passfile(passfile)
 }
 
 /// The display lines of one command (review, confirm gate).
@@ -680,20 +682,15 @@ pub fn display_invocation(inv: &Invocation) -> String {
 }
 
 fn script_invocation(inv: &Invocation) -> String {
-    let pf = inv
-        .env
-        .iter()
-        .find(|(k, _)| k == "PGPASSFILE")
-        .map(|(_, v)| v.as_str());
-    let pf_var = match pf {
-        Some(RUN_PASSFILE) => "PGPASSFILE=\"$RUN_PASSFILE\" ",
-        Some(DAEMON_PASSFILE) => "PGPASSFILE=\"$DAEMON_PASSFILE\" ",
-        _ => "",
+    let pf_var = match &inv.passfile {
+        Some(PassfileRef::Run) => "PGPASSFILE=\"$RUN_PASSFILE\" ".to_string(),
+        Some(PassfileRef::Daemon) => "PGPASSFILE=\"$DAEMON_PASSFILE\" ".to_string(),
+        Some(PassfileRef::At(p)) => format!("PGPASSFILE={} ", shell_word(&p.display().to_string())),
+        None => String::new(),
     };
     let env: String = inv
         .env
         .iter()
-        .filter(|(k, _)| k != "PGPASSFILE")
         .map(|(k, v)| format!("{k}={} ", shell_word(v)))
         .collect();
     let argv: Vec<String> = inv.argv.iter().map(|w| shell_word(w)).collect();
@@ -723,7 +720,7 @@ fn script_command(c: &Command) -> String {
 }
 
 fn script_sql(target: &ConnSpec, sql: &str) -> String {
-    let psql = script_invocation(&psql_invocation(target, Path::new(RUN_PASSFILE), false));
+    let psql = script_invocation(&psql_invocation(target, PassfileRef::Run, false));
     let mut body = String::new();
     body.push_str("\\set ON_ERROR_STOP 1\n");
     if sql.contains(BUCARDO_PASS_VAR) {
@@ -744,14 +741,8 @@ fn script_copy(s: &Settings, plan: &Plan) -> String {
         dump_args.push(t.name.sql());
     }
     let dump_refs: Vec<&str> = dump_args.iter().map(String::as_str).collect();
-    let dump = pg_invocation(
-        "pg_dump",
-        &s.here,
-        Path::new(RUN_PASSFILE),
-        &dump_refs,
-        true,
-    );
-    let psql = psql_invocation(&s.there, Path::new(RUN_PASSFILE), true)
+    let dump = pg_invocation("pg_dump", &s.here, PassfileRef::Run, &dump_refs, true);
+    let psql = psql_invocation(&s.there, PassfileRef::Run, true)
         .env("PGOPTIONS", "-c session_replication_role=replica");
     let _ = writeln!(
         out,
@@ -759,7 +750,7 @@ fn script_copy(s: &Settings, plan: &Plan) -> String {
         script_invocation(&dump),
         script_invocation(&psql)
     );
-    let ctl = psql_invocation(&s.bucardo.control, Path::new(RUN_PASSFILE), false);
+    let ctl = psql_invocation(&s.bucardo.control, PassfileRef::Run, false);
     let _ = writeln!(
         out,
         "runs=$({} -At -c {})\n[ \"$runs\" = 0 ] || {{ echo \"a sync run touched THERE during the copy\" >&2; exit 1; }}",
@@ -771,8 +762,8 @@ fn script_copy(s: &Settings, plan: &Plan) -> String {
 
 fn script_sequences(s: &Settings, plan: &Plan) -> String {
     let mut out = String::new();
-    let here = script_invocation(&psql_invocation(&s.here, Path::new(RUN_PASSFILE), false));
-    let there = script_invocation(&psql_invocation(&s.there, Path::new(RUN_PASSFILE), false));
+    let here = script_invocation(&psql_invocation(&s.here, PassfileRef::Run, false));
+    let there = script_invocation(&psql_invocation(&s.there, PassfileRef::Run, false));
     for (q, t, col) in sequence_uses(&plan.tables) {
         let h = interleave_here_sql(&q, &t, &col);
         let th = interleave_there_sql(&q, "@N@");
@@ -794,8 +785,8 @@ fn script_sequences(s: &Settings, plan: &Plan) -> String {
 
 fn script_verify(s: &Settings, plan: &Plan) -> String {
     let mut out = String::new();
-    let here = script_invocation(&psql_invocation(&s.here, Path::new(RUN_PASSFILE), false));
-    let there = script_invocation(&psql_invocation(&s.there, Path::new(RUN_PASSFILE), false));
+    let here = script_invocation(&psql_invocation(&s.here, PassfileRef::Run, false));
+    let there = script_invocation(&psql_invocation(&s.there, PassfileRef::Run, false));
     for t in &plan.tables {
         let q = shell_word(&crate::engine::verify::checksum_sql(t));
         let _ = writeln!(

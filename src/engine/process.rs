@@ -9,13 +9,33 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+/// The 0600 passfile a child reads its passwords from (`PGPASSFILE`). A plan names the run's or
+/// the daemon's passfile before either exists; the executor resolves them to paths.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PassfileRef {
+    /// The run's own passfile: every password the run needs, removed when the run ends.
+    Run,
+    /// The daemon's passfile (`bucardo.pgpass` in the state directory): the Bucardo role's lines.
+    Daemon,
+    At(PathBuf),
+}
+
+impl From<&Path> for PassfileRef {
+    fn from(p: &Path) -> Self {
+        PassfileRef::At(p.to_path_buf())
+    }
+}
+
 /// One program and its arguments, with the extra environment it needs. Nothing secret is ever
-/// put in `argv`; the environment holds only paths to 0600 files and non-secret settings.
+/// put in `argv`; the environment holds only non-secret settings, and passwords reach the child
+/// through its passfile.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Invocation {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
+    #[serde(default)]
+    pub passfile: Option<PassfileRef>,
 }
 
 impl Invocation {
@@ -24,7 +44,24 @@ impl Invocation {
             argv: argv.into_iter().map(Into::into).collect(),
             env: vec![],
             cwd: None,
+            passfile: None,
         }
+    }
+
+    pub fn passfile(mut self, p: impl Into<PassfileRef>) -> Self {
+        self.passfile = Some(p.into());
+        self
+    }
+
+    /// The same invocation with the run's and the daemon's passfiles at their real paths.
+    pub fn resolve_passfiles(&self, run: &Path, daemon: &Path) -> Invocation {
+        let mut inv = self.clone();
+        inv.passfile = match &self.passfile {
+            Some(PassfileRef::Run) => Some(PassfileRef::At(run.to_path_buf())),
+            Some(PassfileRef::Daemon) => Some(PassfileRef::At(daemon.to_path_buf())),
+            other => other.clone(),
+        };
+        inv
     }
 
     pub fn env(mut self, k: &str, v: impl Into<String>) -> Self {
@@ -46,11 +83,23 @@ impl Invocation {
         self.argv.first().map(String::as_str).unwrap_or("")
     }
 
-    fn command(&self) -> Command {
+    fn command(&self) -> Result<Command, EngineError> {
         let mut c = Command::new(&self.argv[0]);
         c.args(&self.argv[1..]);
         for (k, v) in &self.env {
             c.env(k, v);
+        }
+        match &self.passfile {
+            Some(PassfileRef::At(p)) => {
+                c.env("PGPASSFILE", p);
+            }
+            Some(which) => {
+                return Err(EngineError::Config(format!(
+                    "{}: its passfile ({which:?}) was never resolved to a path",
+                    self.program()
+                )))
+            }
+            None => {}
         }
         // A password in the operator's environment must not leak into a child that does not need
         // it: children get passwords only through the passfile named in their env.
@@ -60,7 +109,7 @@ impl Invocation {
             c.current_dir(d);
         }
         c.kill_on_drop(true);
-        c
+        Ok(c)
     }
 }
 
@@ -87,7 +136,7 @@ impl Output {
 
 /// Runs one program to completion and returns its redacted output, whatever its exit status.
 pub async fn run(inv: &Invocation, timeout: Duration) -> Result<Output, EngineError> {
-    let mut cmd = inv.command();
+    let mut cmd = inv.command()?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -126,7 +175,7 @@ pub async fn pipe(
     consumer: &Invocation,
     timeout: Duration,
 ) -> Result<(Output, Output), EngineError> {
-    let mut p = producer.command();
+    let mut p = producer.command()?;
     p.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -137,7 +186,7 @@ pub async fn pipe(
         .expect("piped stdout")
         .try_into()
         .map_err(|e| EngineError::Io(format!("cannot connect the pipe: {e}")))?;
-    let mut c = consumer.command();
+    let mut c = consumer.command()?;
     c.stdin(pout).stdout(Stdio::piped()).stderr(Stdio::piped());
     let cc = c.spawn().map_err(|e| spawn_error(consumer, &e))?;
     let mut perr = pc.stderr.take().expect("piped stderr");

@@ -19,6 +19,16 @@ pub struct Names {
     pub sync: String,
 }
 
+/// Which of Bucardo's names an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameKind {
+    HereDb,
+    ThereDb,
+    Relgroup,
+    Dbgroup,
+    Sync,
+}
+
 impl Names {
     /// `$HERE$PGDATABASE` and `$THERE$PGDATABASE`, falling back to `here<db>`/`there<db>`.
     pub fn seed_defaults(here: Option<&str>, there: Option<&str>, dbname: &str) -> Names {
@@ -42,30 +52,45 @@ impl Names {
     }
 
     /// Bucardo's CHECK constraints: `^[a-zA-Z]\w*$`; sync names are not reserved words.
-    pub fn validate(&self) -> Result<(), String> {
-        for (what, n) in [
-            ("Bucardo database name for HERE", &self.here_db),
-            ("Bucardo database name for THERE", &self.there_db),
-            ("relgroup", &self.relgroup),
-            ("dbgroup", &self.dbgroup),
-            ("sync", &self.sync),
+    /// Checks each name against Bucardo's rules; the error says which name is wrong.
+    pub fn validate(&self) -> Result<(), (NameKind, String)> {
+        for (kind, what, n) in [
+            (
+                NameKind::HereDb,
+                "Bucardo database name for HERE",
+                &self.here_db,
+            ),
+            (
+                NameKind::ThereDb,
+                "Bucardo database name for THERE",
+                &self.there_db,
+            ),
+            (NameKind::Relgroup, "relgroup", &self.relgroup),
+            (NameKind::Dbgroup, "dbgroup", &self.dbgroup),
+            (NameKind::Sync, "sync", &self.sync),
         ] {
             let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
                 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && n.len() <= 48;
             if !ok {
-                return Err(format!(
+                return Err((kind, format!(
                     "{what} {n:?} is not a name Bucardo accepts: a letter, then letters, digits or '_' (at most 48)"
-                ));
+                )));
             }
         }
         if self.here_db == self.there_db {
-            return Err("HERE and THERE need different Bucardo database names".into());
+            return Err((
+                NameKind::ThereDb,
+                "HERE and THERE need different Bucardo database names".into(),
+            ));
         }
         if ["pushdelta", "fullcopy", "swap", "sync"].contains(&self.sync.as_str()) {
-            return Err(format!(
-                "{:?} is reserved by Bucardo; choose another sync name",
-                self.sync
+            return Err((
+                NameKind::Sync,
+                format!(
+                    "{:?} is reserved by Bucardo; choose another sync name",
+                    self.sync
+                ),
             ));
         }
         Ok(())
@@ -179,6 +204,6 @@ mod tests {
         assert!(n.validate().is_err());
         n.sync = "ok_name".into();
         n.dbgroup = "bad name".into();
-        assert!(n.validate().unwrap_err().contains("dbgroup"));
+        assert_eq!(n.validate().unwrap_err().0, NameKind::Dbgroup);
     }
 }

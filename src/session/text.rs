@@ -12,7 +12,7 @@ use crate::session::state::{RunState, StepState};
 use std::time::Duration;
 
 /// The two ways on after a run that did not complete.
-pub const ONWARD: &str = "To resume, start the same bootstrap again with the same connection flags (wizard, --plain or run --yes): finished steps are skipped. To undo everything: `bucardo-bootstrap cleanup`.";
+pub const ONWARD: &str = "To resume, run the same command again (or open the wizard with the same flags): finished steps are skipped. To undo everything: `bucardo-bootstrap cleanup` (same flags).";
 
 /// `[3/13] Add the tables to a relgroup ...`
 pub fn step_started(step: StepId, total: usize, title: &str) -> String {
@@ -171,14 +171,17 @@ pub fn resume_summary(plan: &Plan, journal: &JournalData) -> Vec<String> {
         .filter(|s| !s.already_done)
         .map(|s| s.title.as_str())
         .collect();
-    let mut out = vec![format!(
-        "An earlier run of this bootstrap finished {} of {} steps.",
-        done.len(),
-        plan.steps.len()
-    )];
-    if !done.is_empty() {
-        out.push(format!("Done: {}.", done.join(", ")));
-    }
+    let mut out = vec![match done.last() {
+        Some(last) => format!(
+            "An earlier run of this bootstrap finished {} of {} steps, the last: {last}.",
+            done.len(),
+            plan.steps.len()
+        ),
+        None => format!(
+            "An earlier run of this bootstrap finished none of its {} steps.",
+            plan.steps.len()
+        ),
+    }];
     if !left.is_empty() {
         out.push(format!("Left: {}.", left.join(", ")));
     }

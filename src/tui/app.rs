@@ -621,7 +621,7 @@ fn go_preflight(app: &mut App) -> Vec<Effect> {
                     .position(|x| *x == f)
                     .unwrap_or(app.connect.focus);
             }
-            app.connect.error = Some((field, e));
+            app.connect.error = Some((field, e.message));
             vec![]
         }
         Ok(s) => {
@@ -837,7 +837,7 @@ fn go_review(app: &mut App) -> Vec<Effect> {
     app.connect.draft.tables = selection;
     match app.connect.draft.build() {
         Err(e) => {
-            app.set_status(StatusLevel::Error, e);
+            app.set_status(StatusLevel::Error, e.message);
             vec![]
         }
         Ok(s) => {

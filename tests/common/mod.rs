@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod tmux;
+
+use bucardo_bootstrap::engine::journal::JournalData;
+use bucardo_bootstrap::sandbox::writer::{check_eventually, WriterReport};
 use bucardo_bootstrap::sandbox::{self, data, Cluster, Sandbox, SandboxOptions};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -185,4 +189,48 @@ impl Running {
 
 pub fn run_to_end(sb: &Sandbox, extra: &[&str]) -> (i32, String) {
     spawn_run(sb, extra).finish()
+}
+
+/// The journal of the sandbox's bootstrap, once written.
+pub fn journal_data(sb: &Sandbox) -> Option<JournalData> {
+    std::fs::read_dir(state_dir(sb))
+        .ok()?
+        .flatten()
+        .find(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with("journal-") && n.ends_with(".json")
+        })
+        .and_then(|e| std::fs::read_to_string(e.path()).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+}
+
+pub async fn client(c: &bucardo_bootstrap::sandbox::Cluster) -> tokio_postgres::Client {
+    client_db(c, "widgets").await
+}
+
+pub async fn client_db(
+    c: &bucardo_bootstrap::sandbox::Cluster,
+    db: &str,
+) -> tokio_postgres::Client {
+    let (client, conn) = c
+        .pg_config(db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// The end state every fault test demands.
+pub async fn assert_converged(sb: &Sandbox, report: &WriterReport) {
+    let here = client(&sb.here).await;
+    let there = client(&sb.there).await;
+    check_eventually(report, &here, Duration::from_secs(60))
+        .await
+        .expect("writer's rows on HERE");
+    check_eventually(report, &there, Duration::from_secs(90))
+        .await
+        .expect("writer's rows on THERE");
+    tokio::task::block_in_place(|| wait_identical(sb, Duration::from_secs(90)))
+        .expect("tables identical");
 }

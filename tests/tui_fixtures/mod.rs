@@ -197,6 +197,7 @@ pub fn app_at_tables() -> App {
         &mut app,
         [
             ch('n'),
+            Msg::EarlierFound(Ok(None)),
             Msg::TablesLoaded(Ok(catalog())),
             Msg::PreflightDone(vec![]),
             key(KeyCode::Enter),
@@ -298,4 +299,55 @@ pub fn screen_text(app: &App, w: u16, h: u16) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A bootstrap an earlier run started: the schema, Bucardo's objects and the sync done, one
+/// table copied.
+pub fn earlier() -> bucardo_bootstrap::session::launch::Earlier {
+    use bucardo_bootstrap::engine::journal::JournalData;
+    use bucardo_bootstrap::engine::plan::StepKind;
+    let tables: Vec<TableName> = eligible().into_iter().map(|t| t.name).collect();
+    bucardo_bootstrap::session::launch::Earlier {
+        journal_path: "/var/lib/bucardo-bootstrap/journal-0123456789abcdef.json".into(),
+        journal: JournalData {
+            fingerprint: plan().fingerprint,
+            tables: tables.clone(),
+            steps_done: vec![
+                StepKind::CreateDatabase,
+                StepKind::CopySchema,
+                StepKind::BucardoRole,
+                StepKind::InstallBucardo,
+                StepKind::StartDaemon,
+                StepKind::AddDatabases,
+                StepKind::AddTables,
+                StepKind::AddDbgroup,
+                StepKind::AddSync,
+            ],
+            tables_done: [TableName::new("public", "orders")].into_iter().collect(),
+            ..Default::default()
+        },
+        tables,
+    }
+}
+
+/// [`plan`] with the steps of [`earlier`] marked done.
+pub fn resumed_plan() -> Plan {
+    let mut p = plan();
+    p.mark_done(&earlier().journal.steps_done);
+    p
+}
+
+/// An app opened on the bootstrap of [`earlier`]: the Resume screen, read and checked.
+pub fn app_at_resume(findings: Vec<bucardo_bootstrap::engine::preflight::Finding>) -> App {
+    let mut app = new_app(true);
+    feed(
+        &mut app,
+        [
+            ch('n'),
+            Msg::EarlierFound(Ok(Some(Box::new(earlier())))),
+            Msg::ResumePlanned(Ok(Box::new(resumed_plan()))),
+            Msg::ResumeChecked(findings),
+        ],
+    );
+    app
 }

@@ -20,7 +20,7 @@ impl LiveExecutor {
                 &BucardoCmd::Start {
                     reason: "bucardo-bootstrap".into(),
                 },
-                Path::new(DAEMON_PASSFILE),
+                PassfileRef::Daemon,
             ))],
             already_done: false,
         };

@@ -14,15 +14,14 @@ use crate::engine::files::private_dir;
 use crate::engine::ident::{quote_ident, quote_literal, TableName};
 use crate::engine::journal::Journal;
 use crate::engine::plan::{
-    self, Command, Facts, Plan, SqlSecret, Step, StepKind, BUCARDO_PASS_VAR, DAEMON_PASSFILE,
-    RUN_PASSFILE,
+    self, Command, Facts, Plan, SqlSecret, Step, StepKind, BUCARDO_PASS_VAR,
 };
-use crate::engine::process::{self, Invocation};
+use crate::engine::process::{self, Invocation, PassfileRef};
 use crate::engine::runner::{log, StepExecutor};
 use crate::engine::secret::Secret;
 use crate::engine::settings::{Settings, TableSelection};
 use crate::engine::verify;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -140,19 +139,9 @@ impl LiveExecutor {
         BucardoCli::from_settings(&self.settings)
     }
 
-    /// Swaps the plan's passfile placeholders for the real paths.
+    /// The invocation with the plan's run and daemon passfiles at this run's real paths.
     fn real(&self, inv: &Invocation) -> Invocation {
-        let mut inv = inv.clone();
-        for (k, v) in inv.env.iter_mut() {
-            if k == "PGPASSFILE" {
-                if v == RUN_PASSFILE {
-                    *v = self.run_passfile.path().display().to_string();
-                } else if v == DAEMON_PASSFILE {
-                    *v = self.daemon_passfile.path().display().to_string();
-                }
-            }
-        }
-        inv
+        inv.resolve_passfiles(self.run_passfile.path(), self.daemon_passfile.path())
     }
 
     async fn run_logged(

@@ -54,7 +54,7 @@ impl LiveExecutor {
                     &BucardoCmd::Nudge {
                         sync: s.names.sync.clone(),
                     },
-                    Path::new(DAEMON_PASSFILE),
+                    PassfileRef::Daemon,
                 ));
                 self.daemon_command(&nudge, events, BUCARDO_TIMEOUT).await?;
                 last_kick = tokio::time::Instant::now();

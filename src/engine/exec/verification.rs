@@ -261,6 +261,6 @@ pub(super) fn verify_kick(s: &Settings) -> Option<Invocation> {
             sync: s.names.sync.clone(),
             timeout_s: 30,
         },
-        &pf,
+        pf.as_path(),
     ))
 }

@@ -70,14 +70,21 @@ pub(super) async fn bucardo_checks(s: &Settings, opts: &Options) -> Vec<Finding>
             false
         }
     };
-    if installed {
-        out.push(daemon_finding(s, &control, opts.daemon_ping).await);
-    }
+    let state = if installed {
+        daemon::probe(&control, &s.bucardo.piddir, opts.daemon_ping).await
+    } else {
+        Ok(Daemon::NotRunning)
+    };
+    out.push(daemon_finding(s, &control, state));
     out
 }
 
 /// Whether the daemon answers, is coming up, or must be started (and whether this tool can).
-pub(super) async fn daemon_finding(s: &Settings, control: &ConnSpec, ping: Duration) -> Finding {
+pub(super) fn daemon_finding(
+    s: &Settings,
+    control: &ConnSpec,
+    state: Result<Daemon, EngineError>,
+) -> Finding {
     let cli = BucardoCli::from_settings(s);
     let start = command_line(
         &cli,
@@ -85,7 +92,7 @@ pub(super) async fn daemon_finding(s: &Settings, control: &ConnSpec, ping: Durat
             reason: "bucardo-bootstrap".into(),
         },
     );
-    match daemon::probe(control, &s.bucardo.piddir, ping).await {
+    match state {
         Err(e) => sql_failure(BUCARDO, "daemon", &e),
         Ok(d @ Daemon::Answering { .. }) => Finding::pass(
             BUCARDO,

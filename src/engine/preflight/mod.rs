@@ -173,7 +173,9 @@ pub async fn resume_checks(s: &Settings) -> Vec<Finding> {
         }
     }
     if !has_fail(&out) {
-        out.push(daemon_finding(s, &control, Options::default().daemon_ping).await);
+        let state =
+            daemon::probe(&control, &s.bucardo.piddir, Options::default().daemon_ping).await;
+        out.push(daemon_finding(s, &control, state));
     }
     out
 }

@@ -2,9 +2,10 @@
 //! Bucardo's role, directories and names, and the two passwords, which are masked and never
 //! shown), the "test connection" results, and the validation error from [`Draft::build`].
 
-use crate::cli::Draft;
+use crate::cli::{Draft, DraftError, DraftField};
 use crate::engine::conn::{pgpass_lookup, ConnDefaults, ConnSpec, Side};
 use crate::engine::secret::{redact, Secret};
+use crate::engine::settings::NameKind;
 use crate::tui::theme;
 use crate::tui::widgets::{fit, spinner, truncate, wrap, LineEdit, Ui};
 use ratatui::buffer::Buffer;
@@ -83,24 +84,20 @@ impl Field {
         }
     }
 
-    /// The field a [`Draft::build`] message is about, judged by how the message starts.
-    pub fn of_error(msg: &str) -> Option<Field> {
-        let table: [(&str, Field); 10] = [
-            ("HERE and THERE are the same database", Field::There),
-            ("HERE and THERE need different", Field::ThereName),
-            ("HERE:", Field::Here),
-            ("THERE:", Field::There),
-            ("Bucardo control database:", Field::Control),
-            ("Bucardo database name for HERE", Field::HereName),
-            ("Bucardo database name for THERE", Field::ThereName),
-            ("relgroup", Field::Relgroup),
-            ("dbgroup", Field::Dbgroup),
-            ("BUCARDOUSER", Field::BucardoUser),
-        ];
-        if let Some((_, f)) = table.iter().find(|(p, _)| msg.starts_with(p)) {
-            return Some(*f);
-        }
-        (msg.starts_with("sync") || msg.contains("sync name")).then_some(Field::Sync)
+    /// The field a [`DraftError`] is about; `None` for settings this screen has no field for.
+    pub fn of_error(e: &DraftError) -> Option<Field> {
+        Some(match e.field {
+            DraftField::Here => Field::Here,
+            DraftField::There => Field::There,
+            DraftField::Control => Field::Control,
+            DraftField::BucardoUser => Field::BucardoUser,
+            DraftField::Name(NameKind::HereDb) => Field::HereName,
+            DraftField::Name(NameKind::ThereDb) => Field::ThereName,
+            DraftField::Name(NameKind::Relgroup) => Field::Relgroup,
+            DraftField::Name(NameKind::Dbgroup) => Field::Dbgroup,
+            DraftField::Name(NameKind::Sync) => Field::Sync,
+            DraftField::Tables | DraftField::Jobs => return None,
+        })
     }
 }
 

@@ -173,6 +173,10 @@ impl Widget for &ResumeState {
             _ => (" Checks for resuming ", self.checks.lines(inner_w)),
         };
         let scroll = self.checks.scroll.min(lines.len().saturating_sub(rows));
+        let more = match lines.len().saturating_sub(scroll + rows) {
+            0 => String::new(),
+            n => format!(" ↓ {n} more "),
+        };
         Paragraph::new(
             lines
                 .into_iter()
@@ -183,7 +187,8 @@ impl Widget for &ResumeState {
         .block(
             Block::default()
                 .borders(Borders::ALL)
-                .title(Span::styled(title, t.bold())),
+                .title(Span::styled(title, t.bold()))
+                .title_bottom(Line::from(more).right_aligned()),
         )
         .render(body_area, buf);
         Paragraph::new(self.bottom_line()).render(bottom_area, buf);
