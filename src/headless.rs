@@ -3,15 +3,15 @@
 //! few seconds and the copy's summary table, and at the end how the run ended and what state the
 //! databases are in.
 
-use crate::engine::copy::report::LinePrinter;
 use crate::engine::error::EngineError;
 use crate::engine::event::{ConfirmMode, RunEvent, StepOutcome};
 use crate::engine::plan::Plan;
+use crate::engine::plan::StepKind;
 use crate::engine::runner::RunEnd;
 use crate::engine::settings::Settings;
 use crate::session::launch::{self, Interrupt};
 use crate::session::state::RunState;
-use crate::session::text;
+use crate::session::text::{self, CopyLines};
 use std::time::Instant;
 
 /// Runs the plan to the end, printing to stderr; Ctrl-C cancels at a safe point. Returns the
@@ -25,7 +25,7 @@ pub async fn run(plan: Plan, settings: Settings, log_path: &str) -> Result<u8, E
         started.elapsed(),
     );
     let mut run = launch::start(plan, settings, ConfirmMode::Automatic, Interrupt::CtrlC)?;
-    let mut copy = LinePrinter::default();
+    let mut copy = CopyLines::default();
     while let Some(ev) = run.events.recv().await {
         state.now = started.elapsed();
         state.apply(ev.clone());
@@ -54,17 +54,24 @@ pub async fn run(plan: Plan, settings: Settings, log_path: &str) -> Result<u8, E
     Ok(end.exit_code())
 }
 
-/// What to print for one event: the session's wording, copy progress from the line printer.
-fn lines(state: &RunState, ev: &RunEvent, copy: &mut LinePrinter) -> Vec<String> {
+/// What to print for one event: the session's wording, and the copy's progress lines and, when
+/// the copy step ends, its summary table.
+fn lines(state: &RunState, ev: &RunEvent, copy: &mut CopyLines) -> Vec<String> {
     let mut out = Vec::new();
     match ev {
-        RunEvent::Copy(c) => out.extend(copy.lines(c).into_iter().map(|l| format!("    {l}"))),
+        RunEvent::Copy(c) => {
+            out.extend(copy.lines(state, c).into_iter().map(|l| format!("    {l}")))
+        }
         RunEvent::StepFinished {
+            step,
             outcome: StepOutcome::Done,
             elapsed,
-            ..
-        } => {
-            if let Some(table) = copy.summary(*elapsed) {
+        } if state
+            .steps
+            .get(*step)
+            .is_some_and(|s| s.kind == StepKind::CopyData) =>
+        {
+            if let Some(table) = text::copy_summary(state, *elapsed) {
                 out.extend(table.lines().map(|l| format!("    {l}")));
             }
         }

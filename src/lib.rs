@@ -11,6 +11,7 @@
 //! - [`sandbox`] starts throwaway local clusters for the demo and the tests.
 
 pub mod cli;
+pub mod copy_cmd;
 pub mod demo;
 pub mod engine;
 pub mod headless;

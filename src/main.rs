@@ -113,8 +113,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Some(Cmd::Copy { conn }) => {
             let s = settings(&conn.merged(&cli.conn))?;
             let (_guard, _) = logging::init(&s.log_dir, "copy")?;
-            bucardo_bootstrap::engine::copy::copy_command(&s.here, &s.there, &s.tables, s.jobs)
-                .await
+            bucardo_bootstrap::copy_cmd::run(&s.here, &s.there, &s.tables, s.jobs).await
         }
         Some(Cmd::Status { conn }) => {
             let s = settings(&conn.merged(&cli.conn))?;

@@ -480,9 +480,18 @@ async fn a_failing_table_stops_the_copy_with_its_name_and_postgres_message() {
         )
         .unwrap();
     let sel = TableSelection::List(vec![TableName::parse("public.good").unwrap()]);
-    let e = copy::copy_command(&spec(&sb.here, "er"), &spec(&sb.there, "er"), &sel, 2)
-        .await
-        .unwrap_err();
+    let (etx, _erx) = tokio::sync::mpsc::channel(1024);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let e = copy::standalone::copy(
+        &spec(&sb.here, "er"),
+        &spec(&sb.there, "er"),
+        &sel,
+        2,
+        &etx,
+        &cancel,
+    )
+    .await
+    .unwrap_err();
     assert!(
         e.to_string().contains("already hold rows") && e.to_string().contains("public.good"),
         "{e}"

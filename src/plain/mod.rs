@@ -12,7 +12,7 @@
 use crate::cli::Draft;
 use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::{ConnDefaults, ConnSpec, Side};
-use crate::engine::event::{ConfirmMode, CopyEvent, GateReply, RunEvent};
+use crate::engine::event::{ConfirmMode, GateReply, RunEvent};
 use crate::engine::files::write_private;
 use crate::engine::plan::Plan;
 use crate::engine::preflight;
@@ -20,15 +20,12 @@ use crate::engine::secret::Secret;
 use crate::engine::settings::Settings;
 use crate::session::launch::{self, Earlier, Interrupt};
 use crate::session::state::{RunState, TableStatus};
-use crate::session::text::{self, fmt_bytes, fmt_count, fmt_duration, fmt_thousands};
+use crate::session::text::{self, fmt_bytes, fmt_count, fmt_duration, CopyLines};
 use crate::session::undo;
 use inquire::error::InquireError;
 use inquire::{Confirm, MultiSelect, Password, PasswordDisplayMode, Select, Text};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// How often a table's copy progress is printed.
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 
 /// The operator left with Esc or Ctrl-C at a prompt.
 #[derive(Debug)]
@@ -196,75 +193,6 @@ pub fn table_label(t: &TableInfo) -> String {
     )
 }
 
-/// The line printed for a copy event, if any; `last_print` throttles progress per table.
-/// Everything else is worded by [`text::event_line`].
-pub fn copy_line(
-    run: &RunState,
-    ev: &RunEvent,
-    last_print: &mut Vec<(String, Duration)>,
-) -> Option<String> {
-    let now = run.now;
-    let RunEvent::Copy(c) = ev else {
-        return None;
-    };
-    match c {
-        CopyEvent::Advanced { table, .. } => {
-            let key = table.to_string();
-            let due = match last_print.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, at)) if now.saturating_sub(*at) < PROGRESS_EVERY => false,
-                Some((_, at)) => {
-                    *at = now;
-                    true
-                }
-                None => {
-                    last_print.push((key, now));
-                    true
-                }
-            };
-            let p = run.tables.iter().find(|p| &p.table == table)?;
-            due.then(|| {
-                let mut line = format!(
-                    "    {table}: {}/{} rows ({:.0}%), {}",
-                    fmt_count(p.rows),
-                    fmt_count(p.est_rows.max(0) as u64),
-                    p.ratio() * 100.0,
-                    fmt_bytes(p.bytes)
-                );
-                if let Some(r) = p.rate(now) {
-                    line.push_str(&format!(", {}/s", fmt_bytes(r as u64)));
-                }
-                if let Some(e) = p.eta(now) {
-                    line.push_str(&format!(", ETA {}", fmt_duration(e)));
-                }
-                if let Some(n) = p.there_rows {
-                    line.push_str(&format!(" (THERE has {})", fmt_count(n)));
-                }
-                line
-            })
-        }
-        CopyEvent::IndexPhase { table, .. } => run
-            .tables
-            .iter()
-            .find(|p| &p.table == table)
-            .and_then(|p| p.index_phase.as_ref())
-            .map(|phase| format!("    {table}: {phase}")),
-        CopyEvent::TableFinished {
-            table,
-            rows,
-            bytes,
-            elapsed,
-            ..
-        } => Some(format!(
-            "    {table}: {} rows, {} in {}",
-            fmt_thousands(i64::try_from(*rows).unwrap_or(i64::MAX)),
-            fmt_bytes(*bytes),
-            fmt_duration(*elapsed)
-        )),
-        CopyEvent::TableFailed { table, error } => Some(format!("    {table}: FAILED: {error}")),
-        _ => None,
-    }
-}
-
 async fn gate_prompt(text: String) -> GateReply {
     eprint!("{text}");
     let options = vec!["Proceed", "Skip this step", "Abort the run"];
@@ -281,7 +209,7 @@ async fn run_plan(plan: Plan, settings: Settings, mode: ConfirmMode) -> anyhow::
     let mut state = RunState::new(&plan, mode, &settings.names.sync, Duration::ZERO);
     let mut run = launch::start(plan, settings.clone(), mode, Interrupt::CtrlC)
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
-    let mut last_print = Vec::new();
+    let mut copy = CopyLines::default();
     while let Some(ev) = run.events.recv().await {
         state.now = started.elapsed();
         let gate = match &ev {
@@ -289,9 +217,12 @@ async fn run_plan(plan: Plan, settings: Settings, mode: ConfirmMode) -> anyhow::
             _ => None,
         };
         state.apply(ev.clone());
-        if let Some(line) =
-            text::event_line(&state, &ev).or_else(|| copy_line(&state, &ev, &mut last_print))
-        {
+        if let RunEvent::Copy(c) = &ev {
+            for line in copy.lines(&state, c) {
+                eprintln!("    {line}");
+            }
+        }
+        if let Some(line) = text::event_line(&state, &ev) {
             eprintln!("{line}");
         }
         if let Some(step) = gate {
@@ -513,38 +444,9 @@ mod tests {
     }
 
     #[test]
-    fn progress_lines_are_throttled_per_table_and_gates_show_the_commands() {
+    fn gates_show_the_commands() {
         let p = plan();
-        let mut run = RunState::new(&p, ConfirmMode::EachStep, "mysync", Duration::ZERO);
-        let orders = TableName::new("public", "orders");
-        let mut seen = Vec::new();
-        let mut lines = Vec::new();
-        for (secs, rows) in [(0, 100), (1, 100), (4, 100)] {
-            run.now = Duration::from_secs(secs);
-            let ev = RunEvent::Copy(CopyEvent::Advanced {
-                table: orders.clone(),
-                rows,
-                bytes: 1000,
-            });
-            run.apply(ev.clone());
-            lines.push(copy_line(&run, &ev, &mut seen));
-        }
-        assert!(
-            lines[0]
-                .as_deref()
-                .is_some_and(|l| l.contains("100/1.0k rows")),
-            "{lines:?}"
-        );
-        assert!(
-            lines[1].is_none(),
-            "a second line within {PROGRESS_EVERY:?} is held back"
-        );
-        assert!(
-            lines[2]
-                .as_deref()
-                .is_some_and(|l| l.contains("300/1.0k rows (30%)")),
-            "{lines:?}"
-        );
+        let run = RunState::new(&p, ConfirmMode::EachStep, "mysync", Duration::ZERO);
         let gate = text::gate_text(&run, 1);
         assert!(
             gate.contains("Step 2 of 2: Copy the data") && gate.contains("# copy it"),

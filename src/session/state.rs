@@ -4,6 +4,7 @@
 //! Run and Done screens, plain mode and the headless printer. The clock is passed in (`now`), so
 //! the figures are testable without waiting.
 
+use crate::engine::copy::format::Format;
 use crate::engine::event::{
     ConfirmMode, CopyEvent, LogLevel, RunEvent, StepId, StepOutcome, TableVerdict,
 };
@@ -68,6 +69,9 @@ pub struct TableProgress {
     pub there_rows: Option<u64>,
     /// The deferred index THERE is building for it now, with the build's phase.
     pub index_phase: Option<String>,
+    /// Once copied: binary or text COPY, and in how many key ranges.
+    pub format: Option<Format>,
+    pub parts: usize,
 }
 
 impl TableProgress {
@@ -83,6 +87,8 @@ impl TableProgress {
             status: TableStatus::Waiting,
             there_rows: None,
             index_phase: None,
+            format: None,
+            parts: 0,
         }
     }
 
@@ -212,6 +218,17 @@ impl RunState {
         }
     }
 
+    /// The state of a copy run on its own (the `copy` command): no steps, tables as they start.
+    pub fn for_copy(now: Duration) -> RunState {
+        let plan = Plan {
+            steps: vec![],
+            tables: vec![],
+            excluded: vec![],
+            fingerprint: String::new(),
+        };
+        RunState::new(&plan, ConfirmMode::Automatic, "", now)
+    }
+
     pub fn running(&self) -> bool {
         self.finished.is_none()
     }
@@ -329,13 +346,16 @@ impl RunState {
                 rows,
                 bytes,
                 elapsed,
-                ..
+                format,
+                parts,
             } => {
                 let p = self.table_mut(&table);
                 p.rows = rows;
                 p.bytes = bytes;
                 p.elapsed = Some(elapsed);
                 p.status = TableStatus::Done;
+                p.format = Some(format);
+                p.parts = parts;
             }
             CopyEvent::TableFailed { table, error } => {
                 let p = self.table_mut(&table);

@@ -3,12 +3,15 @@
 //! and what an earlier run left to resume. The wizard, plain mode and the headless printer all
 //! call these, so an operator reads the same words whichever front end they use.
 
-use crate::engine::event::{LogLevel, RunEvent, StepId, StepOutcome};
+use crate::engine::copy::format::Format;
+use crate::engine::event::{CopyEvent, LogLevel, RunEvent, StepId, StepOutcome};
+use crate::engine::ident::TableName;
 use crate::engine::journal::JournalData;
 use crate::engine::plan::{Plan, StepKind};
 use crate::engine::preflight::{Finding, Severity};
 use crate::engine::runner::RunEnd;
-use crate::session::state::{RunState, StepState};
+use crate::session::state::{RunState, StepState, TableProgress, TableStatus};
+use std::fmt::Write as _;
 use std::time::Duration;
 
 /// The two ways on after a run that did not complete.
@@ -249,6 +252,159 @@ pub fn db_state(run: &RunState) -> String {
     }
 }
 
+/// How often a text front end prints a table's copy progress.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+/// Copy progress as plain lines for the front ends that are not a full-screen UI (`run --yes`,
+/// `--plain`, `copy`): a line per table in flight every [`PROGRESS_EVERY`] on the run's clock,
+/// index build phases, each table's end, failures. The figures are the [`RunState`]'s; this
+/// only remembers when it last printed each table.
+#[derive(Default)]
+pub struct CopyLines {
+    last: Vec<(TableName, Duration)>,
+}
+
+impl CopyLines {
+    /// The lines `ev` calls for, once it has been folded into `run`.
+    pub fn lines(&mut self, run: &RunState, ev: &CopyEvent) -> Vec<String> {
+        let now = run.now;
+        let find = |t: &TableName| run.tables.iter().find(|p| &p.table == t);
+        match ev {
+            CopyEvent::TableStarted { table, .. } => {
+                self.mark(table, now);
+                vec![]
+            }
+            CopyEvent::Advanced { table, .. } => {
+                let due = match self.last.iter_mut().find(|(t, _)| t == table) {
+                    Some((_, at)) if now.saturating_sub(*at) < PROGRESS_EVERY => false,
+                    Some((_, at)) => {
+                        *at = now;
+                        true
+                    }
+                    None => {
+                        self.mark(table, now);
+                        true
+                    }
+                };
+                match find(table) {
+                    Some(p) if due => vec![progress_line(p, now)],
+                    _ => vec![],
+                }
+            }
+            CopyEvent::IndexPhase { table, .. } => find(table)
+                .and_then(|p| p.index_phase.as_ref())
+                .map(|phase| format!("{table}: THERE builds {phase}"))
+                .into_iter()
+                .collect(),
+            CopyEvent::TableFinished {
+                table,
+                rows,
+                bytes,
+                elapsed,
+                ..
+            } => {
+                let secs = elapsed.as_secs_f64().max(0.001);
+                vec![format!(
+                    "{table}: {rows} rows, {} in {secs:.1} s ({:.1} MB/s)",
+                    fmt_bytes(*bytes),
+                    *bytes as f64 / secs / 1e6
+                )]
+            }
+            CopyEvent::TableFailed { table, error } => vec![format!("{table}: FAILED: {error}")],
+            CopyEvent::ThereRows { .. }
+            | CopyEvent::TableSplit { .. }
+            | CopyEvent::RangeDone { .. } => {
+                vec![]
+            }
+        }
+    }
+
+    fn mark(&mut self, table: &TableName, now: Duration) {
+        match self.last.iter_mut().find(|(t, _)| t == table) {
+            Some((_, at)) => *at = now,
+            None => self.last.push((table.clone(), now)),
+        }
+    }
+}
+
+/// `public.big: 200 rows (20%), 19.5 kB, 0.0 MB/s, ETA 8 s (THERE has 150)`.
+fn progress_line(p: &TableProgress, now: Duration) -> String {
+    let mut s = format!("{}: {} rows", p.table, p.rows);
+    if p.est_rows > 0 {
+        let _ = write!(s, " ({:.0}%)", p.ratio() * 100.0);
+    }
+    let _ = write!(
+        s,
+        ", {}, {:.1} MB/s",
+        fmt_bytes(p.bytes),
+        p.rate(now).unwrap_or(0.0) / 1e6
+    );
+    if let Some(e) = p.eta(now) {
+        let _ = write!(s, ", ETA {}", fmt_duration(e));
+    }
+    if let Some(n) = p.there_rows {
+        let _ = write!(s, " (THERE has {n})");
+    }
+    s
+}
+
+/// The closing table of a copy: rows, bytes, seconds, MB/s, format and key ranges per table
+/// copied in this run, then the totals over `wall`. `None` when this run copied no table.
+pub fn copy_summary(run: &RunState, wall: Duration) -> Option<String> {
+    let mut done: Vec<&TableProgress> = run
+        .tables
+        .iter()
+        .filter(|p| p.status == TableStatus::Done)
+        .collect();
+    if done.is_empty() {
+        return None;
+    }
+    done.sort_by(|a, b| a.table.cmp(&b.table));
+    let width = done
+        .iter()
+        .map(|p| p.table.to_string().len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<width$} {:>12} {:>10} {:>8} {:>8}  format  ranges",
+        "table", "rows", "bytes", "seconds", "MB/s"
+    );
+    for p in &done {
+        let secs = p.elapsed.unwrap_or_default().as_secs_f64();
+        let _ = writeln!(
+            s,
+            "{:<width$} {:>12} {:>10} {:>8.2} {:>8.1}  {:<6}  {}",
+            p.table.to_string(),
+            p.rows,
+            fmt_bytes(p.bytes),
+            secs,
+            p.bytes as f64 / secs.max(0.001) / 1e6,
+            match p.format {
+                Some(Format::Binary) => "binary",
+                Some(Format::Text) | None => "text",
+            },
+            p.parts
+        );
+    }
+    let rows: u64 = done.iter().map(|p| p.rows).sum();
+    let bytes: u64 = done.iter().map(|p| p.bytes).sum();
+    let secs = wall.as_secs_f64();
+    let _ = writeln!(
+        s,
+        "{:<width$} {:>12} {:>10} {:>8.2} {:>8.1}  ({} tables, wall clock)",
+        "total",
+        rows,
+        fmt_bytes(bytes),
+        secs,
+        bytes as f64 / secs.max(0.001) / 1e6,
+        done.len()
+    );
+    Some(s)
+}
+
 /// `0.4 s`, `12 s`, `3 m 07 s`, `1 h 02 m`.
 pub fn fmt_duration(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -319,5 +475,81 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("1 fail, 0 warn, 1 pass\n"));
+    }
+
+    fn copying(t: &TableName) -> RunState {
+        let mut run = RunState::for_copy(Duration::ZERO);
+        run.apply(RunEvent::Copy(CopyEvent::TableStarted {
+            table: t.clone(),
+            est_rows: 1000,
+            est_bytes: 100_000,
+        }));
+        run
+    }
+
+    #[test]
+    fn progress_lines_are_throttled_on_the_runs_clock_and_carry_theres_count() {
+        let t = TableName::new("public", "big");
+        let mut run = RunState::for_copy(Duration::ZERO);
+        let mut lines = CopyLines::default();
+        let step = RunEvent::Copy(CopyEvent::Advanced {
+            table: t.clone(),
+            rows: 100,
+            bytes: 10_000,
+        });
+        let at = |run: &mut RunState, secs: u64, ev: &RunEvent, lines: &mut CopyLines| {
+            run.now = Duration::from_secs(secs);
+            run.apply(ev.clone());
+            let RunEvent::Copy(c) = ev else {
+                unreachable!()
+            };
+            lines.lines(run, c)
+        };
+        let started = RunEvent::Copy(CopyEvent::TableStarted {
+            table: t.clone(),
+            est_rows: 1000,
+            est_bytes: 100_000,
+        });
+        assert!(at(&mut run, 0, &started, &mut lines).is_empty());
+        assert!(at(&mut run, 1, &step, &mut lines).is_empty(), "not due yet");
+        at(
+            &mut run,
+            2,
+            &RunEvent::Copy(CopyEvent::ThereRows {
+                table: t.clone(),
+                rows: 150,
+            }),
+            &mut lines,
+        );
+        let l = at(&mut run, 4, &step, &mut lines);
+        assert_eq!(l.len(), 1);
+        assert!(
+            l[0].starts_with("public.big: 200 rows (20%)") && l[0].ends_with("(THERE has 150)"),
+            "{l:?}"
+        );
+        assert!(at(&mut run, 5, &step, &mut lines).is_empty(), "throttled");
+        let fin = RunEvent::Copy(CopyEvent::TableFinished {
+            table: t.clone(),
+            rows: 1000,
+            bytes: 100_000,
+            elapsed: Duration::from_secs(1),
+            format: Format::Text,
+            parts: 3,
+        });
+        assert_eq!(at(&mut run, 6, &fin, &mut lines).len(), 1);
+        let s = copy_summary(&run, Duration::from_secs(1)).unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 3, "{s}");
+        assert!(lines[1].ends_with("text    3"), "{s}");
+        assert!(
+            lines[2].starts_with("total") && lines[2].contains("1000"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn no_summary_without_a_table_copied_in_this_run() {
+        let run = copying(&TableName::new("public", "t"));
+        assert!(copy_summary(&run, Duration::from_secs(1)).is_none());
     }
 }

@@ -11,15 +11,13 @@
 //! deferrable secondary indexes is copied whole, its indexes dropped and rebuilt in its copy's transaction
 //! ([`indexes`]): the measurements favoured deferred builds over key ranges. The format of each
 //! table is chosen in [`format`], the bytes move in [`stream`], THERE's own progress views are
-//! read by [`monitor`], [`report`] turns events into plain lines, and [`standalone`] is the `copy`
-//! command. A split table announces its cut points before its first range starts and each range
+//! read by [`monitor`], and [`standalone`] is the engine of the `copy` command. A split table announces its cut points before its first range starts and each range
 //! after it committed, so that the journal can resume it range by range ([`parts`]).
 
 pub mod format;
 pub mod indexes;
 pub mod monitor;
 pub mod parts;
-pub mod report;
 pub mod standalone;
 pub mod stream;
 
@@ -40,7 +38,6 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-pub use standalone::copy_command;
 pub use stream::PROGRESS_INTERVAL;
 
 /// Result of copying one table (all its key ranges).

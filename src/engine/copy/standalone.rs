@@ -1,68 +1,69 @@
-//! `bucardo-bootstrap copy`: the data copy alone, into existing and empty tables on THERE, with
-//! no Bucardo involved (re-seeding tables, benchmarks). Prints progress to stderr every few
-//! seconds and a per-table summary at the end ([`report`](super::report)).
+//! The data copy alone, into existing and empty tables on THERE, with no Bucardo involved
+//! (re-seeding tables, benchmarks): what `bucardo-bootstrap copy` runs. It reports progress as
+//! events; the command's front end prints them.
 
 use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::{ConnSpec, Side};
-use crate::engine::copy::report::{summary, LinePrinter};
-use crate::engine::copy::{copy_sequence_values, copy_tables_with, CopyOptions, Snapshot};
+use crate::engine::copy::{
+    copy_sequence_values, copy_tables_with, CopyOptions, Snapshot, TableCopied,
+};
 use crate::engine::error::EngineError;
 use crate::engine::event::{LogLevel, RunEvent};
 use crate::engine::ident::TableName;
 use crate::engine::plan::human_bytes;
 use crate::engine::settings::TableSelection;
-use anyhow::{anyhow, bail};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Copies the selected tables from `here` into `there` with `jobs` workers (0: one per core).
-/// Returns the exit status: 0 when every table was copied, 1 when a table failed, 130 when
-/// interrupted. Refusals (a table missing or not empty on THERE) and connection failures are
-/// errors.
-pub async fn copy_command(
+/// What a standalone copy did.
+#[derive(Debug)]
+pub struct Copied {
+    pub tables: Vec<TableCopied>,
+    /// Sequence values set on THERE as of the snapshot.
+    pub sequences: usize,
+}
+
+/// Copies the selected tables from `here` into `there` with `jobs` workers (0: one per core),
+/// reporting progress on `events` (a notice first: how many tables, how much, the snapshot).
+/// Refuses a table that is missing or not empty on THERE. A cancel stops at once: THERE keeps
+/// only the tables already committed.
+pub async fn copy(
     here: &ConnSpec,
     there: &ConnSpec,
     tables: &TableSelection,
     jobs: usize,
-) -> anyhow::Result<u8> {
+    events: &mpsc::Sender<RunEvent>,
+    cancel: &CancellationToken,
+) -> Result<Copied, EngineError> {
     let jobs = if jobs == 0 {
         crate::engine::settings::default_jobs()
     } else {
         jobs
     };
-    let one_line = |e: EngineError| anyhow!(e.one_line());
-    let here_c = here.connect(Side::Here).await.map_err(one_line)?;
+    let here_c = here.connect(Side::Here).await?;
     let chosen = resolve(&here_c, tables).await?;
     drop(here_c);
-    let there_c = there.connect(Side::There).await.map_err(one_line)?;
+    let there_c = there.connect(Side::There).await?;
     check_there(&there_c, &chosen).await?;
 
-    let snapshot = Snapshot::export(here).await.map_err(one_line)?;
+    let snapshot = Snapshot::export(here).await?;
     let total_bytes: i64 = chosen.iter().map(|t| t.total_bytes).sum();
-    eprintln!(
-        "copy: {} tables (~{} on HERE) with {jobs} workers, snapshot {}",
-        chosen.len(),
-        human_bytes(total_bytes),
-        snapshot.id
-    );
-    let cancel = CancellationToken::new();
-    let c2 = cancel.clone();
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\ninterrupted: stopping the copy (THERE keeps only the tables already committed)"
-            );
-            c2.cancel();
-        }
-    });
-    let (etx, erx) = mpsc::channel::<RunEvent>(1024);
-    let printer = tokio::spawn(print_progress(erx));
-    let started = Instant::now();
+    let _ = events
+        .send(RunEvent::Log {
+            level: LogLevel::Notice,
+            message: format!(
+                "copy: {} tables (~{} on HERE) with {jobs} workers, snapshot {}",
+                chosen.len(),
+                human_bytes(total_bytes),
+                snapshot.id
+            ),
+        })
+        .await;
     let opts = CopyOptions::new(jobs).with_env();
-    let result = copy_tables_with(here, there, &snapshot, &chosen, &[], &opts, &etx, &cancel).await;
+    let result =
+        copy_tables_with(here, there, &snapshot, &chosen, &[], &opts, events, cancel).await;
     let result = match result {
         Ok(copied) => {
             let seqs: BTreeSet<TableName> = chosen
@@ -72,31 +73,15 @@ pub async fn copy_command(
             let seqs: Vec<TableName> = seqs.into_iter().collect();
             copy_sequence_values(&snapshot, &there_c, &seqs)
                 .await
-                .map(|()| (copied, seqs.len()))
+                .map(|()| Copied {
+                    tables: copied,
+                    sequences: seqs.len(),
+                })
         }
         Err(e) => Err(e),
     };
     snapshot.release().await;
-    drop(etx);
-    let _ = printer.await;
-    ctrl_c.abort();
-    match result {
-        Ok((copied, seqs)) => {
-            eprint!("{}", summary(&copied, started.elapsed()));
-            if seqs > 0 {
-                eprintln!("{seqs} sequence values set as of the snapshot");
-            }
-            Ok(0)
-        }
-        Err(EngineError::Aborted) => {
-            eprintln!("copy interrupted");
-            Ok(130)
-        }
-        Err(e) => {
-            eprintln!("copy failed: {}", e.one_line());
-            Ok(1)
-        }
-    }
+    result
 }
 
 /// The tables to copy: the named ones (a partitioned table stands for its leaves), or every
@@ -104,32 +89,26 @@ pub async fn copy_command(
 async fn resolve(
     here: &tokio_postgres::Client,
     sel: &TableSelection,
-) -> anyhow::Result<Vec<TableInfo>> {
-    let one_line = |e: EngineError| anyhow!(e.one_line());
+) -> Result<Vec<TableInfo>, EngineError> {
     let mut out = match sel {
-        TableSelection::All => catalog::list_tables(here, Side::Here, None)
-            .await
-            .map_err(one_line)?,
+        TableSelection::All => catalog::list_tables(here, Side::Here, None).await?,
         TableSelection::List(names) => {
-            let found = catalog::list_tables(here, Side::Here, Some(names))
-                .await
-                .map_err(one_line)?;
+            let found = catalog::list_tables(here, Side::Here, Some(names)).await?;
             let missing: Vec<String> = names
                 .iter()
                 .filter(|n| !found.iter().any(|t| &t.name == *n))
                 .map(ToString::to_string)
                 .collect();
             if !missing.is_empty() {
-                bail!("HERE has no table {}", missing.join(", "));
+                return Err(EngineError::Refused(format!(
+                    "HERE has no table {}",
+                    missing.join(", ")
+                )));
             }
             let leaves: Vec<TableName> = found.iter().flat_map(|t| t.partitions.clone()).collect();
             let mut all = found;
             if !leaves.is_empty() {
-                all.extend(
-                    catalog::list_tables(here, Side::Here, Some(&leaves))
-                        .await
-                        .map_err(one_line)?,
-                );
+                all.extend(catalog::list_tables(here, Side::Here, Some(&leaves)).await?);
             }
             all
         }
@@ -138,13 +117,16 @@ async fn resolve(
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out.dedup_by(|a, b| a.name == b.name);
     if out.is_empty() {
-        bail!("no table to copy");
+        return Err(EngineError::Refused("no table to copy".into()));
     }
     Ok(out)
 }
 
 /// Every table must exist on THERE and be empty: the copy only adds rows.
-async fn check_there(there: &tokio_postgres::Client, tables: &[TableInfo]) -> anyhow::Result<()> {
+async fn check_there(
+    there: &tokio_postgres::Client,
+    tables: &[TableInfo],
+) -> Result<(), EngineError> {
     let names: Vec<String> = tables.iter().map(|t| t.name.sql()).collect();
     let missing: Vec<String> = there
         .query(
@@ -152,18 +134,16 @@ async fn check_there(there: &tokio_postgres::Client, tables: &[TableInfo]) -> an
             &[&names],
         )
         .await
-        .map_err(|e| {
-            anyhow!(EngineError::sql(Side::There, "looking for the tables", &e).one_line())
-        })?
+        .map_err(|e| EngineError::sql(Side::There, "looking for the tables", &e))?
         .iter()
         .map(|r| r.get(0))
         .collect();
     if !missing.is_empty() {
-        bail!(
+        return Err(EngineError::Refused(format!(
             "THERE lacks {} of the tables: {}; create the schema first (pg_dump --schema-only HERE | psql THERE)",
             missing.len(),
             abbreviate(&missing)
-        );
+        )));
     }
     let checks = tables.iter().map(|t| async move {
         let sql = format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.name.sql());
@@ -174,19 +154,18 @@ async fn check_there(there: &tokio_postgres::Client, tables: &[TableInfo]) -> an
     });
     let mut busy = Vec::new();
     for r in futures_util::future::join_all(checks).await {
-        let (name, has_rows) = r.map_err(|e| {
-            anyhow!(EngineError::sql(Side::There, "looking into the tables", &e).one_line())
-        })?;
+        let (name, has_rows) =
+            r.map_err(|e| EngineError::sql(Side::There, "looking into the tables", &e))?;
         if has_rows {
             busy.push(name);
         }
     }
     if !busy.is_empty() {
-        bail!(
+        return Err(EngineError::Refused(format!(
             "{} of the tables already hold rows on THERE: {}; the copy fills empty tables only (TRUNCATE them first)",
             busy.len(),
             abbreviate(&busy)
-        );
+        )));
     }
     Ok(())
 }
@@ -202,23 +181,4 @@ fn abbreviate(names: &[String]) -> String {
         let _ = write!(s, " and {} more", names.len() - 10);
     }
     s
-}
-
-/// Prints copy progress lines ([`LinePrinter`]), and notes and warnings as they come.
-async fn print_progress(mut rx: mpsc::Receiver<RunEvent>) {
-    let mut printer = LinePrinter::default();
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            RunEvent::Copy(c) => {
-                for line in printer.lines(&c) {
-                    eprintln!("  {line}");
-                }
-            }
-            RunEvent::Log { level, message } => match level {
-                LogLevel::Info | LogLevel::Notice => eprintln!("{message}"),
-                _ => eprintln!("warning: {message}"),
-            },
-            _ => {}
-        }
-    }
 }
