@@ -83,7 +83,7 @@ fn resume_in_the_wizard(sb: &Sandbox) -> String {
     );
     assert!(
         screen.contains("An earlier run of this bootstrap finished")
-            && screen.contains("Done: ")
+            && screen.contains(", the last: ")
             && screen.contains("Left: "),
         "{screen}"
     );
