@@ -22,13 +22,7 @@ fn journal_steps(sb: &Sandbox) -> String {
 }
 
 async fn setup() -> (Sandbox, Writer) {
-    let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(SCALE))
-        .await
-        .unwrap();
-    let w = Writer::start(sb.here.pg_config("widgets"), "here", 10_000_000)
-        .await
-        .unwrap();
-    (sb, w)
+    widgets_with_writer(SCALE).await
 }
 
 const JOBS_1: &[&str] = &["--jobs", "1"];

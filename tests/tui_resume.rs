@@ -20,13 +20,7 @@ const SCALE: u32 = 4;
 const SHORT: Duration = Duration::from_secs(30);
 
 async fn setup() -> (Sandbox, Writer) {
-    let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(SCALE))
-        .await
-        .unwrap();
-    let w = Writer::start(sb.here.pg_config("widgets"), "here", 10_000_000)
-        .await
-        .unwrap();
-    (sb, w)
+    widgets_with_writer(SCALE).await
 }
 
 /// The wizard on the sandbox, every field filled from the flags and the environment.
@@ -34,16 +28,7 @@ fn wizard(sb: &Sandbox) -> Tmux {
     let mut argv: Vec<String> = vec![env!("CARGO_BIN_EXE_bucardo-bootstrap").into()];
     argv.extend(conn_flags(sb, "all"));
     argv.extend(["--jobs".into(), "1".into()]);
-    let env = [
-        ("PATH", std::env::var("PATH").unwrap_or_default()),
-        ("HOME", sb.root.join("home").display().to_string()),
-        ("LANG", "C.UTF-8".to_string()),
-        ("TERM", "xterm-256color".to_string()),
-        ("PGPASSWORD", sb.password.clone()),
-        ("BUCARDOPASS", BUCARDO_PASS.to_string()),
-        ("BUCARDO_BOOTSTRAP_LOG", "debug".to_string()),
-    ];
-    Tmux::start(&argv, &env)
+    Tmux::start(&argv, &common::tmux::wizard_env(sb, BUCARDO_PASS))
 }
 
 /// Waits until the journal records a table whose copy committed on THERE.

@@ -49,15 +49,7 @@ fn the_wizard_bootstraps_in_confirm_mode_through_tmux() {
     data::load_widgets(&sb.here, "widgets", 1).expect("widgets loads");
     let mut argv: Vec<String> = vec![env!("CARGO_BIN_EXE_bucardo-bootstrap").into()];
     argv.extend(common::conn_flags(&sb, "all"));
-    let env = [
-        ("PATH", std::env::var("PATH").unwrap_or_default()),
-        ("HOME", sb.root.join("home").display().to_string()),
-        ("LANG", "C.UTF-8".to_string()),
-        ("TERM", "xterm-256color".to_string()),
-        ("PGPASSWORD", sb.password.clone()),
-        ("BUCARDOPASS", BUCARDO_PASS.to_string()),
-        ("BUCARDO_BOOTSTRAP_LOG", "debug".to_string()),
-    ];
+    let env = common::tmux::wizard_env(&sb, BUCARDO_PASS);
     let started = Instant::now();
     let tmux = Tmux::start(&argv, &env);
     let short = Duration::from_secs(30);

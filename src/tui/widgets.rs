@@ -154,6 +154,38 @@ pub fn hint_line(hints: &[(&str, &str)], theme: Theme) -> Line<'static> {
 }
 
 /// A rectangle of at most `w` x `h` centred in `area`.
+/// A bordered pane of `lines` from `scroll` on (clamped so the last page stays full), titled in
+/// bold, with "↓ N more" on its bottom border while lines are hidden below.
+pub fn scrolled_pane(
+    area: Rect,
+    buf: &mut Buffer,
+    title: &str,
+    lines: Vec<Line<'static>>,
+    scroll: usize,
+    theme: Theme,
+) {
+    let rows = area.height.saturating_sub(2) as usize;
+    let scroll = scroll.min(lines.len().saturating_sub(rows));
+    let more = match lines.len().saturating_sub(scroll + rows) {
+        0 => String::new(),
+        n => format!(" ↓ {n} more "),
+    };
+    Paragraph::new(
+        lines
+            .into_iter()
+            .skip(scroll)
+            .take(rows)
+            .collect::<Vec<_>>(),
+    )
+    .block(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(Span::styled(title.to_string(), theme.bold()))
+            .title_bottom(Line::from(more).right_aligned()),
+    )
+    .render(area, buf);
+}
+
 pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);

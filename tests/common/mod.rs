@@ -6,7 +6,7 @@
 pub mod tmux;
 
 use bucardo_bootstrap::engine::journal::JournalData;
-use bucardo_bootstrap::sandbox::writer::{check_eventually, WriterReport};
+use bucardo_bootstrap::sandbox::writer::{check_eventually, Writer, WriterReport};
 use bucardo_bootstrap::sandbox::{self, data, Cluster, Sandbox, SandboxOptions};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -21,6 +21,17 @@ pub fn sandbox_with_widgets(scale: u32) -> Sandbox {
     let sb = Sandbox::start(SandboxOptions::default()).expect("sandbox starts");
     data::load_widgets(&sb.here, "widgets", scale).expect("widgets loads");
     sb
+}
+
+/// [`sandbox_with_widgets`] with a writer on HERE playing the application, from the start.
+pub async fn widgets_with_writer(scale: u32) -> (Sandbox, Writer) {
+    let sb = tokio::task::spawn_blocking(move || sandbox_with_widgets(scale))
+        .await
+        .unwrap();
+    let w = Writer::start(sb.here.pg_config("widgets"), "here", 10_000_000)
+        .await
+        .unwrap();
+    (sb, w)
 }
 
 pub fn state_dir(sb: &Sandbox) -> PathBuf {

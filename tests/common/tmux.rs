@@ -119,3 +119,19 @@ impl Drop for Tmux {
         }
     }
 }
+
+/// The wizard's environment in tmux: passwords from the environment, a UTF-8 terminal, debug logs.
+pub fn wizard_env(
+    sb: &bucardo_bootstrap::sandbox::Sandbox,
+    bucardo_pass: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("HOME", sb.root.join("home").display().to_string()),
+        ("LANG", "C.UTF-8".to_string()),
+        ("TERM", "xterm-256color".to_string()),
+        ("PGPASSWORD", sb.password.clone()),
+        ("BUCARDOPASS", bucardo_pass.to_string()),
+        ("BUCARDO_BOOTSTRAP_LOG", "debug".to_string()),
+    ]
+}

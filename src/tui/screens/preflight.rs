@@ -3,7 +3,7 @@
 
 use crate::engine::preflight::{Finding, Severity};
 use crate::tui::theme;
-use crate::tui::widgets::{spinner, wrap, Ui};
+use crate::tui::widgets::{scrolled_pane, spinner, wrap, Ui};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -116,8 +116,6 @@ impl Widget for &PreflightState {
         }
         let inner_w = list_area.width.saturating_sub(2) as usize;
         let lines = self.lines(inner_w);
-        let rows = list_area.height.saturating_sub(2) as usize;
-        let scroll = self.scroll.min(lines.len().saturating_sub(rows));
         let title = format!(
             " Preflight: {} passed, {} warning{}, {} failing ",
             self.count(Severity::Pass),
@@ -129,25 +127,7 @@ impl Widget for &PreflightState {
             },
             self.count(Severity::Fail)
         );
-        let more = if lines.len() > scroll + rows {
-            format!(" ↓ {} more ", lines.len() - scroll - rows)
-        } else {
-            String::new()
-        };
-        Paragraph::new(
-            lines
-                .into_iter()
-                .skip(scroll)
-                .take(rows)
-                .collect::<Vec<_>>(),
-        )
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(Span::styled(title, t.bold()))
-                .title_bottom(Line::from(more).right_aligned()),
-        )
-        .render(list_area, buf);
+        scrolled_pane(list_area, buf, &title, lines, self.scroll, t);
         let verdict = if self.has_fail() {
             Line::from(vec![
                 Span::styled(format!("{} ", theme::FAIL), t.fail()),

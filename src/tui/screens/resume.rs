@@ -8,7 +8,7 @@ use crate::engine::plan::Plan;
 use crate::session::launch::Earlier;
 use crate::tui::screens::preflight::PreflightState;
 use crate::tui::theme;
-use crate::tui::widgets::{spinner, wrap, Ui};
+use crate::tui::widgets::{scrolled_pane, spinner, wrap, Ui};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -154,7 +154,6 @@ impl Widget for &ResumeState {
                 t.bold(),
             )))
             .render(head_area, buf);
-        let rows = body_area.height.saturating_sub(2) as usize;
         let (title, lines): (&str, Vec<Line<'static>>) = match &self.undo {
             Undo::Review(_, text) => (
                 " Cleanup: what it removes ",
@@ -172,25 +171,7 @@ impl Widget for &ResumeState {
             ),
             _ => (" Checks for resuming ", self.checks.lines(inner_w)),
         };
-        let scroll = self.checks.scroll.min(lines.len().saturating_sub(rows));
-        let more = match lines.len().saturating_sub(scroll + rows) {
-            0 => String::new(),
-            n => format!(" ↓ {n} more "),
-        };
-        Paragraph::new(
-            lines
-                .into_iter()
-                .skip(scroll)
-                .take(rows)
-                .collect::<Vec<_>>(),
-        )
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(Span::styled(title, t.bold()))
-                .title_bottom(Line::from(more).right_aligned()),
-        )
-        .render(body_area, buf);
+        scrolled_pane(body_area, buf, title, lines, self.checks.scroll, t);
         Paragraph::new(self.bottom_line()).render(bottom_area, buf);
     }
 }
