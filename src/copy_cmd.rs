@@ -15,9 +15,8 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Returns the exit status: 0 when every table was copied, 1 when a table failed, 130 when
-/// interrupted. Refusals (a table missing or not empty on THERE) and connection failures are
-/// errors.
+/// Returns the exit status: 0 when every table was copied, 1 when the copy failed (a table, a
+/// server), 130 when interrupted. Refusals (a table missing or not empty on THERE) are errors.
 pub async fn run(
     here: &ConnSpec,
     there: &ConnSpec,
@@ -57,7 +56,12 @@ pub async fn run(
         }
         state
     });
-    let result = standalone::copy(here, there, tables, jobs, &etx, &cancel).await;
+    // Ctrl-C also stops the connecting and checking before the copy, which do not wait on the
+    // cancel themselves.
+    let result = tokio::select! {
+        r = standalone::copy(here, there, tables, jobs, &etx, &cancel) => r,
+        () = cancel.cancelled() => Err(EngineError::Aborted),
+    };
     drop(etx);
     let state = printer.await?;
     ctrl_c.abort();
@@ -78,10 +82,13 @@ pub async fn run(
             eprintln!("copy interrupted");
             Ok(130)
         }
-        Err(e @ (EngineError::Copy { .. } | EngineError::Sql { .. })) => {
+        // Bad input (a table missing or not empty on THERE, none to copy): an error, exit 2.
+        Err(e @ (EngineError::Refused(_) | EngineError::Config(_))) => {
+            Err(anyhow::anyhow!(e.one_line()))
+        }
+        Err(e) => {
             eprintln!("copy failed: {}", e.one_line());
             Ok(1)
         }
-        Err(e) => Err(anyhow::anyhow!(e.one_line())),
     }
 }

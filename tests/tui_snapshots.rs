@@ -313,7 +313,7 @@ fn run_failed_table() {
         &mut app,
         Msg::RunEnded(RunResult {
             end: RunEnd::Failed {
-                step: copy,
+                step: Some(copy),
                 error: EngineError::Copy {
                     table: items.name.to_string(),
                     message: r#"THERE: ERROR: could not extend file "base/16384/16502": No space left on device"#.into(),

@@ -55,9 +55,10 @@ fn the_connect_flow_validates_then_loads_tables_then_runs_preflight_on_the_chose
     let fx = update(&mut app, ch('n'));
     assert_eq!(app.screen, Screen::Preflight);
     assert!(app.preflight.loading);
-    assert!(matches!(fx.as_slice(), [Effect::FindEarlier(_)]), "{fx:?}");
+    assert!(matches!(fx.as_slice(), [Effect::FindEarlier(..)]), "{fx:?}");
     // No earlier run started this bootstrap: a fresh one is checked.
-    let fx = update(&mut app, Msg::EarlierFound(Ok(None)));
+    let seq = app.lookup;
+    let fx = update(&mut app, Msg::EarlierFound(seq, Ok(None)));
     assert!(app.preflight.loading && app.tables.loading);
     assert!(matches!(fx.as_slice(), [Effect::LoadTables(_)]), "{fx:?}");
 
@@ -831,9 +832,13 @@ fn saved_files_are_private_even_when_they_existed() {
 fn an_earlier_run_opens_the_resume_screen_with_its_tables() {
     let mut app = new_app(true);
     update(&mut app, ch('n'));
-    let fx = update(&mut app, Msg::EarlierFound(Ok(Some(Box::new(earlier())))));
+    let seq = app.lookup;
+    let fx = update(
+        &mut app,
+        Msg::EarlierFound(seq, Ok(Some(Box::new(earlier())))),
+    );
     assert_eq!(app.screen, Screen::Resume);
-    let Some(Effect::PrepareResume(s)) = fx.first() else {
+    let Some(Effect::PrepareResume(s, seq)) = fx.first() else {
         panic!("{fx:?}")
     };
     // The earlier run's tables, not the draft's "all".
@@ -845,7 +850,11 @@ fn an_earlier_run_opens_the_resume_screen_with_its_tables() {
     // Nothing can start before the plan is read and the checks are back.
     let fx = update(&mut app, ch('r'));
     assert!(fx.is_empty() && app.screen == Screen::Resume);
-    update(&mut app, Msg::ResumePlanned(Ok(Box::new(resumed_plan()))));
+    let seq = *seq;
+    update(
+        &mut app,
+        Msg::ResumePlanned(seq, Ok(Box::new(resumed_plan()))),
+    );
     let done = resumed_plan()
         .steps
         .iter()
@@ -866,7 +875,7 @@ fn an_earlier_run_opens_the_resume_screen_with_its_tables() {
         .any(|l| l.starts_with("Tables copied: 1 of 6")));
     update(
         &mut app,
-        Msg::ResumeChecked(vec![Finding::pass("HERE", "connect", "connected")]),
+        Msg::ResumeChecked(seq, vec![Finding::pass("HERE", "connect", "connected")]),
     );
     let fx = update(&mut app, ch('r'));
     let Some(Effect::StartRun { plan, mode, .. }) = fx.first() else {
@@ -894,8 +903,12 @@ fn a_failing_resume_check_blocks_until_checked_again() {
         .as_ref()
         .is_some_and(|(_, t)| t.contains("failing check")));
     let fx = update(&mut app, ch('R'));
-    assert!(matches!(fx.as_slice(), [Effect::ResumeChecks(_)]), "{fx:?}");
-    update(&mut app, Msg::ResumeChecked(vec![]));
+    assert!(
+        matches!(fx.as_slice(), [Effect::ResumeChecks(..)]),
+        "{fx:?}"
+    );
+    let seq = app.lookup;
+    update(&mut app, Msg::ResumeChecked(seq, vec![]));
     let fx = update(&mut app, key(KeyCode::Enter));
     assert!(
         matches!(
@@ -945,4 +958,99 @@ fn undo_from_the_resume_screen_shows_the_cleanup_then_starts_afresh() {
     let fx = update(&mut app, key(KeyCode::Enter));
     assert_eq!(app.screen, Screen::Preflight);
     assert!(matches!(fx.as_slice(), [Effect::LoadTables(_)]), "{fx:?}");
+}
+
+#[test]
+fn the_earlier_run_is_found_by_its_tables_and_a_finished_one_is_not() {
+    use bucardo_bootstrap::engine::journal::JournalData;
+    use bucardo_bootstrap::engine::plan::fingerprint_names;
+    use bucardo_bootstrap::session::launch::find_earlier;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings();
+    s.log_dir = dir.path().to_path_buf();
+    let write = |name: &str, j: &JournalData| {
+        std::fs::write(dir.path().join(name), serde_json::to_string(j).unwrap()).unwrap();
+    };
+    let tables = earlier().tables;
+    let unfinished = JournalData {
+        fingerprint: fingerprint_names(&s, &tables),
+        tables: tables.clone(),
+        steps_done: vec![StepKind::CopySchema, StepKind::AddSync],
+        updated: 100,
+        ..Default::default()
+    };
+    let finished = JournalData {
+        steps_done: vec![StepKind::CopySchema, StepKind::AddSync, StepKind::Verify],
+        updated: 200,
+        ..unfinished.clone()
+    };
+    // Another bootstrap's journal (its own sync) in the same directory, newer.
+    let mut s2 = s.clone();
+    s2.names.sync = "othersync".into();
+    let other = JournalData {
+        fingerprint: fingerprint_names(&s2, &tables),
+        updated: 300,
+        ..unfinished.clone()
+    };
+    write("journal-a.json", &unfinished);
+    write("journal-b.json", &finished);
+    write("journal-c.json", &other);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The wizard has not chosen tables yet: the draft says "all".
+    s.tables = TableSelection::All;
+    let found = rt.block_on(find_earlier(&s)).unwrap().expect("found");
+    assert_eq!(found.journal_path, dir.path().join("journal-a.json"));
+    assert_eq!(found.tables, tables);
+    // The other sync's settings find the other bootstrap.
+    s2.tables = TableSelection::All;
+    let found = rt.block_on(find_earlier(&s2)).unwrap().expect("found");
+    assert_eq!(found.journal_path, dir.path().join("journal-c.json"));
+    // Once it verified both sides, a bootstrap is not offered for resuming.
+    std::fs::remove_file(dir.path().join("journal-a.json")).unwrap();
+    assert!(rt.block_on(find_earlier(&s)).unwrap().is_none());
+}
+
+#[test]
+fn replies_to_an_abandoned_lookup_are_dropped() {
+    let mut app = new_app(true);
+    update(&mut app, ch('n'));
+    let first = app.lookup;
+    // The operator goes back before the answer comes, and edits.
+    update(&mut app, key(KeyCode::Esc));
+    assert_eq!(app.screen, Screen::Connect);
+    let fx = update(
+        &mut app,
+        Msg::EarlierFound(first, Ok(Some(Box::new(earlier())))),
+    );
+    assert!(
+        fx.is_empty() && app.screen == Screen::Connect,
+        "not yanked to Resume"
+    );
+    // On the Resume screen, a stale plan or stale checks do not make it ready.
+    update(&mut app, ch('n'));
+    let seq = app.lookup;
+    update(
+        &mut app,
+        Msg::EarlierFound(seq, Ok(Some(Box::new(earlier())))),
+    );
+    let current = app.lookup;
+    update(
+        &mut app,
+        Msg::ResumePlanned(current - 1, Ok(Box::new(resumed_plan()))),
+    );
+    update(&mut app, Msg::ResumeChecked(current - 1, vec![]));
+    assert!(app.resume.plan.is_none() && !app.resume.ready());
+    // A failed read of the earlier run is tried again with R.
+    update(
+        &mut app,
+        Msg::ResumePlanned(current, Err("HERE went away".into())),
+    );
+    let fx = update(&mut app, ch('R'));
+    assert!(
+        matches!(fx.as_slice(), [Effect::PrepareResume(_, s)] if *s == current),
+        "{fx:?}"
+    );
 }

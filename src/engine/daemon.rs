@@ -12,7 +12,7 @@
 use crate::engine::bucardo;
 use crate::engine::conn::ConnSpec;
 use crate::engine::error::EngineError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// The MCP's PID file, as Bucardo names it in its PID directory.
@@ -68,7 +68,7 @@ impl Daemon {
             Daemon::Stopping => "stopping or restarting (a fresh stop file, no PID file)".into(),
             Daemon::Stale { pid } => {
                 format!(
-                    "not running (stale PID file: no process {pid}; `bucardo start` removes it)"
+                    "not running (a stale PID file names PID {pid}, which is not a Bucardo process)"
                 )
             }
             Daemon::NotRunning => "not running".into(),
@@ -127,6 +127,22 @@ fn is_bucardo(pid: u32) -> bool {
         w.starts_with("Bucardo Master Control Program")
             || Path::new(w).file_name().is_some_and(|n| n == "bucardo")
     })
+}
+
+/// Removes a stale PID file, as Bucardo's own `start` does for a dead PID. A PID the system
+/// reused for another program would make `start` refuse ("PID file exists") for good, so it goes
+/// too. Returns the file's path when it was removed; a file that now names another PID (a
+/// daemon started meanwhile) is left alone.
+pub fn remove_stale(piddir: &Path, pid: u32) -> std::io::Result<Option<PathBuf>> {
+    let path = piddir.join(PID_FILE);
+    if pid_file(piddir) != PidFile::Stale(pid) {
+        return Ok(None);
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(Some(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Pings the daemon and reads its PID file: one look, no waiting beyond `ping_wait`.
@@ -236,6 +252,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(pid_file(dir.path()), PidFile::Stale(me));
+        // A reused PID would make `bucardo start` refuse for good: the file goes.
+        assert_eq!(
+            remove_stale(dir.path(), me).unwrap(),
+            Some(dir.path().join(PID_FILE))
+        );
+        assert!(!dir.path().join(PID_FILE).exists());
+        std::fs::write(
+            dir.path().join(PID_FILE),
+            format!("{me}\nbucardo start\nnow\n"),
+        )
+        .unwrap();
         // A process whose command line says bucardo is live.
         let mut child = std::process::Command::new("bash")
             .args([
@@ -251,6 +278,11 @@ mod tests {
         }
         std::fs::write(dir.path().join(PID_FILE), format!("{pid}\n")).unwrap();
         assert_eq!(pid_file(dir.path()), PidFile::Live(pid));
+        assert_eq!(
+            remove_stale(dir.path(), pid).unwrap(),
+            None,
+            "a live daemon's file stays"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(pid_file(dir.path()), PidFile::Stale(pid));

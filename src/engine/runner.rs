@@ -26,8 +26,11 @@ pub trait StepExecutor: Send + Sync {
 pub enum RunEnd {
     /// Every step finished (or was skipped by the operator, or done by an earlier run).
     Completed,
-    /// A step failed; nothing after it ran.
-    Failed { step: StepId, error: EngineError },
+    /// A step failed (nothing after it ran), or the run could not start (`step` is None).
+    Failed {
+        step: Option<StepId>,
+        error: EngineError,
+    },
     /// The operator aborted, at a gate or in a step (`step`), or before the first step.
     Aborted { step: Option<StepId> },
 }
@@ -162,7 +165,7 @@ pub async fn run<E: StepExecutor>(
                 let msg = e.one_line();
                 tracing::error!("step {} failed: {msg}", step.id + 1);
                 result.end = RunEnd::Failed {
-                    step: step.id,
+                    step: Some(step.id),
                     error: e,
                 };
                 finish(
@@ -385,7 +388,7 @@ mod tests {
         assert_eq!(ran, vec![0, 1]);
         match res.end {
             RunEnd::Failed { step, error } => {
-                assert_eq!(step, 1);
+                assert_eq!(step, Some(1));
                 assert!(error.one_line().contains("boom"));
             }
             other => panic!("{other:?}"),

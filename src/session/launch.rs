@@ -8,7 +8,7 @@ use crate::engine::event::{ConfirmMode, GateReply, RunEvent};
 use crate::engine::exec::{self, LiveExecutor};
 use crate::engine::ident::TableName;
 use crate::engine::journal::{Journal, JournalData};
-use crate::engine::plan::{self, Plan};
+use crate::engine::plan::{self, Plan, StepKind};
 use crate::engine::preflight::{self, Finding};
 use crate::engine::runner::{self, RunResult};
 use crate::engine::settings::{Settings, TableSelection};
@@ -39,10 +39,12 @@ impl Earlier {
 
 /// Finds the journal of a bootstrap begun with these servers and Bucardo names, whatever tables
 /// the caller has (or has not yet) chosen: every journal records its tables, and its fingerprint
-/// is computed again from the caller's connections with those tables. The newest wins. A journal
-/// written before tables were recorded is found when the caller's selection resolves to its plan.
+/// is computed again from the caller's connections with those tables. The newest unfinished one
+/// wins. A journal written before tables were recorded is found when the caller's selection
+/// resolves to its plan.
 pub async fn find_earlier(s: &Settings) -> Result<Option<Earlier>, EngineError> {
     let mut found: Option<Earlier> = None;
+    let mut legacy = false;
     for entry in std::fs::read_dir(s.state_dir())
         .into_iter()
         .flatten()
@@ -60,7 +62,11 @@ pub async fn find_earlier(s: &Settings) -> Result<Option<Earlier>, EngineError> 
         };
         let started =
             !(data.steps_done.is_empty() && data.tables_done.is_empty() && data.ranges.is_empty());
+        // A bootstrap that verified both sides is finished: there is nothing to resume.
+        let finished = data.steps_done.contains(&StepKind::Verify);
+        legacy |= started && !finished && data.tables.is_empty();
         if !started
+            || finished
             || data.tables.is_empty()
             || plan::fingerprint_names(s, &data.tables) != data.fingerprint
         {
@@ -77,13 +83,15 @@ pub async fn find_earlier(s: &Settings) -> Result<Option<Earlier>, EngineError> 
             });
         }
     }
-    if found.is_none() && exec::resuming(s).await? {
+    if found.is_none() && legacy && exec::resuming(s).await? {
         let (plan, journal) = exec::prepare(s, false).await?;
-        found = Some(Earlier {
-            journal_path: journal.path().to_path_buf(),
-            tables: plan.tables.iter().map(|t| t.name.clone()).collect(),
-            journal: journal.data,
-        });
+        if !journal.step_done(StepKind::Verify) {
+            found = Some(Earlier {
+                journal_path: journal.path().to_path_buf(),
+                tables: plan.tables.iter().map(|t| t.name.clone()).collect(),
+                journal: journal.data,
+            });
+        }
     }
     Ok(found)
 }

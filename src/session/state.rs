@@ -429,7 +429,7 @@ impl RunState {
                 RunEnd::Aborted { step: None }
             } else {
                 RunEnd::Failed {
-                    step: self.failed_step().map(|s| s.id).unwrap_or(0),
+                    step: self.failed_step().map(|s| s.id),
                     error: crate::engine::EngineError::Refused(f.summary.clone()),
                 }
             }

@@ -149,13 +149,19 @@ pub fn headline(run: &RunState, end: &RunEnd) -> String {
                 .unwrap_or("every step finished")
         ),
         RunEnd::Aborted { .. } => "Aborted by the operator".into(),
-        RunEnd::Failed { step, error } => {
+        RunEnd::Failed {
+            step: Some(step),
+            error,
+        } => {
             let at = run
                 .steps
                 .get(*step)
                 .map(|s| format!(" at step {} ({})", s.id + 1, s.title))
                 .unwrap_or_default();
             format!("The bootstrap failed{at}: {}", error.one_line())
+        }
+        RunEnd::Failed { step: None, error } => {
+            format!("The bootstrap could not start: {}", error.one_line())
         }
     }
 }

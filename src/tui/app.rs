@@ -98,11 +98,11 @@ pub enum Msg {
         result: TestState,
     },
     /// Whether an earlier run started the bootstrap these settings describe.
-    EarlierFound(Result<Option<Box<Earlier>>, String>),
+    EarlierFound(u64, Result<Option<Box<Earlier>>, String>),
     /// The resumed plan (with the earlier run's steps marked done).
-    ResumePlanned(Result<Box<Plan>, String>),
+    ResumePlanned(u64, Result<Box<Plan>, String>),
     /// The checks for resuming.
-    ResumeChecked(Vec<Finding>),
+    ResumeChecked(u64, Vec<Finding>),
     /// What cleanup would remove, and its text.
     CleanupPlanned(Result<(Box<CleanupPlan>, String), String>),
     CleanedUp(Result<(), String>),
@@ -140,10 +140,11 @@ pub enum Effect {
         fallback: Option<Box<ConnSpec>>,
         seq: u64,
     },
-    FindEarlier(Box<Settings>),
+    /// Each lookup carries [`App::lookup`]; replies to an older one are dropped.
+    FindEarlier(Box<Settings>, u64),
     /// Builds the resumed plan, then runs the checks for resuming.
-    PrepareResume(Box<Settings>),
-    ResumeChecks(Box<Settings>),
+    PrepareResume(Box<Settings>, u64),
+    ResumeChecks(Box<Settings>, u64),
     PlanCleanup(Box<Settings>),
     RunCleanup {
         settings: Box<Settings>,
@@ -185,6 +186,9 @@ pub struct App {
     pub tables: TablesState,
     pub review: ReviewState,
     pub resume: ResumeState,
+    /// The lookup the wizard waits for (an earlier run, the resumed plan, the resume checks);
+    /// a reply to an older one, from before Esc or another Enter, is dropped.
+    pub lookup: u64,
     pub run: Option<RunView>,
     pub done: DoneState,
     pub help: bool,
@@ -224,6 +228,7 @@ impl App {
                 ui,
                 ..Default::default()
             },
+            lookup: 0,
             run: None,
             done: DoneState {
                 ui,
@@ -325,7 +330,15 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             }
             vec![]
         }
-        Msg::EarlierFound(found) => match found {
+        Msg::EarlierFound(seq, _) if seq != app.lookup || app.screen != Screen::Preflight => {
+            vec![]
+        }
+        Msg::ResumePlanned(seq, _) | Msg::ResumeChecked(seq, _)
+            if seq != app.lookup || app.screen != Screen::Resume =>
+        {
+            vec![]
+        }
+        Msg::EarlierFound(_, found) => match found {
             Ok(Some(earlier)) => open_resume(app, *earlier),
             Ok(None) => match app.settings.clone() {
                 Some(s) => start_checks(app, s),
@@ -339,7 +352,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                 }
             }
         },
-        Msg::ResumePlanned(result) => {
+        Msg::ResumePlanned(_, result) => {
             match result {
                 Ok(plan) => {
                     if let Some(e) = &app.resume.earlier {
@@ -354,7 +367,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             }
             vec![]
         }
-        Msg::ResumeChecked(findings) => {
+        Msg::ResumeChecked(_, findings) => {
             app.resume.checks.loading = false;
             app.resume.checks.findings = findings;
             app.resume.checks.scroll = 0;
@@ -521,7 +534,13 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 }
 
 fn request_quit(app: &mut App) -> Vec<Effect> {
-    if app.run_active() {
+    if matches!(app.resume.undo, Undo::Running) {
+        app.set_status(
+            StatusLevel::Error,
+            "the cleanup is running: quit once it has finished",
+        );
+        vec![]
+    } else if app.run_active() {
         app.prompt = Some(Prompt::QuitDuringRun);
         vec![]
     } else {
@@ -630,7 +649,8 @@ fn go_preflight(app: &mut App) -> Vec<Effect> {
             app.screen = Screen::Preflight;
             app.preflight.loading = true;
             app.preflight.findings.clear();
-            vec![Effect::FindEarlier(Box::new(s))]
+            app.lookup += 1;
+            vec![Effect::FindEarlier(Box::new(s), app.lookup)]
         }
     }
 }
@@ -652,7 +672,8 @@ fn open_resume(app: &mut App, earlier: Earlier) -> Vec<Effect> {
     app.resume = ResumeState::new(earlier, app.ui());
     app.settings = Some(s.clone());
     app.screen = Screen::Resume;
-    vec![Effect::PrepareResume(Box::new(s))]
+    app.lookup += 1;
+    vec![Effect::PrepareResume(Box::new(s), app.lookup)]
 }
 
 fn resume_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
@@ -703,10 +724,19 @@ fn resume_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     match key.code {
         KeyCode::Up | KeyCode::Char('k') => r.checks.scroll = r.checks.scroll.saturating_sub(1),
         KeyCode::Down | KeyCode::Char('j') => r.checks.scroll += 1,
-        KeyCode::Esc => app.screen = Screen::Connect,
+        KeyCode::Esc => {
+            app.lookup += 1;
+            app.screen = Screen::Connect;
+        }
+        // Read the earlier run again when that failed; otherwise only the checks.
+        KeyCode::Char('R') if r.plan.is_none() && r.error.is_some() => {
+            r.error = None;
+            r.checks.loading = true;
+            return vec![Effect::PrepareResume(Box::new(s), app.lookup)];
+        }
         KeyCode::Char('R') if !r.checks.loading => {
             r.checks.loading = true;
-            return vec![Effect::ResumeChecks(Box::new(s))];
+            return vec![Effect::ResumeChecks(Box::new(s), app.lookup)];
         }
         KeyCode::Char('x') => {
             r.undo = Undo::Planning;

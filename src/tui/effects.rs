@@ -49,33 +49,33 @@ impl Effects {
                     let _ = tx.send(Msg::ConnTested { side, seq, result }).await;
                 });
             }
-            Effect::FindEarlier(s) => {
+            Effect::FindEarlier(s, seq) => {
                 tokio::spawn(async move {
                     let found = launch::find_earlier(&s)
                         .await
                         .map(|e| e.map(Box::new))
                         .map_err(|e| e.one_line());
-                    let _ = tx.send(Msg::EarlierFound(found)).await;
+                    let _ = tx.send(Msg::EarlierFound(seq, found)).await;
                 });
             }
-            Effect::PrepareResume(s) => {
+            Effect::PrepareResume(s, seq) => {
                 tokio::spawn(async move {
                     let planned = launch::prepare(&s, false)
                         .await
                         .map(|p| Box::new(p.plan))
                         .map_err(|e| e.one_line());
                     let ok = planned.is_ok();
-                    let _ = tx.send(Msg::ResumePlanned(planned)).await;
+                    let _ = tx.send(Msg::ResumePlanned(seq, planned)).await;
                     if ok {
                         let findings = launch::checks(&s, true, None).await;
-                        let _ = tx.send(Msg::ResumeChecked(findings)).await;
+                        let _ = tx.send(Msg::ResumeChecked(seq, findings)).await;
                     }
                 });
             }
-            Effect::ResumeChecks(s) => {
+            Effect::ResumeChecks(s, seq) => {
                 tokio::spawn(async move {
                     let findings = launch::checks(&s, true, None).await;
-                    let _ = tx.send(Msg::ResumeChecked(findings)).await;
+                    let _ = tx.send(Msg::ResumeChecked(seq, findings)).await;
                 });
             }
             Effect::PlanCleanup(s) => {
@@ -164,7 +164,10 @@ impl Effects {
                             let _ = tx.send(Msg::Run(ev)).await;
                         }
                         let result = RunResult {
-                            end: RunEnd::Failed { step: 0, error: e },
+                            end: RunEnd::Failed {
+                                step: None,
+                                error: e,
+                            },
                             timings: vec![],
                         };
                         let _ = tx.send(Msg::RunEnded(result)).await;

@@ -193,11 +193,12 @@ pub fn new_app(passwords: bool) -> App {
 /// An app walked through Connect and a clean Preflight to the Tables screen.
 pub fn app_at_tables() -> App {
     let mut app = new_app(true);
+    update(&mut app, ch('n'));
+    let seq = app.lookup;
     feed(
         &mut app,
         [
-            ch('n'),
-            Msg::EarlierFound(Ok(None)),
+            Msg::EarlierFound(seq, Ok(None)),
             Msg::TablesLoaded(Ok(catalog())),
             Msg::PreflightDone(vec![]),
             key(KeyCode::Enter),
@@ -340,13 +341,18 @@ pub fn resumed_plan() -> Plan {
 /// An app opened on the bootstrap of [`earlier`]: the Resume screen, read and checked.
 pub fn app_at_resume(findings: Vec<bucardo_bootstrap::engine::preflight::Finding>) -> App {
     let mut app = new_app(true);
+    update(&mut app, ch('n'));
+    let seq = app.lookup;
+    update(
+        &mut app,
+        Msg::EarlierFound(seq, Ok(Some(Box::new(earlier())))),
+    );
+    let seq = app.lookup;
     feed(
         &mut app,
         [
-            ch('n'),
-            Msg::EarlierFound(Ok(Some(Box::new(earlier())))),
-            Msg::ResumePlanned(Ok(Box::new(resumed_plan()))),
-            Msg::ResumeChecked(findings),
+            Msg::ResumePlanned(seq, Ok(Box::new(resumed_plan()))),
+            Msg::ResumeChecked(seq, findings),
         ],
     );
     app

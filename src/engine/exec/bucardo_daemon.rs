@@ -81,11 +81,16 @@ impl LiveExecutor {
                 .await;
                 return Ok(());
             }
-            d @ Daemon::Stale { .. } => {
+            d @ Daemon::Stale { pid } => {
+                let removed = daemon::remove_stale(&self.settings.bucardo.piddir, pid)?;
+                let what = match removed {
+                    Some(path) => format!("; removed {}", path.display()),
+                    None => String::new(),
+                };
                 log(
                     events,
                     LogLevel::Warn,
-                    format!("the Bucardo daemon is {}", d.describe()),
+                    format!("the Bucardo daemon is {}{what}", d.describe()),
                 )
                 .await
             }
@@ -98,25 +103,29 @@ impl LiveExecutor {
                 control.host
             )));
         }
-        let mut started = Ok(());
         for c in &step.commands {
-            if let Command::Run(inv) = c {
-                let out = self.run_logged(inv, events, BUCARDO_TIMEOUT).await?;
-                started = Self::checked(inv, out).map(drop);
+            let Command::Run(inv) = c else { continue };
+            let out = self.run_logged(inv, events, BUCARDO_TIMEOUT).await?;
+            let refused = format!("{}\n{}", out.stdout, out.stderr).contains("PID file");
+            match Self::checked(inv, out) {
+                Ok(_) => {}
+                // Another start (an operator, a restart) won the race: wait for that daemon.
+                Err(_)
+                    if refused
+                        && matches!(
+                            daemon::pid_file(&self.settings.bucardo.piddir),
+                            daemon::PidFile::Live(_)
+                        ) =>
+                {
+                    log(
+                        events,
+                        LogLevel::Warn,
+                        "another Bucardo daemon is starting; waiting for it instead".into(),
+                    )
+                    .await;
+                }
+                Err(e) => return Err(e),
             }
-        }
-        if let Err(e) = started {
-            // Another start (an operator, a restart) won the race: wait for that daemon instead.
-            if !matches!(&e, EngineError::Command { stderr_tail, .. } if stderr_tail.contains("PID file"))
-            {
-                return Err(e);
-            }
-            log(
-                events,
-                LogLevel::Warn,
-                "another Bucardo daemon is starting; waiting for it instead".into(),
-            )
-            .await;
         }
         let deadline = tokio::time::Instant::now() + daemon::ANSWER_WAIT;
         loop {

@@ -3,8 +3,9 @@
 use super::*;
 
 /// The Bucardo CLI, its control database (installed or installable), the names the bootstrap
-/// will create, the daemon and its directories.
-pub(super) async fn bucardo_checks(s: &Settings, opts: &Options) -> Vec<Finding> {
+/// will create (not when `resuming`: an earlier run of this bootstrap registered them), the
+/// daemon and its directories.
+pub(super) async fn bucardo_checks(s: &Settings, opts: &Options, resuming: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     let cli_version = bucardo_cli(s, &mut out).await;
     out.extend(directory_finding(
@@ -53,7 +54,9 @@ pub(super) async fn bucardo_checks(s: &Settings, opts: &Options) -> Vec<Finding>
                         ));
                     }
                 }
-                out.extend(taken_names(s, &c, &cli).await);
+                if !resuming {
+                    out.extend(taken_names(s, &c, &cli).await);
+                }
                 true
             }
             Ok(None) => {

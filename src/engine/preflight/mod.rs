@@ -132,7 +132,7 @@ pub async fn run_with(s: &Settings, tables: Option<&[TableInfo]>, opts: &Options
     let (here, there, mut bucardo, local) = tokio::join!(
         here_checks(s, tables, opts),
         there_checks(s, opts),
-        bucardo_checks(s, opts),
+        bucardo_checks(s, opts, false),
         local_checks(s),
     );
     let mut out = here.findings;
@@ -151,32 +151,19 @@ pub async fn run_with(s: &Settings, tables: Option<&[TableInfo]>, opts: &Options
 
 /// The checks for resuming a bootstrap that an earlier run started: only what still matters.
 /// The earlier run passed the full preflight, and the names it registered and the rows it
-/// copied are its own work, not a conflict: so only connectivity and the daemon are checked.
+/// copied are its own work, not a conflict: so each server is checked for reachability,
+/// version and privileges, and Bucardo for its control database (installed, or installable
+/// when the earlier run stopped before installing it) and its daemon.
 pub async fn resume_checks(s: &Settings) -> Vec<Finding> {
-    let control = s
-        .bucardo
-        .control
-        .with_user(&s.bucardo.control.user, s.bucardo.password.clone());
-    let mut out = Vec::new();
-    for (group, spec, side) in [
-        (HERE, &s.here, Side::Here),
-        (THERE, &s.there, Side::There),
-        (BUCARDO, &control, Side::Control),
-    ] {
-        match open(spec, side).await {
-            Ok(_) => out.push(Finding::pass(
-                group,
-                "connect",
-                format!("connected to {}", spec.display_uri()),
-            )),
-            Err(e) => out.push(connect_failure(group, &e)),
-        }
-    }
-    if !has_fail(&out) {
-        let state =
-            daemon::probe(&control, &s.bucardo.piddir, Options::default().daemon_ping).await;
-        out.push(daemon_finding(s, &control, state));
-    }
+    let opts = Options::default();
+    let (here, there, bucardo) = tokio::join!(
+        here_checks(s, None, &opts),
+        there_checks(s, &opts),
+        bucardo_checks(s, &opts, true),
+    );
+    let mut out = here.findings;
+    out.extend(there.findings);
+    out.extend(bucardo);
     out
 }
 
