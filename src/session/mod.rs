@@ -6,7 +6,7 @@
 //! - [`text`]: every sentence about a run, worded once;
 //! - [`undo`]: the way back (cleanup), shown first, then carried out.
 //!
-//! Like the engine, it imports no UI crate: `ratatui`, `crossterm` and `inquire` belong to the
+//! Like the engine, it imports no UI crate: the terminal, widget and prompt crates belong to the
 //! front ends.
 
 pub mod launch;

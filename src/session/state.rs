@@ -435,14 +435,4 @@ impl RunState {
             }
         })
     }
-
-    /// Something changed on a database and the run did not complete: running the same
-    /// bootstrap again resumes it.
-    pub fn resumable(&self) -> bool {
-        !matches!(self.end(), Some(RunEnd::Completed))
-            && self
-                .steps
-                .iter()
-                .any(|s| matches!(s.state, StepState::Done | StepState::AlreadyDone))
-    }
 }
