@@ -25,8 +25,24 @@ impl<W: Write> Write for Redacting<W> {
     }
 }
 
+/// Keeps the log writer alive. When dropped it flushes the log, and removes the file if nothing
+/// was written to it (`check` and `plan` often log nothing): no empty log files are left behind.
+pub struct LogGuard {
+    worker: Option<WorkerGuard>,
+    path: PathBuf,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        drop(self.worker.take());
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Starts logging to `<dir>/<prefix>-<timestamp>-<pid>.log`; keep the guard alive until exit.
-pub fn init(dir: &Path, prefix: &str) -> anyhow::Result<(WorkerGuard, PathBuf)> {
+pub fn init(dir: &Path, prefix: &str) -> anyhow::Result<(LogGuard, PathBuf)> {
     use std::os::unix::fs::OpenOptionsExt;
     private_dir(dir, "--log-dir")?;
     let stamp = std::time::SystemTime::now()
@@ -47,5 +63,29 @@ pub fn init(dir: &Path, prefix: &str) -> anyhow::Result<(WorkerGuard, PathBuf)> 
         .with_ansi(false)
         .with_writer(writer)
         .try_init();
+    let guard = LogGuard {
+        worker: Some(guard),
+        path: path.clone(),
+    };
     Ok((guard, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogGuard;
+
+    #[test]
+    fn an_empty_log_is_removed_and_a_written_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (empty, written) = (dir.path().join("a.log"), dir.path().join("b.log"));
+        std::fs::write(&empty, "").unwrap();
+        std::fs::write(&written, "step 1: Copy the schema\n").unwrap();
+        for path in [&empty, &written] {
+            drop(LogGuard {
+                worker: None,
+                path: path.clone(),
+            });
+        }
+        assert!(!empty.exists() && written.exists());
+    }
 }

@@ -50,3 +50,30 @@ fn missing_table_selection_says_what_to_write() {
         "{err}"
     );
 }
+
+#[test]
+fn a_command_that_logs_nothing_leaves_no_empty_log_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tool()
+        .args([
+            "plan",
+            "--here",
+            "postgres://u@127.0.0.1:1/a",
+            "--there",
+            "postgres://u@127.0.0.1:2/a",
+            "--tables",
+            "all",
+            "--log-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "nothing listens on ports 1 and 2");
+    let empty: Vec<String> = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() == 0))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(empty.is_empty(), "empty files left: {empty:?}");
+}
