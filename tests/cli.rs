@@ -11,18 +11,20 @@ fn tool() -> Command {
     c
 }
 
+/// HERE and THERE on ports where nothing listens.
+const NOWHERE: [&str; 4] = [
+    "--here",
+    "postgres://u@127.0.0.1:1/a",
+    "--there",
+    "postgres://u@127.0.0.1:2/a",
+];
+
 #[test]
 fn run_without_yes_and_without_a_terminal_refuses_instead_of_hanging() {
     let out = tool()
-        .args([
-            "run",
-            "--here",
-            "postgres://u@127.0.0.1:1/a",
-            "--there",
-            "postgres://u@127.0.0.1:2/a",
-            "--tables",
-            "all",
-        ])
+        .arg("run")
+        .args(NOWHERE)
+        .args(["--tables", "all"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -33,16 +35,7 @@ fn run_without_yes_and_without_a_terminal_refuses_instead_of_hanging() {
 
 #[test]
 fn missing_table_selection_says_what_to_write() {
-    let out = tool()
-        .args([
-            "plan",
-            "--here",
-            "postgres://u@127.0.0.1:1/a",
-            "--there",
-            "postgres://u@127.0.0.1:2/a",
-        ])
-        .output()
-        .unwrap();
+    let out = tool().arg("plan").args(NOWHERE).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -55,16 +48,9 @@ fn missing_table_selection_says_what_to_write() {
 fn a_command_that_logs_nothing_leaves_no_empty_log_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = tool()
-        .args([
-            "plan",
-            "--here",
-            "postgres://u@127.0.0.1:1/a",
-            "--there",
-            "postgres://u@127.0.0.1:2/a",
-            "--tables",
-            "all",
-            "--log-dir",
-        ])
+        .arg("plan")
+        .args(NOWHERE)
+        .args(["--tables", "all", "--log-dir"])
         .arg(dir.path().join("state"))
         .output()
         .unwrap();
