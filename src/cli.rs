@@ -135,6 +135,10 @@ pub struct ConnArgs {
     /// public.foo,public.bar or all.
     #[arg(long, global = true)]
     pub tables: Option<String>,
+    /// Tables to leave out knowingly (schema.table,...): with `--tables all`, they are not
+    /// replicated; a foreign key between one of them and a replicated table is allowed.
+    #[arg(long = "leave-out", global = true)]
+    pub leave_out: Option<String>,
     #[arg(long, global = true)]
     pub sync: Option<String>,
     #[arg(long, global = true)]
@@ -166,6 +170,7 @@ impl ConnArgs {
             bucardo_logdir: self.bucardo_logdir.clone().or(top.bucardo_logdir.clone()),
             log_dir: self.log_dir.clone().or(top.log_dir.clone()),
             tables: self.tables.clone().or(top.tables.clone()),
+            leave_out: self.leave_out.clone().or(top.leave_out.clone()),
             sync: self.sync.clone().or(top.sync.clone()),
             relgroup: self.relgroup.clone().or(top.relgroup.clone()),
             dbgroup: self.dbgroup.clone().or(top.dbgroup.clone()),
@@ -189,6 +194,9 @@ pub struct Draft {
     pub bucardo_logdir: String,
     pub log_dir: String,
     pub tables: String,
+    /// `--leave-out`: tables left out knowingly.
+    #[serde(default)]
+    pub leave_out: String,
     pub here_name: String,
     pub there_name: String,
     pub sync: String,
@@ -249,6 +257,7 @@ impl Draft {
             ),
             log_dir: path_str(state),
             tables: a.tables.clone().unwrap_or_default(),
+            leave_out: a.leave_out.clone().unwrap_or_default(),
             here_name: names.here_db,
             there_name: names.there_db,
             sync: a.sync.clone().unwrap_or(names.sync),
@@ -312,6 +321,11 @@ impl Draft {
                     .map_err(|e| DraftError::new(DraftField::Tables, format!("--tables: {e}")))?,
             ),
         };
+        let leave_out = match self.leave_out.trim() {
+            "" => vec![],
+            list => parse_table_list(list)
+                .map_err(|e| DraftError::new(DraftField::Tables, format!("--leave-out: {e}")))?,
+        };
         let names = Names {
             here_db: self.here_name.clone(),
             there_db: self.there_name.clone(),
@@ -350,6 +364,7 @@ impl Draft {
             there,
             names,
             tables,
+            leave_out,
             copy_roles: self.copy_roles,
             sequences: self.sequences,
             jobs: self.jobs,

@@ -157,8 +157,8 @@ async fn run(s: Settings, yes: bool, restart: bool) -> anyhow::Result<u8> {
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
     let plan = prepared.plan;
-    for (t, why) in &plan.excluded {
-        eprintln!("left out {t}: {why}");
+    for line in plan.coverage.report() {
+        eprintln!("{line}");
     }
     if resuming {
         eprintln!(

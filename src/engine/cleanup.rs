@@ -248,39 +248,18 @@ impl CleanupPlan {
     }
 }
 
-/// Runs cleanup DDL that needs strong locks on tables a live application writes to: each try
-/// waits at most [`LOCK_TIMEOUT`](crate::engine::exec::LOCK_TIMEOUT) for its locks, and a lock
-/// timeout or a deadlock with the application is retried a few times, with a growing pause.
+/// Runs cleanup DDL that needs strong locks on tables a live application writes to, giving way
+/// to the application ([`giveway`](crate::engine::giveway)): a lost lock is retried.
 async fn run_lock_safe(
     c: &tokio_postgres::Client,
     side: Side,
     sql: &str,
 ) -> Result<(), EngineError> {
-    use crate::engine::exec::{LOCK_ATTEMPTS, LOCK_TIMEOUT};
-    use tokio_postgres::error::SqlState;
-    c.batch_execute(&format!(
-        "SET lock_timeout = '{}ms'",
-        LOCK_TIMEOUT.as_millis()
-    ))
-    .await
-    .map_err(|e| EngineError::sql(side, "setting lock_timeout", &e))?;
-    for attempt in 1..=LOCK_ATTEMPTS {
-        match c.batch_execute(sql).await {
-            Ok(()) => return Ok(()),
-            Err(e)
-                if attempt < LOCK_ATTEMPTS
-                    && matches!(
-                        e.code(),
-                        Some(&SqlState::T_R_DEADLOCK_DETECTED | &SqlState::LOCK_NOT_AVAILABLE)
-                    ) =>
-            {
-                tracing::warn!(
-                    "[{side}] lock timeout or deadlock (attempt {attempt} of {LOCK_ATTEMPTS}); retrying"
-                );
-                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-            }
-            Err(e) => return Err(EngineError::sql(side, sql.to_string(), &e)),
-        }
+    use crate::engine::giveway;
+    giveway::prepare_session(c, side).await?;
+    let gave_way = giveway::run_sql(c, side, sql).await?;
+    if gave_way > 0 {
+        tracing::info!("[{side}] cleanup gave way to the application {gave_way} times");
     }
-    unreachable!("the last attempt returns")
+    Ok(())
 }

@@ -438,7 +438,7 @@ mod tests {
                 step(1, StepKind::CopyData, "Copy the data"),
             ],
             tables: vec![t],
-            excluded: vec![],
+            coverage: Default::default(),
             fingerprint: "f".into(),
         }
     }

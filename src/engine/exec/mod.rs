@@ -7,6 +7,7 @@ use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::{ConnSpec, Passfile, Side};
 use crate::engine::copy::parts::RangesDone;
 use crate::engine::copy::{self, Snapshot};
+use crate::engine::coverage::{self, Coverage};
 use crate::engine::daemon::{self, Daemon, PING_WAIT};
 use crate::engine::error::EngineError;
 use crate::engine::event::{CopyEvent, LogLevel, RunEvent, TableVerdict};
@@ -19,7 +20,7 @@ use crate::engine::plan::{
 use crate::engine::process::{self, Invocation, PassfileRef};
 use crate::engine::runner::{log, StepExecutor};
 use crate::engine::secret::Secret;
-use crate::engine::settings::{Settings, TableSelection};
+use crate::engine::settings::Settings;
 use crate::engine::verify;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,7 +35,6 @@ mod prepare;
 mod replay;
 mod verification;
 
-pub use locks::{LOCK_ATTEMPTS, LOCK_TIMEOUT};
 use prepare::*;
 pub use prepare::{prepare, probe, resolve_tables, resuming, state_paths};
 use replay::*;
@@ -55,6 +55,8 @@ pub struct LiveExecutor {
     daemon_passfile: Passfile,
     bucardo_password: Secret,
     journal: std::sync::Mutex<Journal>,
+    /// How many times the bootstrap's sessions gave way to the application on HERE's locks.
+    gave_way: std::sync::atomic::AtomicU32,
 }
 
 impl LiveExecutor {
@@ -103,6 +105,7 @@ impl LiveExecutor {
             daemon_passfile,
             bucardo_password,
             journal: std::sync::Mutex::new(journal),
+            gave_way: Default::default(),
         })
     }
 
@@ -287,7 +290,15 @@ impl LiveExecutor {
         step: &Step,
         events: &mpsc::Sender<RunEvent>,
     ) -> Result<(), EngineError> {
-        for c in &step.commands {
+        self.run_commands(&step.commands, events).await
+    }
+
+    async fn run_commands(
+        &self,
+        commands: &[Command],
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
+        for c in commands {
             match c {
                 Command::Run(inv) => {
                     self.run_ok(inv, events).await?;
@@ -326,6 +337,18 @@ impl StepExecutor for LiveExecutor {
         self.execute_step(plan, step, events, cancel).await?;
         self.record_step(step.kind)
     }
+
+    fn closing_notes(&self) -> Vec<String> {
+        let n = self.gave_way.load(std::sync::atomic::Ordering::Relaxed);
+        vec![match n {
+            0 => "no lock on HERE had to give way to the application".to_string(),
+            1 => "the bootstrap gave way to the application once on HERE's locks (retried)"
+                .to_string(),
+            n => format!(
+                "the bootstrap gave way to the application {n} times on HERE's locks (retried)"
+            ),
+        }]
+    }
 }
 
 impl LiveExecutor {
@@ -350,7 +373,8 @@ impl LiveExecutor {
             }
             StepKind::AddSync => {
                 if !self.existing_matches(plan, step, events).await? {
-                    self.add_sync_lock_safe(step, events, cancel).await?;
+                    self.give_way_while("installing its triggers", &step.commands, events, cancel)
+                        .await?;
                 }
                 self.check_triggers(plan, events).await
             }
@@ -382,12 +406,17 @@ impl LiveExecutor {
             }
             StepKind::Enable => {
                 self.ensure_daemon(events).await?;
-                // autokick=1 makes Bucardo create its kick triggers on every table of HERE.
-                self.add_sync_lock_safe(step, events, cancel).await
+                // autokick=1 makes Bucardo create its kick triggers on every table of HERE; the
+                // reload after it only reconnects, with the role's settings back to normal.
+                let (activate, reload) = step.commands.split_at(1.min(step.commands.len()));
+                self.give_way_while("enabling the sync", activate, events, cancel)
+                    .await?;
+                self.run_commands(reload, events).await
             }
-            StepKind::CreateDatabase | StepKind::CopySchema | StepKind::BucardoRole => {
-                self.step_commands(step, events).await
-            }
+            StepKind::CreateDatabase
+            | StepKind::CopySchema
+            | StepKind::BucardoRole
+            | StepKind::RefreshMatviews => self.step_commands(step, events).await,
         }
     }
 }
