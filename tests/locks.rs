@@ -87,7 +87,7 @@ async fn an_application_transaction_in_a_deadlock_with_the_trigger_installation_
         .await
         .unwrap();
 
-    let mut r = spawn_run(&sb, &[]);
+    let r = spawn_run(&sb, &[]);
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     let holds_bar_and_waits =
         "SELECT count(*) FROM pg_locks h JOIN pg_stat_activity s ON s.pid = h.pid
