@@ -127,6 +127,36 @@ async fn status_verify_and_cleanup_need_no_tables_and_cleanup_all_leaves_nothing
     }
     assert!(alive(pid), "nothing was done without a confirmation");
 
+    // While another sync of the control database needs them, --all keeps the daemon, the control
+    // database, the roles and the passfile, and says why.
+    let other_sync = |sql: &str| {
+        sb.here
+            .psql(
+                "bucardo",
+                &format!("SET session_replication_role = replica; {sql}"),
+            )
+            .unwrap()
+    };
+    other_sync("INSERT INTO bucardo.sync (name) VALUES ('othersync')");
+    let out = run_tool(&sb, &["cleanup", "--all", "--yes"], &bare, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("othersync") && !text.contains("DROP ROLE") && !text.contains(" stop "),
+        "{text}"
+    );
+    assert!(alive(pid));
+    assert_eq!(
+        one(
+            &sb.here,
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'bucardo'"
+        ),
+        "1"
+    );
+    assert!(state_dir(&sb).join("bucardo.pgpass").exists());
+    other_sync("DELETE FROM bucardo.sync WHERE name = 'othersync'");
+
     let out = run_tool(&sb, &["cleanup", "--all", "--yes"], &bare, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(!alive(pid), "the daemon (PID {pid}) has exited");

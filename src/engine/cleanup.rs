@@ -76,7 +76,6 @@ pub async fn plan(
         .await
         .unwrap_or(false);
     let mut other_users = Vec::new();
-    let mut other_syncs: Vec<String> = Vec::new();
     if installed {
         let ctl = control_conn(s).connect(Side::Control).await?;
         let q = |e: tokio_postgres::Error| {
@@ -138,16 +137,6 @@ pub async fn plan(
         {
             other_users.push(r.get::<_, String>(0));
         }
-        for r in ctl
-            .query(
-                "SELECT name FROM bucardo.sync WHERE name <> $1 ORDER BY name",
-                &[&n.sync],
-            )
-            .await
-            .map_err(q)?
-        {
-            other_syncs.push(r.get(0));
-        }
     } else {
         p.notes
             .push("Bucardo's control database is not installed: nothing to remove there".into());
@@ -208,19 +197,19 @@ pub async fn plan(
         }
     }
     if let Some(created) = all {
-        plan_all(s, created, &other_syncs, &mut p).await?;
+        plan_all(s, created, &mut p).await?;
     }
     Ok(p)
 }
 
 /// `--all`: the daemon, control database and roles this tool created, and the daemon's passfile.
 /// Each is kept, with a note, while another sync of the control database still needs it.
-async fn plan_all(
-    s: &Settings,
-    created: &Created,
-    other_syncs: &[String],
-    p: &mut CleanupPlan,
-) -> Result<(), EngineError> {
+async fn plan_all(s: &Settings, created: &Created, p: &mut CleanupPlan) -> Result<(), EngineError> {
+    let other_syncs = if created.is_empty() {
+        Vec::new()
+    } else {
+        other_syncs(s).await?
+    };
     let keep = (!other_syncs.is_empty()).then(|| {
         format!(
             "sync(s) {} of Bucardo's control database still need it",
@@ -338,6 +327,42 @@ async fn plan_all(
     }
     p.forget_created = !kept;
     Ok(())
+}
+
+/// The syncs of the control database other than this bootstrap's, read as the superuser: the
+/// Bucardo role's own login may be what fails, and a control database that cannot be read must
+/// not be taken for an empty one.
+async fn other_syncs(s: &Settings) -> Result<Vec<String>, EngineError> {
+    let control = &s.bucardo.control;
+    if !database_exists(&s.bucardo.admin.with_db("postgres"), &control.dbname).await? {
+        return Ok(Vec::new());
+    }
+    let c = s
+        .bucardo
+        .admin
+        .with_db(&control.dbname)
+        .connect(Side::Control)
+        .await?;
+    let q = |e: tokio_postgres::Error| {
+        EngineError::sql(Side::Control, "reading the control database's syncs", &e)
+    };
+    let installed: bool = c
+        .query_one("SELECT to_regclass('bucardo.sync') IS NOT NULL", &[])
+        .await
+        .map_err(q)?
+        .get(0);
+    if !installed {
+        return Ok(Vec::new());
+    }
+    Ok(c.query(
+        "SELECT name FROM bucardo.sync WHERE name <> $1 ORDER BY name",
+        &[&s.names.sync],
+    )
+    .await
+    .map_err(q)?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
 }
 
 fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
