@@ -258,5 +258,8 @@ async fn cleanup(s: &Settings, drop_data: bool, all: bool, yes: bool) -> anyhow:
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
     eprintln!("{}", undo::DONE);
+    if all && plan.forget_created {
+        eprintln!("{}", undo::DONE_ALL);
+    }
     Ok(0)
 }

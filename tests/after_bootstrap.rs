@@ -159,6 +159,12 @@ async fn status_verify_and_cleanup_need_no_tables_and_cleanup_all_leaves_nothing
 
     let out = run_tool(&sb, &["cleanup", "--all", "--yes"], &bare, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no daemon, control database, role or passfile"),
+        "{}",
+        show(&out)
+    );
     assert!(!alive(pid), "the daemon (PID {pid}) has exited");
     assert!(
         !sb.piddir.join("bucardo.mcp.pid").exists(),

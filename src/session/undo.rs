@@ -43,3 +43,7 @@ pub async fn execute(s: &Settings, plan: &CleanupPlan) -> Result<(), EngineError
 
 /// The last line after a cleanup.
 pub const DONE: &str = "cleanup done: no Bucardo trigger or delta table is left on HERE or THERE";
+
+/// The last line after `cleanup --all` that removed everything the tool created.
+pub const DONE_ALL: &str =
+    "and no daemon, control database, role or passfile that this tool created is left";
