@@ -37,10 +37,10 @@ pub async fn tables_of_bootstrap(s: &Settings) -> Result<Vec<TableName>, EngineE
     };
     if !from_control.is_empty() {
         tracing::info!(
-            "{} tables from relgroup {} of sync {}",
+            "{} tables from Bucardo's control database (the relgroup of sync {}, else relgroup {})",
             from_control.len(),
-            n.relgroup,
-            n.sync
+            n.sync,
+            n.relgroup
         );
         return Ok(from_control);
     }
