@@ -87,6 +87,10 @@ pub enum Cmd {
         /// Also empty the chosen tables on THERE.
         #[arg(long = "drop-data")]
         drop_data: bool,
+        /// Also stop the daemon this tool started, drop the control database and the Bucardo
+        /// roles it created, and remove the daemon's passfile (kept while another sync needs them).
+        #[arg(long)]
+        all: bool,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
@@ -235,10 +239,14 @@ impl Draft {
             |h: &str, u: &str, d: &str| format!("postgres://{u}@{}:{port}/{d}{ssl}", bracket(h));
         let bucardo_user = env.var("BUCARDOUSER").unwrap_or_else(|| "bucardo".into());
         let state = a.log_dir.clone().unwrap_or_else(default_state_dir);
-        let names =
-            Names::seed_defaults(env.var("HERE").as_deref(), env.var("THERE").as_deref(), &db);
+        let here = a.here.clone().unwrap_or_else(|| uri(&host, &user, &db));
+        let names = Names::seed_defaults(
+            env.var("HERE").as_deref(),
+            env.var("THERE").as_deref(),
+            &uri_dbname(&here).unwrap_or(db.clone()),
+        );
         Draft {
-            here: a.here.clone().unwrap_or_else(|| uri(&host, &user, &db)),
+            here,
             there: a.there.clone().unwrap_or_else(|| uri(&host2, &user, &db)),
             bucardo_db: a
                 .bucardo_db
@@ -276,9 +284,36 @@ impl Draft {
         }
     }
 
+    /// HERE's URI changes (the wizard's Connect screen): Bucardo's names for HERE and THERE
+    /// follow its database name while they still follow the seed's `$HERE$PGDATABASE` pattern
+    /// for the old one; names the operator typed stay.
+    pub fn set_here(&mut self, uri: String) {
+        if let (Some(old), Some(new)) = (uri_dbname(&self.here), uri_dbname(&uri)) {
+            let (old, new) = (seed_name_part(&old), seed_name_part(&new));
+            for name in [&mut self.here_name, &mut self.there_name] {
+                if let Some(prefix) = name.strip_suffix(old.as_str()) {
+                    *name = format!("{prefix}{new}");
+                }
+            }
+        }
+        self.here = uri;
+    }
+
     /// Validates everything and resolves passwords (URI, PGPASSWORD/BUCARDOPASS, passfile).
     /// Errors say which field is wrong and what to write instead.
     pub fn build(&self) -> Result<Settings, DraftError> {
+        self.build_inner(true)
+    }
+
+    /// [`Draft::build`] for the commands that look at a bootstrap already made (`status`,
+    /// `verify`, `cleanup`), where `--tables` may be left out: the selection is then an empty
+    /// list, meaning the bootstrap's own tables
+    /// ([`crate::session::existing::with_bootstrap_tables`]).
+    pub fn build_existing(&self) -> Result<Settings, DraftError> {
+        self.build_inner(false)
+    }
+
+    fn build_inner(&self, tables_required: bool) -> Result<Settings, DraftError> {
         let none = ConnDefaults::default();
         let parse = |field: DraftField, what: &str, uri: &str| {
             ConnSpec::parse_uri(uri.trim(), &none)
@@ -309,6 +344,7 @@ impl Draft {
         let mut admin = control.with_user(&here.user, None).with_db("postgres");
         admin.resolve_password(pw.as_deref(), pf);
         let tables = match self.tables.trim() {
+            "" if !tables_required => TableSelection::List(Vec::new()),
             "" => {
                 return Err(DraftError::new(
                     DraftField::Tables,
@@ -418,6 +454,20 @@ fn bracket(h: &str) -> String {
     }
 }
 
+/// The database a URI names, if it parses and names one.
+fn uri_dbname(uri: &str) -> Option<String> {
+    ConnSpec::parse_uri(uri.trim(), &ConnDefaults::default())
+        .ok()
+        .map(|c| c.dbname)
+        .filter(|d| !d.is_empty())
+}
+
+/// How a database name appears in Bucardo's seed names (see [`Names::seed_defaults`]).
+fn seed_name_part(db: &str) -> String {
+    let n = Names::seed_defaults(Some(""), None, db);
+    n.here_db
+}
+
 fn path_str(p: PathBuf) -> String {
     p.display().to_string()
 }
@@ -430,6 +480,7 @@ pub fn parse_sslmode(s: &str) -> Result<SslMode, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ident::TableName;
 
     #[test]
     fn seed_environment_fills_everything() {
@@ -487,6 +538,64 @@ mod tests {
         assert_eq!(s.here.host, "flaghost");
         assert_eq!(s.names.sync, "other");
         assert_eq!(s.tables, TableSelection::All);
+    }
+
+    #[test]
+    fn default_names_follow_heres_real_database() {
+        let env = [
+            ("PGDATABASE", "widgets"),
+            ("HERE", "h"),
+            ("HOME", "/nonexistent"),
+        ];
+        let args = ConnArgs {
+            here: Some("postgres://u@host:1/shop".into()),
+            there: Some("postgres://u@other:1/shop".into()),
+            sync: Some("mine".into()),
+            ..Default::default()
+        };
+        let mut d = Draft::from_args(&args, &env);
+        assert_eq!(
+            (d.here_name.as_str(), d.there_name.as_str()),
+            ("hshop", "thereshop")
+        );
+        assert_eq!(d.sync, "mine", "an explicit name still wins");
+        // The wizard changes HERE: seed-made names follow, typed ones stay.
+        d.set_here("postgres://u@host:1/my-store".into());
+        assert_eq!(
+            (d.here_name.as_str(), d.there_name.as_str()),
+            ("hmy_store", "theremy_store")
+        );
+        d.there_name = "typed".into();
+        d.set_here("postgres://u@host:1/shop".into());
+        assert_eq!(
+            (d.here_name.as_str(), d.there_name.as_str()),
+            ("hshop", "typed")
+        );
+        let d = Draft::from_args(&ConnArgs::default(), &env);
+        assert_eq!(d.here_name, "hwidgets", "without --here, PGDATABASE");
+    }
+
+    #[test]
+    fn only_the_commands_on_an_existing_bootstrap_go_without_tables() {
+        let env = [("HOME", "/nonexistent")];
+        let args = ConnArgs {
+            here: Some("postgres://u@h:1/a".into()),
+            there: Some("postgres://u@h:2/a".into()),
+            ..Default::default()
+        };
+        let d = Draft::from_args(&args, &env);
+        assert_eq!(d.build().unwrap_err().field, DraftField::Tables);
+        assert_eq!(
+            d.build_existing().unwrap().tables,
+            TableSelection::List(vec![])
+        );
+        let mut d = d;
+        d.tables = "public.foo".into();
+        assert_eq!(
+            d.build_existing().unwrap().tables,
+            TableSelection::List(vec![TableName::parse("public.foo").unwrap()]),
+            "--tables given still wins"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::engine::error::EngineError;
 use crate::engine::event::{CopyEvent, LogLevel, RunEvent, TableVerdict};
 use crate::engine::files::private_dir;
 use crate::engine::ident::{quote_ident, quote_literal, TableName};
-use crate::engine::journal::Journal;
+use crate::engine::journal::{Journal, ServerObject};
 use crate::engine::plan::{
     self, Command, Facts, Plan, SqlSecret, Step, StepKind, BUCARDO_PASS_VAR,
 };
@@ -53,7 +53,8 @@ pub struct LiveExecutor {
     pub settings: Settings,
     run_passfile: Passfile,
     daemon_passfile: Passfile,
-    bucardo_password: Secret,
+    /// None where no server asks Bucardo's role for a password (trust, peer, cert).
+    bucardo_password: Option<Secret>,
     journal: std::sync::Mutex<Journal>,
     /// How many times the bootstrap's sessions gave way to the application on HERE's locks.
     gave_way: std::sync::atomic::AtomicU32,
@@ -64,24 +65,19 @@ impl LiveExecutor {
     /// daemon's persistent one (only the Bucardo role's lines: the daemon reconnects for as long as
     /// it runs). Both are 0600 in the 0700 state directory.
     pub fn new(settings: Settings, journal: Journal) -> Result<LiveExecutor, EngineError> {
-        let bucardo_password = settings.bucardo.password.clone().ok_or_else(|| {
-            EngineError::Config(
-                "no password for Bucardo's role: set BUCARDOPASS (or add it to ~/.pgpass for the control database)"
-                    .into(),
-            )
-        })?;
+        let bucardo_password = settings.bucardo.password.clone();
         let dir = settings.state_dir();
         private_dir(&dir, "--log-dir")?;
         private_dir(&settings.bucardo.piddir, "--bucardo-piddir")?;
         private_dir(&settings.bucardo.logdir, "--bucardo-logdir")?;
         let bucardo_role =
-            |c: &ConnSpec| c.with_user(&settings.bucardo.user, Some(bucardo_password.clone()));
+            |c: &ConnSpec| c.with_user(&settings.bucardo.user, bucardo_password.clone());
         let b_here = bucardo_role(&settings.here);
         let b_there = bucardo_role(&settings.there);
-        let b_control = settings.bucardo.control.with_user(
-            &settings.bucardo.control.user,
-            Some(bucardo_password.clone()),
-        );
+        let b_control = settings
+            .bucardo
+            .control
+            .with_user(&settings.bucardo.control.user, bucardo_password.clone());
         let run_passfile = Passfile::write(
             &dir.join(format!("run-{}.pgpass", std::process::id())),
             &[
@@ -237,7 +233,8 @@ impl LiveExecutor {
             SqlSecret::Param => client
                 .execute(
                     sql.replace(BUCARDO_PASS_VAR, "$1").as_str(),
-                    &[&self.bucardo_password.expose()],
+                    // No password: dbpass NULL, and Bucardo connects without one.
+                    &[&self.bucardo_password.as_ref().map(|p| p.expose())],
                 )
                 .await
                 .map(|_| ()),
@@ -256,16 +253,31 @@ impl LiveExecutor {
                     .await;
                     return Ok(());
                 }
-                let verifier = postgres_protocol::password::scram_sha_256(
-                    self.bucardo_password.expose().as_bytes(),
-                );
+                let password = match &self.bucardo_password {
+                    Some(p) => format!(
+                        " PASSWORD {}",
+                        quote_literal(&postgres_protocol::password::scram_sha_256(
+                            p.expose().as_bytes()
+                        ))
+                    ),
+                    None => String::new(),
+                };
                 client
                     .batch_execute(&format!(
-                        "CREATE ROLE {} SUPERUSER LOGIN PASSWORD {}",
-                        quote_ident(role),
-                        quote_literal(&verifier)
+                        "CREATE ROLE {} SUPERUSER LOGIN{password}",
+                        quote_ident(role)
                     ))
                     .await
+                    .map_err(|e| EngineError::sql(side, "creating Bucardo's role", &e))?;
+                // `cleanup --all` drops only the roles the journal says this tool created.
+                let created = ServerObject::new(&target.host, target.port, role);
+                return self.with_journal(|j| {
+                    j.record_created(|c| {
+                        if !c.roles.contains(&created) {
+                            c.roles.push(created);
+                        }
+                    })
+                });
             }
         }
         .map_err(|e| EngineError::sql(side, "running the step's SQL", &e))
@@ -282,7 +294,7 @@ impl LiveExecutor {
 
     fn control_as_bucardo(&self) -> ConnSpec {
         let c = &self.settings.bucardo.control;
-        c.with_user(&c.user, Some(self.bucardo_password.clone()))
+        c.with_user(&c.user, self.bucardo_password.clone())
     }
 
     async fn step_commands(
@@ -402,7 +414,9 @@ impl LiveExecutor {
                             .into(),
                     ));
                 }
-                Ok(())
+                let c = &self.settings.bucardo.control;
+                let db = ServerObject::new(&c.host, c.port, &c.dbname);
+                self.with_journal(|j| j.record_created(|created| created.control_db = Some(db)))
             }
             StepKind::Enable => {
                 self.ensure_daemon(events).await?;

@@ -348,7 +348,14 @@ pub(super) async fn bucardo_role(
         Ok(None) => vec![Finding::pass(
             group,
             "bucardo role",
-            format!("role {role} does not exist yet: the plan creates it (superuser, password BUCARDOPASS)"),
+            format!(
+                "role {role} does not exist yet: the plan creates it (superuser{})",
+                if s.bucardo.password.is_some() {
+                    ", password BUCARDOPASS"
+                } else {
+                    ", no password"
+                }
+            ),
         )],
         Ok(Some((superuser, login))) => {
             let mut out = Vec::new();
