@@ -33,6 +33,9 @@ pub enum Workload {
     /// `tests/corpus/partitions.sql`: inserts through every partitioned or inheritance parent,
     /// updates that move rows between list partitions, deletes through the inheritance parent.
     Partitions,
+    /// `tests/corpus/crm.sql`: tickets with messages, invoices with lines, accounts created with
+    /// their contacts, tags, subscription and notes across four schemas, then deleted (cascades).
+    Crm,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +97,8 @@ pub struct AppReport {
     pub aborted: u64,
     pub aborts: Vec<Abort>,
     pub reconnects: u64,
+    /// From start to stop (printed, never asserted).
+    pub elapsed: Duration,
 }
 
 impl AppReport {
@@ -114,10 +119,11 @@ impl AppReport {
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
         format!(
-            "writer {}: {} committed, {} aborted{}{}",
+            "writer {}: {} committed, {} aborted in {:.1} s{}{}",
             self.label,
             self.committed,
             self.aborted,
+            self.elapsed.as_secs_f64(),
             if states.is_empty() {
                 String::new()
             } else {
@@ -148,6 +154,7 @@ pub struct AppWriter {
     committed: Arc<AtomicU64>,
     aborted: Arc<AtomicU64>,
     report: Arc<Mutex<AppReport>>,
+    started: std::time::Instant,
 }
 
 impl AppWriter {
@@ -172,6 +179,7 @@ impl AppWriter {
             label: opts.label.clone(),
             ..AppReport::default()
         }));
+        let started = std::time::Instant::now();
         let mut tasks = Vec::new();
         for i in 0..opts.tasks {
             let client = connect(&conn)
@@ -191,6 +199,8 @@ impl AppWriter {
                 orders: Vec::new(),
                 region_orders: Vec::new(),
                 sessions: Vec::new(),
+                accounts: Vec::new(),
+                tickets: Vec::new(),
             };
             tasks.push(tokio::spawn(run_session(
                 conn.clone(),
@@ -210,6 +220,7 @@ impl AppWriter {
             committed,
             aborted,
             report,
+            started,
         })
     }
 
@@ -247,7 +258,8 @@ impl AppWriter {
                 });
             }
         }
-        let r = self.report.lock().unwrap().clone();
+        let mut r = self.report.lock().unwrap().clone();
+        r.elapsed = self.started.elapsed();
         r
     }
 }
@@ -292,6 +304,9 @@ struct Session {
     region_orders: Vec<(String, i64)>,
     /// partitions: own session ids.
     sessions: Vec<i64>,
+    /// crm: accounts this session created (uuid as text), and tickets it opened.
+    accounts: Vec<String>,
+    tickets: Vec<i32>,
 }
 
 impl Session {
@@ -345,6 +360,7 @@ async fn run_session(
         let result = match workload {
             Workload::Rental => rental_txn(c, &mut s).await,
             Workload::Partitions => partitions_txn(c, &mut s).await,
+            Workload::Crm => crm_txn(c, &mut s).await,
         };
         match result {
             Ok(()) => {
@@ -628,6 +644,190 @@ async fn partitions_txn(c: &mut Client, s: &mut Session) -> Result<(), Failed> {
         )
         .await
         .map_err(at("DELETE log_events"))?;
+    }
+    tx.commit().await.map_err(at("COMMIT"))
+}
+
+async fn crm_txn(c: &mut Client, s: &mut Session) -> Result<(), Failed> {
+    let roll: u32 = s.rng.gen_range(0..100);
+    let tx = c.transaction().await.map_err(at("BEGIN"))?;
+    if roll < 40 || s.tickets.is_empty() {
+        // A ticket from one of the own accounts' contacts, two messages, someone typing, the
+        // account's last contact, and a ledger entry.
+        let account = s.own(500);
+        let assignee = s.own(60);
+        let subject = format!(
+            "{} asks about invoice {}",
+            s.key(),
+            s.rng.gen_range(1..2000)
+        );
+        let row = tx
+            .query_one(
+                "INSERT INTO support.tickets (account_id, contact_id, assignee_id, subject)
+                 SELECT a.account_id,
+                        (SELECT min(c.contact_id) FROM crm.contacts c WHERE c.account_id = a.account_id),
+                        $2, $3
+                   FROM crm.accounts a WHERE a.legacy_no = $1
+                 RETURNING ticket_id",
+                &[&account, &assignee, &subject],
+            )
+            .await
+            .map_err(at("INSERT tickets"))?;
+        let ticket: i32 = row.get(0);
+        s.think().await;
+        for seq in 1..=2i32 {
+            tx.execute(
+                "INSERT INTO support.messages (ticket_id, seq, body) VALUES ($1, $2, $3)",
+                &[&ticket, &seq, &format!("message {seq} from {}", s.label)],
+            )
+            .await
+            .map_err(at("INSERT messages"))?;
+        }
+        tx.execute(
+            "INSERT INTO support.typing_indicators (ticket_id, user_name) VALUES ($1, $2)
+             ON CONFLICT (ticket_id) DO UPDATE SET user_name = excluded.user_name, at = now()",
+            &[&ticket, &s.label],
+        )
+        .await
+        .map_err(at("UPSERT typing_indicators"))?;
+        s.think().await;
+        tx.execute(
+            "UPDATE crm.accounts SET attrs = attrs || jsonb_build_object('last_ticket', $2::int)
+              WHERE legacy_no = $1",
+            &[&account, &ticket],
+        )
+        .await
+        .map_err(at("UPDATE accounts"))?;
+        let cents: i64 = s.rng.gen_range(-5000..5000);
+        tx.execute(
+            "INSERT INTO billing.ledger (account_id, amount_cents)
+             SELECT account_id, $2 FROM crm.accounts WHERE legacy_no = $1",
+            &[&account, &cents],
+        )
+        .await
+        .map_err(at("INSERT ledger"))?;
+        s.tickets.push(ticket);
+    } else if roll < 65 {
+        // An invoice with its lines, the subscription renewed, and the owner's skills updated.
+        let account = s.own(500);
+        let row = tx
+            .query_one(
+                "INSERT INTO billing.invoices (account_id, status)
+                 SELECT account_id, 'open' FROM crm.accounts WHERE legacy_no = $1
+                 RETURNING invoice_no",
+                &[&account],
+            )
+            .await
+            .map_err(at("INSERT invoices"))?;
+        let invoice: i64 = row.get(0);
+        s.think().await;
+        for line in 1..=s.rng.gen_range(1i16..=3) {
+            tx.execute(
+                "INSERT INTO billing.invoice_lines (invoice_no, line, description, cents)
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &invoice,
+                    &line,
+                    &format!("seat {line}"),
+                    &s.rng.gen_range(100i32..10_000),
+                ],
+            )
+            .await
+            .map_err(at("INSERT invoice_lines"))?;
+        }
+        tx.execute(
+            "UPDATE billing.invoices
+                SET total_cents = (SELECT sum(cents) FROM billing.invoice_lines WHERE invoice_no = $1)
+              WHERE invoice_no = $1",
+            &[&invoice],
+        )
+        .await
+        .map_err(at("UPDATE invoices"))?;
+        s.think().await;
+        tx.execute(
+            "UPDATE billing.subscriptions SET active = daterange(lower(active), current_date + 30)
+              WHERE account_id = (SELECT account_id FROM crm.accounts WHERE legacy_no = $1)",
+            &[&account],
+        )
+        .await
+        .map_err(at("UPDATE subscriptions"))?;
+        let employee = s.own(60);
+        tx.execute(
+            "UPDATE \"HR\".employees SET skills = skills[1:3] || $2::text WHERE employee_id = $1",
+            &[&employee, &s.key()],
+        )
+        .await
+        .map_err(at("UPDATE employees"))?;
+    } else if roll < 82 || s.accounts.is_empty() {
+        // A new account with two contacts, a tag, a subscription and a note.
+        let name = format!("Account {}", s.key());
+        let owner = s.own(60);
+        let row = tx
+            .query_one(
+                "INSERT INTO crm.accounts (name, owner_id, tier, attrs)
+                 VALUES ($1, $2, 'team', jsonb_build_object('writer', $3::text))
+                 RETURNING account_id::text",
+                &[&name, &owner, &s.label],
+            )
+            .await
+            .map_err(at("INSERT accounts"))?;
+        let account: String = row.get(0);
+        s.think().await;
+        for k in 1..=2 {
+            tx.execute(
+                "INSERT INTO crm.contacts (account_id, email) VALUES ($1::text::uuid, $2)",
+                &[&account, &format!("c{k}@{}.example", s.key())],
+            )
+            .await
+            .map_err(at("INSERT contacts"))?;
+        }
+        let tag = format!("tag-{}", s.rng.gen_range(1..=20));
+        tx.execute(
+            "INSERT INTO crm.account_tags (account_id, tag) VALUES ($1::text::uuid, $2)",
+            &[&account, &tag],
+        )
+        .await
+        .map_err(at("INSERT account_tags"))?;
+        let plan: i16 = s.rng.gen_range(1..=6);
+        tx.execute(
+            "INSERT INTO billing.subscriptions (account_id, plan_id, active)
+             VALUES ($1::text::uuid, $2, daterange(current_date, current_date + 30))",
+            &[&account, &plan],
+        )
+        .await
+        .map_err(at("INSERT subscriptions"))?;
+        tx.execute(
+            "INSERT INTO crm.notes (account_id, author_id, body) VALUES ($1::text::uuid, $2, $3)",
+            &[&account, &owner, &format!("signed up by {}", s.label)],
+        )
+        .await
+        .map_err(at("INSERT notes"))?;
+        s.accounts.push(account);
+    } else if roll < 92 {
+        // A ticket solved: its status, and nobody types in it any more.
+        let i = s.rng.gen_range(0..s.tickets.len());
+        let ticket = s.tickets.swap_remove(i);
+        tx.execute(
+            "UPDATE support.tickets SET status = 'solved' WHERE ticket_id = $1",
+            &[&ticket],
+        )
+        .await
+        .map_err(at("UPDATE tickets"))?;
+        tx.execute(
+            "DELETE FROM support.typing_indicators WHERE ticket_id = $1",
+            &[&ticket],
+        )
+        .await
+        .map_err(at("DELETE typing_indicators"))?;
+    } else {
+        // An account closed: its contacts, tags, subscription and notes go with it (cascades).
+        let account = s.accounts.remove(0);
+        tx.execute(
+            "DELETE FROM crm.accounts WHERE account_id = $1::text::uuid",
+            &[&account],
+        )
+        .await
+        .map_err(at("DELETE accounts"))?;
     }
     tx.commit().await.map_err(at("COMMIT"))
 }
