@@ -309,7 +309,7 @@ SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relispartition,
                                WHERE i.indrelid = c.oid), 0))
                  * current_setting('block_size')::bigint
        END::bigint AS total_bytes,
-       rn.nspname AS root_schema, r.relname AS root_name
+       rn.nspname AS root_schema, r.relname AS root_name, r.oid AS root_oid
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
   LEFT JOIN pg_class r ON r.oid = CASE WHEN c.relispartition THEN pg_partition_root(c.oid) END
@@ -383,6 +383,12 @@ SELECT x.relid, x.attnum, sn.nspname, s.relname
  ORDER BY x.relid, x.attnum, sn.nspname, s.relname
 "#;
 
+// Column names of partition roots that are not listed themselves (a `--tables` list of leaves).
+const ROOT_COLUMNS_SQL: &str = r#"
+SELECT attrelid, attnum, attname FROM pg_attribute
+ WHERE attrelid = ANY($1) AND attnum > 0 AND NOT attisdropped
+"#;
+
 const TRIGGERS_SQL: &str = r#"
 SELECT tgrelid, tgname FROM pg_trigger
  WHERE tgrelid = ANY($1) AND NOT tgisinternal
@@ -402,7 +408,12 @@ pub async fn list_tables(
         .await
         .map_err(|e| EngineError::sql(side, "listing tables", &e))?;
     let mut tables: BTreeMap<u32, TableInfo> = BTreeMap::new();
+    // Partition → the root of its tree: a sequence the root's column uses feeds every leaf.
+    let mut roots: BTreeMap<u32, u32> = BTreeMap::new();
     for r in rows {
+        if let Some(root) = r.get::<_, Option<u32>>(10) {
+            roots.insert(r.get(0), root);
+        }
         let oid: u32 = r.get(0);
         let relkind: String = r.get(3);
         let root: (Option<String>, Option<String>) = (r.get(8), r.get(9));
@@ -570,22 +581,51 @@ pub async fn list_tables(
             }
         }
     }
+    let mut seq_oids = oids.clone();
+    seq_oids.extend(roots.values().filter(|r| !tables.contains_key(r)));
+    let mut root_columns: HashMap<(u32, i16), String> = HashMap::new();
+    if seq_oids.len() > oids.len() {
+        for r in client
+            .query(ROOT_COLUMNS_SQL, &[&seq_oids[oids.len()..].to_vec()])
+            .await
+            .map_err(q("reading columns"))?
+        {
+            root_columns.insert((r.get(0), r.get(1)), r.get(2));
+        }
+    }
+    let mut uses: Vec<(u32, SequenceUse)> = Vec::new();
     for r in client
-        .query(SEQUENCES_SQL, &[&oids])
+        .query(SEQUENCES_SQL, &[&seq_oids])
         .await
         .map_err(q("reading sequences"))?
     {
         let oid: u32 = r.get(0);
-        let Some(col) = column(&tables, oid, r.get(1)) else {
+        let attnum: i16 = r.get(1);
+        let Some(col) = column(&tables, oid, attnum)
+            .map(|c| c.name)
+            .or_else(|| root_columns.get(&(oid, attnum)).cloned())
+        else {
             continue;
         };
-        if let Some(t) = tables.get_mut(&oid) {
-            let s = SequenceUse {
+        uses.push((
+            oid,
+            SequenceUse {
                 sequence: TableName::new(r.get::<_, String>(2), r.get::<_, String>(3)),
-                column: col.name,
-            };
-            if !t.sequences.contains(&s) {
-                t.sequences.push(s);
+                column: col,
+            },
+        ));
+    }
+    for (oid, u) in uses {
+        // A root's sequence (an identity or serial column of a partitioned table) feeds its
+        // leaves, which inherit the column by name.
+        let owners: Vec<u32> = std::iter::once(oid)
+            .chain(roots.iter().filter(|(_, r)| **r == oid).map(|(leaf, _)| *leaf))
+            .collect();
+        for owner in owners {
+            if let Some(t) = tables.get_mut(&owner) {
+                if !t.sequences.contains(&u) {
+                    t.sequences.push(u.clone());
+                }
             }
         }
     }
