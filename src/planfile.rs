@@ -77,6 +77,7 @@ fn draft_of(s: &Settings) -> Draft {
         sequences: s.sequences,
         jobs: s.jobs,
         kick_timeout_s: s.kick_timeout_s,
+        convert_generated: s.convert_generated,
         pg_password: None,
         bucardo_password: None,
         passfile: None,

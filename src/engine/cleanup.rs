@@ -1,7 +1,9 @@
 //! Cleanup: the way back. Removes what this tool created: the sync, dbgroup, relgroup, tables and
 //! databases from Bucardo; schema `bucardo` (triggers and delta tables) from HERE and THERE, since
 //! Bucardo never removes its triggers and the delta tables grow forever; the interleaved sequence
-//! increments; and, only when asked, the copied data on THERE. Every action tolerates the object
+//! increments; generated columns that `--convert-generated` converted (restored where that is
+//! invisible to the application, else left computed by their trigger, with a note); and, only
+//! when asked, the copied data on THERE. Every action tolerates the object
 //! being gone already, so cleanup can be rerun after a partial failure.
 
 use crate::engine::bucardo::{BucardoCli, BucardoCmd};
@@ -145,6 +147,11 @@ pub async fn plan(
             let seq: String = r.get(0);
             p.actions.push(Action::Sql { side, sql: format!("ALTER SEQUENCE {seq} INCREMENT BY 1") });
         }
+        // Generated columns converted by --convert-generated: restored, or left with a note.
+        let (restores, notes) = crate::engine::generated::undo(&c, side).await?;
+        p.actions
+            .extend(restores.into_iter().map(|sql| Action::Sql { side, sql }));
+        p.notes.extend(notes);
         if side == Side::There && drop_data {
             for t in tables {
                 let exists: bool = c

@@ -14,6 +14,7 @@ pub mod error;
 pub mod event;
 pub mod exec;
 pub mod files;
+pub mod generated;
 pub mod ident;
 pub mod journal;
 pub mod plan;

@@ -10,7 +10,8 @@ pub async fn resolve_tables(
 ) -> Result<(Vec<TableInfo>, Vec<(TableName, String)>), EngineError> {
     match &s.tables {
         TableSelection::All => {
-            let all = catalog::list_tables(here, Side::Here, None).await?;
+            let mut all = catalog::list_tables(here, Side::Here, None).await?;
+            crate::engine::generated::opt_in(&mut all, s.convert_generated);
             let mut chosen = Vec::new();
             let mut excluded = Vec::new();
             for t in all {
@@ -27,7 +28,8 @@ pub async fn resolve_tables(
             Ok((chosen, excluded))
         }
         TableSelection::List(names) => {
-            let found = catalog::list_tables(here, Side::Here, Some(names)).await?;
+            let mut found = catalog::list_tables(here, Side::Here, Some(names)).await?;
+            crate::engine::generated::opt_in(&mut found, s.convert_generated);
             let mut problems = Vec::new();
             for n in names {
                 match found.iter().find(|t| &t.name == n) {

@@ -90,7 +90,8 @@ pub(super) async fn resolve(
     let mut findings = Vec::new();
     match &s.tables {
         TableSelection::All => {
-            let all = catalog::list_tables(c, Side::Here, None).await?;
+            let mut all = catalog::list_tables(c, Side::Here, None).await?;
+            crate::engine::generated::opt_in(&mut all, s.convert_generated);
             let (chosen, left): (Vec<TableInfo>, Vec<TableInfo>) =
                 all.into_iter().partition(TableInfo::is_eligible);
             for t in &left {
@@ -118,7 +119,8 @@ pub(super) async fn resolve(
             Ok((chosen, findings))
         }
         TableSelection::List(names) => {
-            let found = catalog::list_tables(c, Side::Here, Some(names)).await?;
+            let mut found = catalog::list_tables(c, Side::Here, Some(names)).await?;
+            crate::engine::generated::opt_in(&mut found, s.convert_generated);
             for n in names {
                 if !found.iter().any(|t| &t.name == n) {
                     findings.push(Finding::fail(
