@@ -161,13 +161,30 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
     here.batch_execute(&convert).await.unwrap();
 
     // With it: the review shows the exact SQL, and the bootstrap converts and replicates.
+    let script_path = sb.root.join("boot.sh");
     let mut plan = tool(&sb);
     plan.arg("plan")
         .arg("--convert-generated")
-        .args(conn_flags(&sb, "all"));
+        .args(conn_flags(&sb, "all"))
+        .arg("--script")
+        .arg(&script_path);
     let out = tokio::task::block_in_place(|| plan.output()).unwrap();
     let review = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}", show(&out));
+    // The script carries the same SQL, HERE's in a retry loop, and is valid bash.
+    let script = std::fs::read_to_string(&script_path).unwrap();
+    assert!(
+        script.contains("for i in $(seq 1 20); do\n")
+            && script.contains("<<'SQL' && break\n")
+            && script.contains("ALTER COLUMN \"doubled\" DROP EXPRESSION IF EXISTS;"),
+        "{script}"
+    );
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script_path)
+        .output()
+        .unwrap();
+    assert!(syntax.status.success(), "{}", show(&syntax));
     for want in [
         "Convert generated columns",
         r#"ALTER TABLE "Sales"."Order Items" ALTER COLUMN "Line Total" DROP EXPRESSION IF EXISTS, ALTER COLUMN "label" DROP EXPRESSION IF EXISTS;"#,
@@ -348,4 +365,63 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
         "{text}"
     );
     assert!(text.contains("note: HERE: public.middle"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_conversion_gives_way_to_the_application() {
+    let sb = tokio::task::spawn_blocking(sandbox).await.unwrap();
+    // An application transaction that holds the table, and another session that keeps writing.
+    let blocker = client(&sb.here).await;
+    blocker
+        .batch_execute(r#"BEGIN; UPDATE "Sales"."Order Items" SET qty = qty WHERE id = 1"#)
+        .await
+        .unwrap();
+    let app = client(&sb.here).await;
+    app.batch_execute("SET statement_timeout = '3s'")
+        .await
+        .unwrap();
+
+    let mut r = spawn_run(&sb, &["--convert-generated"]);
+    let gave_way = tokio::task::block_in_place(|| {
+        r.wait_for("gave way to the application", Duration::from_secs(120))
+    });
+    assert!(gave_way, "{}", r.seen.join("\n"));
+    // While the conversion keeps trying, the application's writes go through, each quickly.
+    let mut slowest = Duration::ZERO;
+    for i in 0..30 {
+        let started = Instant::now();
+        app.batch_execute(&format!(
+            r#"INSERT INTO "Sales"."Order Items" ("Unit Price", qty) VALUES ({i}, 2)"#
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("an application write failed: {e}"));
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        slowest < Duration::from_secs(2),
+        "an application write waited {slowest:?}"
+    );
+    let again = tokio::task::block_in_place(|| {
+        r.wait_for("gave way to the application", Duration::from_secs(60))
+    });
+    assert!(again, "{}", r.seen.join("\n"));
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let (code, out) = tokio::task::block_in_place(|| r.finish());
+    assert_eq!(code, 0, "the run goes on once the lock is free: {out}");
+    for c in [&sb.here, &sb.there] {
+        assert_eq!(column_state(c, ITEMS, "Line Total"), ":5", "{}", c.name);
+        assert_eq!(q(c, WRONG_ITEMS), "0", "{}", c.name);
+    }
+    let logged: String = std::fs::read_dir(state_dir(&sb))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        logged.contains("generated columns converted on both sides (")
+            && !logged.contains("converted on both sides (0 retries"),
+        "the retries are counted in the log"
+    );
 }

@@ -157,7 +157,7 @@ pub fn opt_in(tables: &mut [TableInfo], convert: bool) {
 /// What the conversion does, for the explanation without the opt-in and the caution with it.
 pub fn explain(t: &TableInfo) -> String {
     format!(
-        "ALTER COLUMN ... DROP EXPRESSION on HERE and THERE (no table rewrite, a brief lock), and an ordinary BEFORE INSERT OR UPDATE trigger {TRIGGER} (function {}) that computes the same expression; the application sees the same values, `cleanup` undoes it",
+        "ALTER COLUMN ... DROP EXPRESSION on HERE and THERE (no table rewrite, a brief lock), and an ordinary BEFORE INSERT OR UPDATE trigger {TRIGGER} (function {}) that computes the same expression; the application sees the same values; `cleanup` makes the columns generated again where the application cannot tell (else it says why and prints the SQL)",
         function_name(&t.name)
     )
 }
@@ -307,23 +307,26 @@ pub fn plan_step(s: &Settings, tables: &[TableInfo]) -> Option<(String, Vec<Comm
 }
 
 /// The script's form of the step: HERE's commands retried like the live run retries them.
+/// `psql` renders one command as a psql call with the SQL in a `<<'SQL'` heredoc.
 pub fn script(cmds: &[Command], psql: impl Fn(&ConnSpec, &str) -> String) -> String {
     let mut out = String::new();
     for c in cmds {
-        if let Command::Sql {
+        let Command::Sql {
             side, target, sql, ..
         } = c
-        {
-            let run = psql(target, sql);
-            if *side == Side::Here {
-                out.push_str(&format!(
-                    "for i in $(seq 1 {ATTEMPTS}); do\n{}  && break\n[ \"$i\" = {ATTEMPTS} ] && {{ echo 'the conversion never got its lock on HERE' >&2; exit 1; }}\nsleep 1\ndone\n",
-                    run.trim_end()
-                ));
-            } else {
-                out.push_str(&run);
-            }
+        else {
+            continue;
+        };
+        let run = psql(target, sql);
+        if *side != Side::Here {
+            out.push_str(&run);
+            continue;
         }
+        // `&& break` belongs on the line that opens the heredoc.
+        let (first, rest) = run.split_once('\n').unwrap_or((&run, ""));
+        out.push_str(&format!(
+            "for i in $(seq 1 {ATTEMPTS}); do\n{first} && break\n{rest}[ \"$i\" = {ATTEMPTS} ] && {{ echo 'the conversion never got its lock on HERE' >&2; exit 1; }}\nsleep 1\ndone\n"
+        ));
     }
     out
 }
@@ -639,6 +642,31 @@ mod tests {
         let sql = function_sql(&t, &[col("c", "('$bucardo_bootstrap$'::text)")]);
         assert!(sql.contains("AS $bucardo_bootstrap1$"), "{sql}");
         assert!(sql.trim_end().ends_with("$bucardo_bootstrap1$;"), "{sql}");
+    }
+
+    #[test]
+    fn the_script_retries_here_and_runs_there_once() {
+        let spec = |host: &str| {
+            ConnSpec::parse_uri(
+                &format!("postgres://postgres@{host}:5432/db"),
+                &Default::default(),
+            )
+            .unwrap()
+        };
+        let cmd = |side, host: &str| Command::Sql {
+            side,
+            target: spec(host),
+            sql: format!("SELECT '{host}'"),
+            secret: crate::engine::plan::SqlSecret::None,
+        };
+        let psql = |t: &ConnSpec, sql: &str| format!("psql -h {} <<'SQL'\n{sql};\nSQL\n", t.host);
+        let out = script(&[cmd(Side::Here, "here"), cmd(Side::There, "there")], psql);
+        assert_eq!(
+            out,
+            "for i in $(seq 1 20); do\npsql -h here <<'SQL' && break\nSELECT 'here';\nSQL\n\
+             [ \"$i\" = 20 ] && { echo 'the conversion never got its lock on HERE' >&2; exit 1; }\nsleep 1\ndone\n\
+             psql -h there <<'SQL'\nSELECT 'there';\nSQL\n"
+        );
     }
 
     #[test]
