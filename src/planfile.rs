@@ -97,12 +97,16 @@ mod tests {
         ];
         let mut d = Draft::from_args(&ConnArgs::default(), &env);
         d.tables = r#"public.foo,"Sales"."Order Items""#.into();
+        d.convert_generated = true;
         let s = d.build().unwrap();
         let text = save(&s).unwrap();
         assert!(!text.contains("never-in-a-file-1"), "{text}");
         let back = parse(&text).unwrap();
         assert_eq!(back.tables, r#""Sales"."Order Items","public"."foo""#);
         assert_eq!(back.here, s.here.display_uri());
+        assert!(back.convert_generated && s.convert_generated);
+        let old_file = text.replace("convert_generated = true\n", "");
+        assert!(!parse(&old_file).unwrap().convert_generated, "{old_file}");
         assert!(parse("format = 99\n[settings]\n").is_err());
         assert!(parse("garbage").is_err());
     }

@@ -585,6 +585,44 @@ mod tests {
     }
 
     #[test]
+    fn the_opt_in_makes_the_table_eligible_and_copies_the_column() {
+        use crate::engine::catalog::{Column, KeyKind};
+        let column = |name: &str, generated| Column {
+            name: name.into(),
+            type_name: "integer".into(),
+            not_null: true,
+            generated,
+        };
+        let mut t = TableInfo {
+            name: TableName::new("public", "t"),
+            key_kind: KeyKind::Primary,
+            key_columns: vec!["id".into()],
+            columns: vec![column("id", false), column("Line Total", true)],
+            generation: vec![col("Line Total", "(id * 2)")],
+            ..TableInfo::default()
+        };
+        let mut tables = vec![t.clone()];
+        opt_in(&mut tables, false);
+        assert_eq!(tables[0], t, "nothing changes without the flag");
+        let why = t.eligibility().unwrap_err();
+        assert!(
+            why.contains("not replicable") && why.contains("--convert-generated would convert it"),
+            "{why}"
+        );
+        assert_eq!(t.copy_columns().len(), 1);
+        opt_in(std::slice::from_mut(&mut t), true);
+        assert!(t.is_eligible(), "{:?}", t.eligibility());
+        assert_eq!(t.copy_columns().len(), 2, "the converted column is copied");
+        let cautions = t.cautions();
+        assert!(
+            cautions
+                .iter()
+                .any(|p| p.reason.contains("\"Line Total\" are converted")),
+            "{cautions:?}"
+        );
+    }
+
+    #[test]
     fn function_names_fit_and_differ() {
         let long = "x".repeat(80);
         let a = function_name(&TableName::new("public", format!("{long}a")));
