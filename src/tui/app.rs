@@ -843,6 +843,7 @@ fn tables_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Char('a') => t.select_all(),
         KeyCode::Char('i') => t.invert(),
         KeyCode::Char('s') => t.toggle_sort(),
+        KeyCode::Char('c') => return toggle_convert_generated(app),
         KeyCode::Char('/') => t.filter_edit = Some(LineEdit::new(&t.filter)),
         KeyCode::Char('r') if t.error.is_some() => {
             if let Some(s) = app.settings.clone() {
@@ -856,6 +857,42 @@ fn tables_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         _ => {}
     }
     vec![]
+}
+
+/// `c` on the Tables screen: `--convert-generated` on (tables with generated columns become
+/// eligible, the highlighted one is checked) or off (the catalog is listed again without it).
+fn toggle_convert_generated(app: &mut App) -> Vec<Effect> {
+    if !app.tables.all.iter().any(|t| !t.generation.is_empty()) {
+        app.set_status(StatusLevel::Info, "no table has a generated column");
+        return vec![];
+    }
+    let on = !app.connect.draft.convert_generated;
+    app.connect.draft.convert_generated = on;
+    if let Some(s) = app.settings.as_mut() {
+        s.convert_generated = on;
+    }
+    if on {
+        crate::engine::generated::opt_in(&mut app.tables.all, true);
+        if let Some(i) = app.tables.highlighted() {
+            if !app.tables.all[i].generation.is_empty() && app.tables.all[i].is_eligible() {
+                app.tables.checked[i] = true;
+            }
+        }
+        app.set_status(
+            StatusLevel::Info,
+            "generated columns will be converted: plain columns a trigger computes, on both sides (see the review; c: undo)",
+        );
+        return vec![];
+    }
+    app.connect.draft.tables = app.tables.selection_arg();
+    app.set_status(StatusLevel::Info, "generated columns will not be converted");
+    match app.settings.clone() {
+        Some(s) => {
+            app.tables.loading = true;
+            vec![Effect::LoadTables(Box::new(s))]
+        }
+        None => vec![],
+    }
 }
 
 fn go_review(app: &mut App) -> Vec<Effect> {
