@@ -36,6 +36,17 @@ CREATE TABLE public.middle (
 );
 CREATE VIEW public.middle_view AS SELECT id, doubled FROM public.middle;
 CREATE TABLE public.plain (id integer PRIMARY KEY, v text);
+-- Partitions: Bucardo replicates the leaves; the conversion happens on the partitioned table.
+CREATE TABLE public.readings (
+    id          integer NOT NULL,
+    at          date NOT NULL,
+    v           integer NOT NULL,
+    "V Squared" bigint GENERATED ALWAYS AS (v::bigint * v) STORED,
+    PRIMARY KEY (id, at)
+) PARTITION BY RANGE (at);
+CREATE TABLE public.readings_2024 PARTITION OF public.readings FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE public.readings_2025 PARTITION OF public.readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+INSERT INTO public.readings SELECT i, date '2024-01-01' + (i % 700), i % 100 FROM generate_series(1, 1000) i;
 INSERT INTO "Sales"."Order Items" ("Unit Price", qty, found)
      SELECT (i % 97) + 0.25, i % 13, i % 5 FROM generate_series(1, 2000) i;
 INSERT INTO public.middle (id, a, note) SELECT i, i * 3, 'n' || i FROM generate_series(1, 500) i;
@@ -44,12 +55,20 @@ ANALYZE;
 "#;
 
 const ITEMS: &str = r#""Sales"."Order Items""#;
-const TABLES: &[&str] = &[ITEMS, "public.middle", "public.plain"];
+const TABLES: &[&str] = &[
+    ITEMS,
+    "public.middle",
+    "public.plain",
+    "public.readings_2024",
+    "public.readings_2025",
+];
 
 /// Rows whose computed columns differ from their expressions (the test's own SQL).
 const WRONG_ITEMS: &str = r#"SELECT count(*) FROM "Sales"."Order Items" WHERE "Line Total" <> round(public.twice("Unit Price") * qty + found, 2) OR label IS DISTINCT FROM '#' || id || ' x' || qty"#;
 const WRONG_MIDDLE: &str =
     "SELECT count(*) FROM public.middle WHERE doubled IS DISTINCT FROM a * 2";
+const WRONG_READINGS: &str =
+    r#"SELECT count(*) FROM public.readings WHERE "V Squared" IS DISTINCT FROM v::bigint * v"#;
 
 fn sandbox() -> Sandbox {
     sandbox::require_tools().expect("PostgreSQL 15, PL/Perl and Bucardo must be installed");
@@ -101,10 +120,11 @@ fn column_state(c: &Cluster, table: &str, col: &str) -> String {
     )
 }
 
+/// This tool's triggers, not counting the clones a partitioned table's trigger has on its partitions.
 fn our_triggers(c: &Cluster) -> String {
     q(
         c,
-        "SELECT count(*) FROM pg_trigger WHERE tgname = 'zzz_bucardo_bootstrap_gen'",
+        "SELECT count(*) FROM pg_trigger WHERE tgname = 'zzz_bucardo_bootstrap_gen' AND tgparentid = 0",
     )
 }
 
@@ -194,6 +214,13 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
     ] {
         assert!(review.contains(want), "review lacks {want:?}:\n{review}");
     }
+    assert_eq!(
+        review
+            .matches(r#"ALTER TABLE "public"."readings" ALTER COLUMN "V Squared" DROP EXPRESSION IF EXISTS;"#)
+            .count(),
+        2,
+        "both partitions converted once, on their partitioned table, on each side:\n{review}"
+    );
     let (code, log) = tokio::task::block_in_place(|| run_to_end(&sb, &["--convert-generated"]));
     assert_eq!(code, 0, "{log}");
     let logged: String = std::fs::read_dir(state_dir(&sb))
@@ -214,7 +241,13 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
             "{}",
             c.name
         );
-        assert_eq!(our_triggers(c), "2", "{}", c.name);
+        assert_eq!(
+            column_state(c, "public.readings_2025", "V Squared"),
+            ":4",
+            "{}",
+            c.name
+        );
+        assert_eq!(our_triggers(c), "3", "{}", c.name);
         assert_eq!(
             q(c, "SELECT count(*) FROM pg_trigger WHERE tgname = 'zzz_bucardo_bootstrap_gen' AND tgenabled <> 'O'"),
             "0",
@@ -233,7 +266,9 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
                INSERT INTO "Sales"."Order Items" ("Unit Price", qty, "Line Total") VALUES (1, 1, 999);
                UPDATE "Sales"."Order Items" SET qty = qty + 4 WHERE id BETWEEN 1 AND 50;
                INSERT INTO public.middle (id, a) VALUES (10001, 21);
-               UPDATE public.middle SET a = a + 1 WHERE id <= 20;"#,
+               UPDATE public.middle SET a = a + 1 WHERE id <= 20;
+               INSERT INTO public.readings (id, at, v) VALUES (5001, '2025-03-01', 12);
+               UPDATE public.readings SET v = v + 1 WHERE id <= 30;"#,
         )
         .unwrap();
     sb.there
@@ -242,13 +277,17 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
             r#"INSERT INTO "Sales"."Order Items" ("Unit Price", qty, found) VALUES (3.33, 3, 3);
                UPDATE "Sales"."Order Items" SET "Unit Price" = "Unit Price" + 1, found = 4 WHERE id BETWEEN 100 AND 140;
                INSERT INTO public.middle (id, a) VALUES (20001, 5);
-               UPDATE public.middle SET a = 0 WHERE id BETWEEN 300 AND 310;"#,
+               UPDATE public.middle SET a = 0 WHERE id BETWEEN 300 AND 310;
+               INSERT INTO public.readings (id, at, v) VALUES (6001, '2024-03-01', 7);
+               UPDATE public.readings SET v = 0 WHERE id BETWEEN 500 AND 520;"#,
         )
         .unwrap();
     tokio::task::block_in_place(|| wait_same(&sb, Duration::from_secs(90))).unwrap();
     for c in [&sb.here, &sb.there] {
         assert_eq!(q(c, WRONG_ITEMS), "0", "computed values on {}", c.name);
         assert_eq!(q(c, WRONG_MIDDLE), "0", "computed values on {}", c.name);
+        assert_eq!(q(c, WRONG_READINGS), "0", "computed values on {}", c.name);
+        assert_eq!(q(c, "SELECT count(*) FROM public.readings"), "1002");
         assert_eq!(
             q(c, r#"SELECT count(*) FROM "Sales"."Order Items""#),
             "2004",
@@ -282,7 +321,9 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
     assert!(out.status.success(), "{}", show(&out));
     assert!(
         text.contains(r#"[HERE] ALTER TABLE "Sales"."Order Items" ADD COLUMN bucardo_bootstrap_restore_0 numeric(12,2) GENERATED ALWAYS AS"#)
-            && text.contains(r#"[THERE] ALTER TABLE "Sales"."Order Items" ADD COLUMN"#),
+            && text.contains(r#"[THERE] ALTER TABLE "Sales"."Order Items" ADD COLUMN"#)
+            && text.contains(r#"[HERE] ALTER TABLE "public"."readings" ADD COLUMN"#)
+            && text.contains(r#"note: HERE: "Sales"."Order Items": column(s) "Line Total", "label" are made generated again, in their place; this rewrites the table"#),
         "{text}"
     );
     assert!(
@@ -315,6 +356,11 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
             "price, twice, times quantity"
         );
         assert_eq!(q(c, WRONG_ITEMS), "0", "{}", c.name);
+        for leaf in ["public.readings_2024", "public.readings_2025"] {
+            let state = column_state(c, leaf, "V Squared");
+            assert!(state.starts_with("s:"), "{leaf} on {}: {state}", c.name);
+        }
+        assert_eq!(q(c, WRONG_READINGS), "0", "{}", c.name);
         assert_eq!(
             column_state(c, "public.middle", "doubled"),
             ":3",

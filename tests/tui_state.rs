@@ -1073,6 +1073,7 @@ fn c_on_tables_converts_generated_columns_and_the_plan_gets_the_flag() {
             type_name: "integer".into(),
             not_null: false,
             expression: "(id * 2)".into(),
+            inherited: false,
         });
         let mut all = app.tables.all.clone();
         all.push(t);

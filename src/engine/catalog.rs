@@ -229,7 +229,18 @@ impl TableInfo {
             .filter(|c| c.generated)
             .map(|c| c.name.as_str())
             .collect();
-        if !generated.is_empty() {
+        let inherited = crate::engine::generated::inherited_only(self);
+        if !generated.is_empty() && !inherited.is_empty() {
+            out.push(Problem {
+                reason: format!(
+                    "generated column(s) {} inherited from a parent table (INHERITS): Bucardo copies every column and PostgreSQL refuses to write a generated one, and --convert-generated does not convert an inherited column",
+                    inherited.join(", ")
+                ),
+                fix: Some(format!(
+                    "convert the parent's column by hand (ALTER TABLE parent ALTER COLUMN ... DROP EXPRESSION reaches {t}, plus a BEFORE INSERT OR UPDATE trigger on each table), or leave the table out"
+                )),
+            });
+        } else if !generated.is_empty() {
             let by_hand = self
                 .columns
                 .iter()

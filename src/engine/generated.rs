@@ -59,6 +59,10 @@ pub struct GeneratedColumn {
     pub not_null: bool,
     /// `pg_get_expr` with an empty `search_path`: every name outside `pg_catalog` qualified.
     pub expression: String,
+    /// Inherited from a parent table: a partition's column is converted on its partitioned
+    /// table; a column inherited the old way (INHERITS) is not converted.
+    #[serde(default)]
+    pub inherited: bool,
 }
 
 /// The record kept in the trigger function's comment.
@@ -71,7 +75,7 @@ struct Record {
 // Expressions of stored generated columns; run with an empty search_path.
 const EXPRESSIONS_SQL: &str = r#"
 SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid)
+       pg_get_expr(d.adbin, d.adrelid), a.attinhcount > 0
   FROM pg_attribute a
   JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = 's'
@@ -117,6 +121,7 @@ pub async fn read(
                 type_name: r.get(2),
                 not_null: r.get(3),
                 expression: r.get(4),
+                inherited: r.get(5),
             });
         }
     }
@@ -147,6 +152,9 @@ pub fn opt_in(tables: &mut [TableInfo], convert: bool) {
     }
     for t in tables {
         for g in &t.generation {
+            if g.inherited && !t.is_partition {
+                continue;
+            }
             if let Some(c) = t.columns.iter_mut().find(|c| c.name == g.column) {
                 c.generated = false;
             }
@@ -154,11 +162,38 @@ pub fn opt_in(tables: &mut [TableInfo], convert: bool) {
     }
 }
 
+/// The table the conversion alters: a partition's partitioned table (PostgreSQL drops the
+/// expression of a partition's column only there, and the trigger reaches every partition from
+/// there), else the table itself.
+pub fn target(t: &TableInfo) -> TableName {
+    match (&t.partition_root, t.is_partition) {
+        (Some(root), true) => root.clone(),
+        _ => t.name.clone(),
+    }
+}
+
+/// Columns inherited the old way (INHERITS), which the conversion leaves alone.
+pub fn inherited_only(t: &TableInfo) -> Vec<&str> {
+    t.generation
+        .iter()
+        .filter(|g| g.inherited && !t.is_partition)
+        .map(|g| g.column.as_str())
+        .collect()
+}
+
 /// What the conversion does, for the explanation without the opt-in and the caution with it.
 pub fn explain(t: &TableInfo) -> String {
+    let on = if target(t) == t.name {
+        String::new()
+    } else {
+        format!(
+            " on its partitioned table {} (so on every partition)",
+            target(t)
+        )
+    };
     format!(
-        "ALTER COLUMN ... DROP EXPRESSION on HERE and THERE (no table rewrite, a brief lock), and an ordinary BEFORE INSERT OR UPDATE trigger {TRIGGER} (function {}) that computes the same expression; the application sees the same values; `cleanup` makes the columns generated again where the application cannot tell (else it says why and prints the SQL)",
-        function_name(&t.name)
+        "ALTER COLUMN ... DROP EXPRESSION{on} on HERE and THERE (no table rewrite, a brief lock), and an ordinary BEFORE INSERT OR UPDATE trigger {TRIGGER} (function {}) that computes the same expression; the application sees the same values; `cleanup` makes the columns generated again where the application cannot tell (else it says why and prints the SQL)",
+        function_name(&target(t))
     )
 }
 
@@ -281,8 +316,16 @@ pub fn plan_step(s: &Settings, tables: &[TableInfo]) -> Option<(String, Vec<Comm
     if todo.is_empty() {
         return None;
     }
-    let mut cmds = Vec::new();
+    // Partitions of one partitioned table are converted once, there.
+    let mut targets: Vec<(TableName, &[GeneratedColumn])> = Vec::new();
     for t in &todo {
+        let on = target(t);
+        if !targets.iter().any(|(n, _)| *n == on) {
+            targets.push((on, &t.generation));
+        }
+    }
+    let mut cmds = Vec::new();
+    for (on, cols) in &targets {
         for (side, spec, timeout) in [
             (Side::Here, &s.here, Some(LOCK_TIMEOUT)),
             (Side::There, &s.there, None),
@@ -290,7 +333,7 @@ pub fn plan_step(s: &Settings, tables: &[TableInfo]) -> Option<(String, Vec<Comm
             cmds.push(Command::Sql {
                 side,
                 target: spec.clone(),
-                sql: convert_sql(&t.name, &t.generation, timeout),
+                sql: convert_sql(on, cols, timeout),
                 secret: crate::engine::plan::SqlSecret::None,
             });
         }
@@ -298,7 +341,7 @@ pub fn plan_step(s: &Settings, tables: &[TableInfo]) -> Option<(String, Vec<Comm
     let cols: usize = todo.iter().map(|t| t.generation.len()).sum();
     Some((
         format!(
-            "--convert-generated: {cols} generated column(s) in {} table(s) become plain columns that a BEFORE INSERT OR UPDATE trigger computes, on both sides (Bucardo cannot write a generated column); on HERE each table waits at most {} ms for its lock and retries, so the application never waits on it",
+            "--convert-generated: {cols} generated column(s) in {} table(s) (a partition's on its partitioned table) become plain columns that a BEFORE INSERT OR UPDATE trigger computes, on both sides (Bucardo cannot write a generated column); on HERE each table waits at most {} ms for its lock and retries, so the application never waits on it",
             todo.len(),
             LOCK_TIMEOUT.as_millis()
         ),
@@ -363,7 +406,9 @@ const FIND_SQL: &str = r#"
 SELECT n.nspname, c.relname,
        (SELECT quote_ident(pn.nspname) || '.' || quote_ident(p.proname) || '()'
           FROM pg_proc p JOIN pg_namespace pn ON pn.oid = p.pronamespace WHERE p.oid = t.tgfoid),
-       coalesce(obj_description(t.tgfoid, 'pg_proc'), ''), pg_table_size(c.oid),
+       coalesce(obj_description(t.tgfoid, 'pg_proc'), ''),
+       greatest(pg_table_size(c.oid),
+                (SELECT sum(pg_table_size(p.relid)) FROM pg_partition_tree(c.oid) p))::bigint,
        array(SELECT a.attname::text FROM pg_attribute a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
               ORDER BY a.attnum),
@@ -371,14 +416,14 @@ SELECT n.nspname, c.relname,
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE t.tgname = $1
+ WHERE t.tgname = $1 AND t.tgparentid = 0
  ORDER BY 1, 2
 "#;
 
-// What depends on a column (views, indexes, constraints, statistics, policies...), column
-// privileges, and its comment.
+// What depends on a column of the table or of any of its partitions (views, indexes,
+// constraints, statistics, policies...), column privileges, and the table's column comment.
 const DEPENDENTS_SQL: &str = r#"
-SELECT a.attname::text,
+SELECT a.attname::text, a.attrelid = $1::oid,
        array(SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
                FROM pg_depend d
               WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid
@@ -386,7 +431,9 @@ SELECT a.attname::text,
               ORDER BY 1),
        a.attacl IS NOT NULL, a.attgenerated <> '', col_description(a.attrelid, a.attnum)
   FROM pg_attribute a
- WHERE a.attrelid = $1 AND a.attname = ANY($2)
+ WHERE (a.attrelid = $1::oid OR a.attrelid IN (SELECT relid FROM pg_partition_tree($1::oid)))
+   AND a.attname = ANY($2)
+   AND NOT a.attisdropped
 "#;
 
 /// The tables converted on one side, each with what keeps cleanup from restoring it.
@@ -420,11 +467,12 @@ pub async fn find_converted(c: &Client, side: Side) -> Result<Vec<Converted>, En
         let names: Vec<String> = conv.columns.iter().map(|g| g.column.clone()).collect();
         let mut seen = 0;
         for d in c.query(DEPENDENTS_SQL, &[&oid, &names]).await.map_err(q)? {
-            seen += 1;
             let col: String = d.get(0);
-            let deps: Vec<String> = d.get(1);
-            let acl: bool = d.get(2);
-            let generated: bool = d.get(3);
+            let own: bool = d.get(1);
+            seen += usize::from(own);
+            let deps: Vec<String> = d.get(2);
+            let acl: bool = d.get(3);
+            let generated: bool = d.get(4);
             if generated {
                 conv.blockers
                     .push(format!("column {} is generated already", quote_ident(&col)));
@@ -442,8 +490,15 @@ pub async fn find_converted(c: &Client, side: Side) -> Result<Vec<Converted>, En
                     quote_ident(&col)
                 ));
             }
-            if let Some(comment) = d.get::<_, Option<String>>(4) {
-                conv.comments.push((col, comment));
+            if let Some(comment) = d.get::<_, Option<String>>(5) {
+                if own {
+                    conv.comments.push((col, comment));
+                } else {
+                    conv.blockers.push(format!(
+                        "a partition's column {} has a comment",
+                        quote_ident(&col)
+                    ));
+                }
             }
         }
         if seen < names.len() {
@@ -543,15 +598,22 @@ pub async fn undo(c: &Client, side: Side) -> Result<(Vec<String>, Vec<String>), 
                 crate::engine::plan::human_bytes(RESTORE_MAX_BYTES)
             ));
         }
-        if conv.blockers.is_empty() {
-            actions.push(restore_sql(&conv, &order));
-            continue;
-        }
         let cols: Vec<String> = conv
             .columns
             .iter()
             .map(|g| quote_ident(&g.column))
             .collect();
+        if conv.blockers.is_empty() {
+            actions.push(restore_sql(&conv, &order));
+            notes.push(format!(
+                "{side}: {}: column(s) {} are made generated again, in their place; this rewrites the table ({}) under an ACCESS EXCLUSIVE lock, then drops trigger {TRIGGER} and function {}",
+                conv.table,
+                cols.join(", "),
+                crate::engine::plan::human_bytes(conv.bytes),
+                conv.function
+            ));
+            continue;
+        }
         let by_hand = if conv.columns.is_empty() {
             String::new()
         } else {
@@ -581,6 +643,7 @@ mod tests {
             type_name: "numeric(12,2)".into(),
             not_null: false,
             expression: expr.into(),
+            inherited: false,
         }
     }
 
@@ -620,6 +683,43 @@ mod tests {
                 .any(|p| p.reason.contains("\"Line Total\" are converted")),
             "{cautions:?}"
         );
+    }
+
+    #[test]
+    fn an_inherited_column_is_not_converted_but_a_partitions_is_on_its_root() {
+        use crate::engine::catalog::{Column, KeyKind};
+        let mut child = TableInfo {
+            name: TableName::new("public", "child"),
+            key_kind: KeyKind::Primary,
+            key_columns: vec!["id".into()],
+            columns: vec![Column {
+                name: "g".into(),
+                type_name: "integer".into(),
+                not_null: false,
+                generated: true,
+            }],
+            generation: vec![GeneratedColumn {
+                inherited: true,
+                ..col("g", "(id + 1)")
+            }],
+            ..TableInfo::default()
+        };
+        opt_in(std::slice::from_mut(&mut child), true);
+        let why = child.eligibility().unwrap_err();
+        assert!(
+            why.contains("INHERITS") && !why.contains("--convert-generated would"),
+            "{why}"
+        );
+        assert_eq!(target(&child), child.name);
+
+        let mut leaf = child.clone();
+        leaf.name = TableName::new("public", "leaf_2025");
+        leaf.is_partition = true;
+        leaf.partition_root = Some(TableName::new("public", "parent"));
+        opt_in(std::slice::from_mut(&mut leaf), true);
+        assert!(leaf.is_eligible(), "{:?}", leaf.eligibility());
+        assert_eq!(target(&leaf), TableName::new("public", "parent"));
+        assert!(explain(&leaf).contains("on its partitioned table public.parent"));
     }
 
     #[test]

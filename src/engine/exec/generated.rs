@@ -13,6 +13,19 @@ impl LiveExecutor {
         events: &mpsc::Sender<RunEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), EngineError> {
+        for (side, spec) in [
+            (Side::Here, &self.settings.here),
+            (Side::There, &self.settings.there),
+        ] {
+            let c = spec.connect(side).await?;
+            let info = catalog::server_info(&c, side).await?;
+            if info.version_num < 130000 {
+                return Err(EngineError::Refused(format!(
+                    "--convert-generated needs PostgreSQL 13 or later (ALTER COLUMN ... DROP EXPRESSION); {side} runs {}",
+                    info.version
+                )));
+            }
+        }
         let mut retries = 0u32;
         for c in &step.commands {
             let Command::Sql {
