@@ -471,3 +471,58 @@ async fn the_conversion_gives_way_to_the_application() {
         "the retries are counted in the log"
     );
 }
+
+#[test]
+fn the_script_converts_like_the_run() {
+    let sb = sandbox();
+    let script = sb.root.join("bootstrap.sh");
+    let out = tool(&sb)
+        .arg("plan")
+        .arg("--convert-generated")
+        .args(conn_flags(&sb, "all"))
+        .arg("--script")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", sb.root.join("home"))
+        .env("PGPASSWORD", &sb.password)
+        .env("BUCARDOPASS", BUCARDO_PASS)
+        .current_dir(&sb.root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the script failed: {}", show(&out));
+    for c in [&sb.here, &sb.there] {
+        assert_eq!(column_state(c, ITEMS, "Line Total"), ":5", "{}", c.name);
+        assert_eq!(our_triggers(c), "3", "{}", c.name);
+    }
+    sb.here
+        .psql(
+            "widgets",
+            r#"INSERT INTO "Sales"."Order Items" ("Unit Price", qty) VALUES (4, 4)"#,
+        )
+        .unwrap();
+    sb.there
+        .psql(
+            "widgets",
+            r#"UPDATE "Sales"."Order Items" SET qty = 9 WHERE id = 7"#,
+        )
+        .unwrap();
+    wait_same(&sb, Duration::from_secs(60)).unwrap();
+    for c in [&sb.here, &sb.there] {
+        assert_eq!(q(c, WRONG_ITEMS), "0", "{}", c.name);
+        assert_eq!(
+            q(
+                c,
+                r#"SELECT "Line Total" FROM "Sales"."Order Items" WHERE id = 7"#
+            ),
+            "132.50",
+            "{}",
+            c.name
+        );
+    }
+}
