@@ -87,6 +87,10 @@ pub enum Cmd {
         /// Also empty the chosen tables on THERE.
         #[arg(long = "drop-data")]
         drop_data: bool,
+        /// Also stop the daemon this tool started, drop the control database and the Bucardo
+        /// roles it created, and remove the daemon's passfile (kept while another sync needs them).
+        #[arg(long)]
+        all: bool,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
@@ -135,6 +139,10 @@ pub struct ConnArgs {
     /// public.foo,public.bar or all.
     #[arg(long, global = true)]
     pub tables: Option<String>,
+    /// Tables to leave out knowingly (schema.table,...): with `--tables all`, they are not
+    /// replicated; a foreign key between one of them and a replicated table is allowed.
+    #[arg(long = "leave-out", global = true)]
+    pub leave_out: Option<String>,
     #[arg(long, global = true)]
     pub sync: Option<String>,
     #[arg(long, global = true)]
@@ -170,6 +178,7 @@ impl ConnArgs {
             bucardo_logdir: self.bucardo_logdir.clone().or(top.bucardo_logdir.clone()),
             log_dir: self.log_dir.clone().or(top.log_dir.clone()),
             tables: self.tables.clone().or(top.tables.clone()),
+            leave_out: self.leave_out.clone().or(top.leave_out.clone()),
             sync: self.sync.clone().or(top.sync.clone()),
             relgroup: self.relgroup.clone().or(top.relgroup.clone()),
             dbgroup: self.dbgroup.clone().or(top.dbgroup.clone()),
@@ -194,6 +203,9 @@ pub struct Draft {
     pub bucardo_logdir: String,
     pub log_dir: String,
     pub tables: String,
+    /// `--leave-out`: tables left out knowingly.
+    #[serde(default)]
+    pub leave_out: String,
     pub here_name: String,
     pub there_name: String,
     pub sync: String,
@@ -234,10 +246,14 @@ impl Draft {
             |h: &str, u: &str, d: &str| format!("postgres://{u}@{}:{port}/{d}{ssl}", bracket(h));
         let bucardo_user = env.var("BUCARDOUSER").unwrap_or_else(|| "bucardo".into());
         let state = a.log_dir.clone().unwrap_or_else(default_state_dir);
-        let names =
-            Names::seed_defaults(env.var("HERE").as_deref(), env.var("THERE").as_deref(), &db);
+        let here = a.here.clone().unwrap_or_else(|| uri(&host, &user, &db));
+        let names = Names::seed_defaults(
+            env.var("HERE").as_deref(),
+            env.var("THERE").as_deref(),
+            &uri_dbname(&here).unwrap_or(db.clone()),
+        );
         Draft {
-            here: a.here.clone().unwrap_or_else(|| uri(&host, &user, &db)),
+            here,
             there: a.there.clone().unwrap_or_else(|| uri(&host2, &user, &db)),
             bucardo_db: a
                 .bucardo_db
@@ -256,6 +272,7 @@ impl Draft {
             ),
             log_dir: path_str(state),
             tables: a.tables.clone().unwrap_or_default(),
+            leave_out: a.leave_out.clone().unwrap_or_default(),
             here_name: names.here_db,
             there_name: names.there_db,
             sync: a.sync.clone().unwrap_or(names.sync),
@@ -275,9 +292,36 @@ impl Draft {
         }
     }
 
+    /// HERE's URI changes (the wizard's Connect screen): Bucardo's names for HERE and THERE
+    /// follow its database name while they still follow the seed's `$HERE$PGDATABASE` pattern
+    /// for the old one; names the operator typed stay.
+    pub fn set_here(&mut self, uri: String) {
+        if let (Some(old), Some(new)) = (uri_dbname(&self.here), uri_dbname(&uri)) {
+            let (old, new) = (seed_name_part(&old), seed_name_part(&new));
+            for name in [&mut self.here_name, &mut self.there_name] {
+                if let Some(prefix) = name.strip_suffix(old.as_str()) {
+                    *name = format!("{prefix}{new}");
+                }
+            }
+        }
+        self.here = uri;
+    }
+
     /// Validates everything and resolves passwords (URI, PGPASSWORD/BUCARDOPASS, passfile).
     /// Errors say which field is wrong and what to write instead.
     pub fn build(&self) -> Result<Settings, DraftError> {
+        self.build_inner(true)
+    }
+
+    /// [`Draft::build`] for the commands that look at a bootstrap already made (`status`,
+    /// `verify`, `cleanup`), where `--tables` may be left out: the selection is then an empty
+    /// list, meaning the bootstrap's own tables
+    /// ([`crate::session::existing::with_bootstrap_tables`]).
+    pub fn build_existing(&self) -> Result<Settings, DraftError> {
+        self.build_inner(false)
+    }
+
+    fn build_inner(&self, tables_required: bool) -> Result<Settings, DraftError> {
         let none = ConnDefaults::default();
         let parse = |field: DraftField, what: &str, uri: &str| {
             ConnSpec::parse_uri(uri.trim(), &none)
@@ -308,6 +352,7 @@ impl Draft {
         let mut admin = control.with_user(&here.user, None).with_db("postgres");
         admin.resolve_password(pw.as_deref(), pf);
         let tables = match self.tables.trim() {
+            "" if !tables_required => TableSelection::List(Vec::new()),
             "" => {
                 return Err(DraftError::new(
                     DraftField::Tables,
@@ -319,6 +364,11 @@ impl Draft {
                 parse_table_list(list)
                     .map_err(|e| DraftError::new(DraftField::Tables, format!("--tables: {e}")))?,
             ),
+        };
+        let leave_out = match self.leave_out.trim() {
+            "" => vec![],
+            list => parse_table_list(list)
+                .map_err(|e| DraftError::new(DraftField::Tables, format!("--leave-out: {e}")))?,
         };
         let names = Names {
             here_db: self.here_name.clone(),
@@ -358,6 +408,7 @@ impl Draft {
             there,
             names,
             tables,
+            leave_out,
             copy_roles: self.copy_roles,
             sequences: self.sequences,
             jobs: self.jobs,
@@ -412,6 +463,20 @@ fn bracket(h: &str) -> String {
     }
 }
 
+/// The database a URI names, if it parses and names one.
+fn uri_dbname(uri: &str) -> Option<String> {
+    ConnSpec::parse_uri(uri.trim(), &ConnDefaults::default())
+        .ok()
+        .map(|c| c.dbname)
+        .filter(|d| !d.is_empty())
+}
+
+/// How a database name appears in Bucardo's seed names (see [`Names::seed_defaults`]).
+fn seed_name_part(db: &str) -> String {
+    let n = Names::seed_defaults(Some(""), None, db);
+    n.here_db
+}
+
 fn path_str(p: PathBuf) -> String {
     p.display().to_string()
 }
@@ -424,6 +489,7 @@ pub fn parse_sslmode(s: &str) -> Result<SslMode, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ident::TableName;
 
     #[test]
     fn seed_environment_fills_everything() {
@@ -481,6 +547,64 @@ mod tests {
         assert_eq!(s.here.host, "flaghost");
         assert_eq!(s.names.sync, "other");
         assert_eq!(s.tables, TableSelection::All);
+    }
+
+    #[test]
+    fn default_names_follow_heres_real_database() {
+        let env = [
+            ("PGDATABASE", "widgets"),
+            ("HERE", "h"),
+            ("HOME", "/nonexistent"),
+        ];
+        let args = ConnArgs {
+            here: Some("postgres://u@host:1/shop".into()),
+            there: Some("postgres://u@other:1/shop".into()),
+            sync: Some("mine".into()),
+            ..Default::default()
+        };
+        let mut d = Draft::from_args(&args, &env);
+        assert_eq!(
+            (d.here_name.as_str(), d.there_name.as_str()),
+            ("hshop", "thereshop")
+        );
+        assert_eq!(d.sync, "mine", "an explicit name still wins");
+        // The wizard changes HERE: seed-made names follow, typed ones stay.
+        d.set_here("postgres://u@host:1/my-store".into());
+        assert_eq!(
+            (d.here_name.as_str(), d.there_name.as_str()),
+            ("hmy_store", "theremy_store")
+        );
+        d.there_name = "typed".into();
+        d.set_here("postgres://u@host:1/shop".into());
+        assert_eq!(
+            (d.here_name.as_str(), d.there_name.as_str()),
+            ("hshop", "typed")
+        );
+        let d = Draft::from_args(&ConnArgs::default(), &env);
+        assert_eq!(d.here_name, "hwidgets", "without --here, PGDATABASE");
+    }
+
+    #[test]
+    fn only_the_commands_on_an_existing_bootstrap_go_without_tables() {
+        let env = [("HOME", "/nonexistent")];
+        let args = ConnArgs {
+            here: Some("postgres://u@h:1/a".into()),
+            there: Some("postgres://u@h:2/a".into()),
+            ..Default::default()
+        };
+        let d = Draft::from_args(&args, &env);
+        assert_eq!(d.build().unwrap_err().field, DraftField::Tables);
+        assert_eq!(
+            d.build_existing().unwrap().tables,
+            TableSelection::List(vec![])
+        );
+        let mut d = d;
+        d.tables = "public.foo".into();
+        assert_eq!(
+            d.build_existing().unwrap().tables,
+            TableSelection::List(vec![TableName::parse("public.foo").unwrap()]),
+            "--tables given still wins"
+        );
     }
 
     #[test]

@@ -14,8 +14,12 @@ use crate::session::state::RunState;
 use crate::session::text::{self, CopyLines};
 use std::time::Instant;
 
+/// The exit status of a run that completed but left out tables the operator did not name in
+/// `--leave-out` (`--tables all` could not take them).
+pub const LEFT_OUT_UNASKED: u8 = 3;
+
 /// Runs the plan to the end, printing to stderr; Ctrl-C cancels at a safe point. Returns the
-/// exit status (0 completed, 1 failed, 130 aborted).
+/// exit status (0 completed, 3 completed with tables left out unasked, 1 failed, 130 aborted).
 pub async fn run(plan: Plan, settings: Settings, log_path: &str) -> Result<u8, EngineError> {
     let started = Instant::now();
     let mut state = RunState::new(
@@ -24,6 +28,13 @@ pub async fn run(plan: Plan, settings: Settings, log_path: &str) -> Result<u8, E
         &settings.names.sync,
         started.elapsed(),
     );
+    let account = plan.coverage.report();
+    let unasked: Vec<String> = plan
+        .coverage
+        .unacknowledged()
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
     let mut run = launch::start(plan, settings, ConfirmMode::Automatic, Interrupt::CtrlC)?;
     let mut copy = CopyLines::default();
     while let Some(ev) = run.events.recv().await {
@@ -40,7 +51,22 @@ pub async fn run(plan: Plan, settings: Settings, log_path: &str) -> Result<u8, E
     let end = result.end.clone();
     state.result = Some(result);
     match &end {
-        RunEnd::Completed => eprintln!("done: {}", text::headline(&state, &end)),
+        RunEnd::Completed => {
+            for line in &account {
+                eprintln!("{line}");
+            }
+            if !unasked.is_empty() {
+                eprintln!(
+                    "exit status {LEFT_OUT_UNASKED}: {} left out without --leave-out; name {} in --leave-out to accept that",
+                    unasked.join(", "),
+                    if unasked.len() == 1 { "it" } else { "them" }
+                );
+            }
+            eprintln!("done: {}", text::headline(&state, &end));
+            if !unasked.is_empty() {
+                return Ok(LEFT_OUT_UNASKED);
+            }
+        }
         RunEnd::Aborted { .. } => {
             eprintln!("state: {}", text::db_state(&state));
             eprintln!("aborted: {}. Log: {log_path}", text::headline(&state, &end));

@@ -8,7 +8,7 @@ use bucardo_bootstrap::engine::files::write_private;
 use bucardo_bootstrap::engine::preflight;
 use bucardo_bootstrap::engine::settings::Settings;
 use bucardo_bootstrap::engine::verify::VerifyMode;
-use bucardo_bootstrap::session::{launch, text, undo};
+use bucardo_bootstrap::session::{existing, launch, text, undo};
 use bucardo_bootstrap::{headless, logging};
 use clap::Parser;
 use std::io::IsTerminal;
@@ -39,6 +39,13 @@ fn main() -> ExitCode {
 fn settings(args: &ConnArgs) -> anyhow::Result<Settings> {
     Draft::from_args(args, &ProcessEnv)
         .build()
+        .map_err(anyhow::Error::msg)
+}
+
+/// Settings for `status`, `verify` and `cleanup`: without `--tables`, the bootstrap's own tables.
+fn existing_settings(args: &ConnArgs) -> anyhow::Result<Settings> {
+    Draft::from_args(args, &ProcessEnv)
+        .build_existing()
         .map_err(anyhow::Error::msg)
 }
 
@@ -90,7 +97,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Some(Cmd::Verify { conn, fast, deep }) => {
-            let s = settings(&conn.merged(&cli.conn))?;
+            let s = existing_settings(&conn.merged(&cli.conn))?;
             let (_guard, _) = logging::init(&s.log_dir, "verify")?;
             let mode = if fast {
                 VerifyMode::Fast
@@ -104,11 +111,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Some(Cmd::Cleanup {
             conn,
             drop_data,
+            all,
             yes,
         }) => {
-            let s = settings(&conn.merged(&cli.conn))?;
+            let s = existing_settings(&conn.merged(&cli.conn))?;
             let (_guard, _) = logging::init(&s.log_dir, "cleanup")?;
-            cleanup(&s, drop_data, yes).await
+            cleanup(&s, drop_data, all, yes).await
         }
         Some(Cmd::Copy { conn }) => {
             let s = settings(&conn.merged(&cli.conn))?;
@@ -116,7 +124,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             bucardo_bootstrap::copy_cmd::run(&s.here, &s.there, &s.tables, s.jobs).await
         }
         Some(Cmd::Status { conn }) => {
-            let s = settings(&conn.merged(&cli.conn))?;
+            let s = existing_settings(&conn.merged(&cli.conn))?;
             let st = bucardo_bootstrap::engine::status::read(&s)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.one_line()))?;
@@ -157,8 +165,8 @@ async fn run(s: Settings, yes: bool, restart: bool) -> anyhow::Result<u8> {
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
     let plan = prepared.plan;
-    for (t, why) in &plan.excluded {
-        eprintln!("left out {t}: {why}");
+    for line in plan.coverage.report() {
+        eprintln!("{line}");
     }
     if resuming {
         eprintln!(
@@ -203,6 +211,9 @@ async fn checks_pass(s: &Settings, resuming: bool) -> bool {
 }
 
 async fn verify(s: &Settings, mode: VerifyMode) -> anyhow::Result<u8> {
+    let s = &existing::with_bootstrap_tables(s)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
     let here = s
         .here
         .connect(bucardo_bootstrap::engine::conn::Side::Here)
@@ -223,8 +234,8 @@ async fn verify(s: &Settings, mode: VerifyMode) -> anyhow::Result<u8> {
     Ok(if report.differences == 0 { 0 } else { 1 })
 }
 
-async fn cleanup(s: &Settings, drop_data: bool, yes: bool) -> anyhow::Result<u8> {
-    let plan = undo::plan(s, drop_data)
+async fn cleanup(s: &Settings, drop_data: bool, all: bool, yes: bool) -> anyhow::Result<u8> {
+    let plan = undo::plan(s, drop_data, all)
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
     print!("{}", plan.render(s));
@@ -247,5 +258,8 @@ async fn cleanup(s: &Settings, drop_data: bool, yes: bool) -> anyhow::Result<u8>
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
     eprintln!("{}", undo::DONE);
+    if all && plan.forget_created {
+        eprintln!("{}", undo::DONE_ALL);
+    }
     Ok(0)
 }

@@ -68,6 +68,12 @@ fn draft_of(s: &Settings) -> Draft {
             TableSelection::All => "all".into(),
             TableSelection::List(l) => l.iter().map(|t| t.sql()).collect::<Vec<_>>().join(","),
         },
+        leave_out: s
+            .leave_out
+            .iter()
+            .map(|t| t.sql())
+            .collect::<Vec<_>>()
+            .join(","),
         here_name: s.names.here_db.clone(),
         there_name: s.names.there_db.clone(),
         sync: s.names.sync.clone(),

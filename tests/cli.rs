@@ -63,3 +63,39 @@ fn a_command_that_logs_nothing_leaves_no_empty_log_file() {
         .collect();
     assert!(empty.is_empty(), "empty files left: {empty:?}");
 }
+
+#[test]
+fn commands_on_an_existing_bootstrap_do_not_ask_for_tables_but_say_when_none_are_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let nowhere_control = ["--bucardo-db", "postgres://bucardo@127.0.0.1:3/bucardo"];
+    // No sync to read and no journal: verify says what to give.
+    let out = tool()
+        .arg("verify")
+        .args(NOWHERE)
+        .args(nowhere_control)
+        .arg("--log-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("knows this bootstrap's tables") && err.contains("--tables all"),
+        "{err}"
+    );
+    // status and cleanup get as far as the servers, which do not answer.
+    for cmd in ["status", "cleanup"] {
+        let out = tool()
+            .arg(cmd)
+            .args(NOWHERE)
+            .args(nowhere_control)
+            .arg("--log-dir")
+            .arg(&state)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(!err.contains("no tables chosen"), "{cmd}: {err}");
+    }
+}

@@ -46,10 +46,12 @@ async fn run_bootstraps_master_master_under_live_writes() {
         )
         .unwrap();
     let mut cmd = tool(&sb);
-    cmd.arg("run")
-        .arg("--yes")
-        .arg("--copy-roles")
-        .args(conn_flags(&sb, "all"));
+    // Without --leave-out: the keyless audit_log is left out unasked, and the exit status says so.
+    let flags: Vec<String> = conn_flags(&sb, "all")
+        .into_iter()
+        .filter(|f| f != "--leave-out" && f != "public.audit_log")
+        .collect();
+    cmd.arg("run").arg("--yes").arg("--copy-roles").args(flags);
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .unwrap()
@@ -57,10 +59,21 @@ async fn run_bootstraps_master_master_under_live_writes() {
     let bootstrap_time = started.elapsed();
     let writes_during = here_writer.commits();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     assert!(
-        stderr.contains("left out public.audit_log"),
-        "the keyless table is named: {stderr}"
+        stderr.contains("left out public.audit_log: no primary key"),
+        "the keyless table is named with the reason: {stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("done: ")
+            && last.contains("replicating 6 tables, the same rows on both sides")
+            && last.contains("1 left out (see above)"),
+        "the last line says what replicates and what does not: {last}"
+    );
+    assert!(
+        stderr.contains("exit status 3: public.audit_log left out without --leave-out"),
+        "{stderr}"
     );
     // The copy ends with its summary table: a header, a row per table and the wall-clock total.
     assert!(

@@ -42,6 +42,129 @@ async fn trigger_installation_reports_its_blocker_and_proceeds_when_it_ends() {
     blocker.batch_execute("COMMIT").await.unwrap();
     let (code, out) = tokio::task::block_in_place(|| r.finish());
     assert_eq!(code, 0, "the run goes on once the lock is released: {out}");
-    let setting = sb.here.psql("widgets", "SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%lock_timeout%'").unwrap();
+    let setting = sb.here.psql("widgets", "SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') ~ '(lock|deadlock)_timeout'").unwrap();
     assert_eq!(setting.trim(), "0", "the temporary lock_timeout is reset");
+}
+
+/// The deadlock of the issue, made on purpose, with the application waiting first (the order
+/// in which PostgreSQL's default settings abort the application). Bucardo's `add sync` installs
+/// its triggers by schema, then table name: "Sales"."Order Items", bar, customers, events, foo,
+/// orders.
+/// 1. Transaction A holds public.events, so Bucardo waits for it while it holds public.bar.
+/// 2. Application transaction B takes public.orders, then asks for public.bar: it waits for
+///    Bucardo.
+/// 3. A commits: Bucardo goes on to public.orders, which B holds. That closes the cycle, and B
+///    has waited longer. With PostgreSQL's defaults, B's deadlock check runs first and B is
+///    aborted. Here Bucardo's session must give way: B commits, and the run retries and
+///    completes.
+///
+/// If Bucardo gives up its wait for public.events before B asks for public.bar (it waits at
+/// most its lock timeout), B is not blocked and no cycle forms. B must still commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_application_transaction_in_a_deadlock_with_the_trigger_installation_commits() {
+    let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(1))
+        .await
+        .unwrap();
+    let connect = || async {
+        let (c, conn) = sb
+            .here
+            .pg_config("widgets")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c
+    };
+    let a = connect().await;
+    let b = std::sync::Arc::new(connect().await);
+    let watch = connect().await;
+    let b_pid: i32 = b
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    a.batch_execute("BEGIN; LOCK TABLE public.events IN ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let r = spawn_run(&sb, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let holds_bar_and_waits =
+        "SELECT count(*) FROM pg_locks h JOIN pg_stat_activity s ON s.pid = h.pid
+          WHERE s.usename = 'bucardo' AND s.datname = 'widgets' AND h.granted
+            AND h.mode = 'ShareRowExclusiveLock' AND h.relation = 'public.bar'::regclass
+            AND EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = s.pid AND NOT w.granted)";
+    loop {
+        let n: i64 = watch
+            .query_one(holds_bar_and_waits, &[])
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Bucardo never waited for public.events while holding public.bar"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // B: what an application transaction writing orders, then bar, takes.
+    b.batch_execute("BEGIN; LOCK TABLE public.orders IN ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let b2 = b.clone();
+    let mut b_bar = tokio::spawn(async move {
+        b2.batch_execute("LOCK TABLE public.bar IN ROW EXCLUSIVE MODE")
+            .await
+    });
+    // B waits for Bucardo, or got public.bar because Bucardo had given up meanwhile.
+    let b_waited = loop {
+        if b_bar.is_finished() {
+            break false;
+        }
+        let waiting: bool = watch
+            .query_one(
+                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
+                &[&b_pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting {
+            break true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    a.batch_execute("COMMIT").await.unwrap();
+    let got_bar = (&mut b_bar).await.unwrap();
+    assert!(
+        got_bar.is_ok(),
+        "the application's statement was aborted (B waited for Bucardo first: {b_waited}): {got_bar:?}"
+    );
+    b.batch_execute("COMMIT")
+        .await
+        .expect("the application's transaction commits");
+    eprintln!("B waited for Bucardo before the cycle closed: {b_waited}");
+
+    let (code, out) = tokio::task::block_in_place(|| r.finish());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Bucardo gave way to the application on HERE while installing its triggers"),
+        "{out}"
+    );
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("the bootstrap gave way to the application")
+            && last.contains("on HERE's locks (retried)"),
+        "the summary counts the retries: {last}"
+    );
+    let settings = sb
+        .here
+        .psql(
+            "widgets",
+            "SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') ~ '(lock|deadlock)_timeout'",
+        )
+        .unwrap();
+    assert_eq!(settings.trim(), "0", "Bucardo's role settings are reset");
 }

@@ -68,12 +68,46 @@ fn settings() -> bucardo_bootstrap::engine::settings::Settings {
     d.build().unwrap()
 }
 
-fn plan() -> Plan {
-    let tables = vec![
+/// What becomes of HERE's objects: the three tables, a keyless one `all` leaves out, and a
+/// materialized view over foo.
+fn coverage() -> bucardo_bootstrap::engine::coverage::Coverage {
+    use bucardo_bootstrap::engine::coverage::{select, Extras, Matview};
+    let mut all = tables();
+    let mut keyless = table("public", "audit_log", &["at"], None);
+    keyless.key_kind = KeyKind::None;
+    all.push(keyless);
+    let extras = Extras {
+        matviews: vec![Matview {
+            name: TableName::new("public", "foo_totals"),
+            populated: true,
+            reads: vec![TableName::new("public", "foo")],
+        }],
+        sequences: vec![
+            TableName::new("public", "bar_id_seq"),
+            TableName::new("public", "foo_id_seq"),
+        ],
+        large_objects: 0,
+    };
+    let sel = select(
+        all,
+        &extras,
+        &bucardo_bootstrap::engine::settings::TableSelection::All,
+        &[],
+    );
+    assert!(sel.refusals.is_empty(), "{:?}", sel.refusals);
+    sel.coverage
+}
+
+fn tables() -> Vec<TableInfo> {
+    vec![
         table("Sales", "Order Items", &["Order ID", "Line No"], None),
         table("public", "bar", &["id", "foo_id"], Some("bar_id_seq")),
         table("public", "foo", &["id", "v"], Some("foo_id_seq")),
-    ];
+    ]
+}
+
+fn plan() -> Plan {
+    let tables = tables();
     let facts = Facts {
         here_db_encoding: "UTF8".into(),
         here_db_collate: "C.UTF-8".into(),
@@ -81,12 +115,7 @@ fn plan() -> Plan {
         bucardo_role_missing_there: true,
         ..Facts::default()
     };
-    Plan::build(
-        &settings(),
-        tables,
-        vec![(TableName::new("public", "audit_log"), "no key".into())],
-        &facts,
-    )
+    Plan::build(&settings(), tables, coverage(), &facts)
 }
 
 fn filtered(text: &str) -> String {

@@ -3,6 +3,7 @@
 
 mod zoo;
 
+use bucardo_bootstrap::engine::ident::TableName;
 use bucardo_bootstrap::engine::preflight::{self, has_fail, Finding, Options, Severity};
 use bucardo_bootstrap::engine::secret::Secret;
 use bucardo_bootstrap::engine::settings::Settings;
@@ -320,14 +321,19 @@ async fn table_traps_fire_and_there_tables_must_be_empty_and_alike() {
         Severity::Warn,
         "public.triggered: trigger(s) triggered_touch do not fire",
     );
+    // A foreign key to a table left out fails: THERE would violate it.
     let fk = expect(
         &f,
         "Tables",
         "foreign keys",
-        Severity::Warn,
-        "public.orders references public.customers, which is not chosen",
+        Severity::Fail,
+        "public.orders references public.customers, which would be left out (not chosen): THERE would hold rows that violate the foreign key",
     );
-    assert_eq!(fix(fk), "choose public.customers too");
+    assert!(
+        fix(fk).contains("replicate public.customers too")
+            && fix(fk).contains("--leave-out public.customers"),
+        "{fk:?}"
+    );
     expect(
         &f,
         "Tables",
@@ -336,15 +342,27 @@ async fn table_traps_fire_and_there_tables_must_be_empty_and_alike() {
         "4 of 11 chosen tables",
     );
 
-    // The other direction, both sides chosen, a name that does not exist.
+    // The other direction; then the same, left out knowingly; both sides chosen; a name that
+    // does not exist.
     let f = run(&zoo::settings(&sb, "public.customers")).await;
     expect(
         &f,
         "Tables",
         "foreign keys",
-        Severity::Warn,
-        "public.orders (not chosen) references public.customers",
+        Severity::Fail,
+        "public.orders references public.customers, which would be left out",
     );
+    let mut knowingly = zoo::settings(&sb, "public.customers");
+    knowingly.leave_out = vec![TableName::new("public", "orders")];
+    let f = run(&knowingly).await;
+    expect(
+        &f,
+        "Tables",
+        "foreign keys",
+        Severity::Warn,
+        "public.orders references public.customers, which is left out (--leave-out): the two sides can violate that foreign key",
+    );
+    none_of(&f, "Tables", "foreign keys", Severity::Fail);
     let f = run(&zoo::settings(
         &sb,
         "public.customers,public.orders,public.keyed",
@@ -362,21 +380,31 @@ async fn table_traps_fire_and_there_tables_must_be_empty_and_alike() {
         "public.nope does not exist on HERE",
     );
 
-    // `all` leaves the ineligible tables out, each named with its reason.
+    // `all` leaves the ineligible tables out, each named with its reason; the partitioned
+    // parent replicates through its leaves.
     let f = run(&zoo::settings(&sb, "all")).await;
     for t in [
         "public.no_key",
-        "public.measurements is",
         "public.generated_col",
         "\"public\".\"we\"\"ird\"",
     ] {
         expect(&f, "Tables", "left out", Severity::Warn, t);
     }
     assert_eq!(
-        f.iter().filter(|x| x.check == "left out").count(),
-        7,
+        f.iter()
+            .filter(|x| x.check == "left out" && x.severity == Severity::Warn)
+            .count(),
+        6,
         "{}",
         show(&f)
+    );
+    none_of(&f, "Tables", "foreign keys", Severity::Fail);
+    expect(
+        &f,
+        "Tables",
+        "coverage",
+        Severity::Pass,
+        "(2 of them partitions)",
     );
     expect(
         &f,
@@ -388,7 +416,8 @@ async fn table_traps_fire_and_there_tables_must_be_empty_and_alike() {
     none_of(&f, "Tables", "eligibility", Severity::Fail);
 
     // THERE: absent tables pass; some but not all fail; rows or other columns fail.
-    let s = zoo::settings(&sb, "public.keyed,public.customers");
+    let mut s = zoo::settings(&sb, "public.keyed,public.customers");
+    s.leave_out = vec![TableName::new("public", "orders")];
     sb.there.psql("postgres", "CREATE DATABASE zoo").unwrap();
     let f = run(&s).await;
     expect(

@@ -381,6 +381,30 @@ pub async fn server_now(db: &Client, side: Side) -> Result<String, EngineError> 
         .map_err(|e| EngineError::sql(side, "reading the clock", &e))
 }
 
+/// The tables a bootstrap replicates, as Bucardo knows them: the relgroup of `sync` when that
+/// sync exists, else the relgroup named `relgroup`. Empty when neither holds a table.
+pub async fn relgroup_tables(
+    control: &Client,
+    sync: &str,
+    relgroup: &str,
+) -> Result<Vec<TableName>, EngineError> {
+    let rows = control
+        .query(
+            "SELECT g.schemaname, g.tablename
+               FROM bucardo.herdmap m JOIN bucardo.goat g ON g.id = m.goat
+              WHERE m.herd = coalesce((SELECT herd FROM bucardo.sync WHERE name = $1), $2)
+                AND g.reltype = 'table'
+              ORDER BY g.schemaname, g.tablename",
+            &[&sync, &relgroup],
+        )
+        .await
+        .map_err(|e| EngineError::sql(Side::Control, "reading the relgroup's tables", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
+}
+
 /// Names that already exist in Bucardo's control database: (kind, name).
 pub async fn existing_names(
     control: &Client,

@@ -241,13 +241,14 @@ impl TableInfo {
                 )),
             });
         } else if !generated.is_empty() {
+            let on = crate::engine::generated::target(self).sql();
             let by_hand = self
                 .columns
                 .iter()
                 .filter(|c| c.generated)
                 .map(|c| {
                     format!(
-                        "ALTER TABLE {t} ALTER COLUMN {} DROP EXPRESSION;",
+                        "ALTER TABLE {on} ALTER COLUMN {} DROP EXPRESSION;",
                         quote_ident(&c.name)
                     )
                 })

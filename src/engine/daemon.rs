@@ -202,6 +202,50 @@ pub async fn settle(
     }
 }
 
+/// Waits until the daemon that `bucardo stop` was told to stop has exited: no PID file in the
+/// PID directory (the MCP's, its controllers' and kids') names a live Bucardo process any more.
+/// A PID file left by a process that is gone is removed, and so is the stop file, so that the
+/// directory reads as "not running" rather than "stopping". Errs after `wait`.
+pub async fn wait_stopped(piddir: &Path, wait: Duration) -> Result<(), EngineError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let live: Vec<u32> = pid_files(piddir)
+            .into_iter()
+            .filter(|(_, pid)| is_bucardo(*pid))
+            .map(|(_, pid)| pid)
+            .collect();
+        if live.is_empty() {
+            for (path, _) in pid_files(piddir) {
+                let _ = std::fs::remove_file(path);
+            }
+            let _ = std::fs::remove_file(piddir.join(STOP_FILE));
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(EngineError::Timeout(format!(
+                "Bucardo processes {live:?} were still running {} s after `bucardo stop`; see the daemon's log",
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every `*.pid` file in the PID directory and the PID it names.
+fn pid_files(piddir: &Path) -> Vec<(PathBuf, u32)> {
+    std::fs::read_dir(piddir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".pid"))
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let pid = text.split_whitespace().next()?.parse().ok()?;
+            Some((e.path(), pid))
+        })
+        .collect()
+}
+
 /// The error for a daemon that stayed silent for the whole wait.
 pub fn silent_error(d: &Daemon, wait: Duration, logfile: &Path) -> EngineError {
     EngineError::Timeout(format!(

@@ -33,11 +33,12 @@ pub const TRIGGER: &str = "zzz_bucardo_bootstrap_gen";
 /// Every trigger function this tool creates starts with this (in the table's schema).
 pub const FUNCTION_PREFIX: &str = "bucardo_bootstrap_gen_";
 
-/// How long the conversion waits for its lock on HERE before it gives way to the application.
-pub const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the conversion waits for its lock on HERE before it gives way to the application
+/// (the executor's session also gives way to deadlocks: [`crate::engine::giveway`]).
+pub const LOCK_TIMEOUT: Duration = crate::engine::giveway::MAX_LOCK_TIMEOUT;
 
 /// How many times the conversion of one table on HERE is tried.
-pub const ATTEMPTS: u32 = 20;
+pub const ATTEMPTS: u32 = crate::engine::giveway::ATTEMPTS;
 
 /// Tables above this size are not rewritten by `cleanup` to restore their generated columns.
 pub const RESTORE_MAX_BYTES: i64 = 256 << 20;
@@ -372,20 +373,6 @@ pub fn script(cmds: &[Command], psql: impl Fn(&ConnSpec, &str) -> String) -> Str
         ));
     }
     out
-}
-
-/// Whether a failed conversion attempt lost a lock wait or a deadlock (and may be retried).
-pub fn lost_lock(e: &tokio_postgres::Error) -> bool {
-    use tokio_postgres::error::SqlState;
-    matches!(
-        e.code(),
-        Some(&SqlState::LOCK_NOT_AVAILABLE | &SqlState::T_R_DEADLOCK_DETECTED)
-    )
-}
-
-/// The pause before the next attempt: growing, at most 5 s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((250u64 << attempt.min(5)).min(5000))
 }
 
 /// A table this tool converted, found on one side by its trigger.

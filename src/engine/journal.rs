@@ -37,6 +37,71 @@ pub struct JournalData {
     pub ranges: Vec<RangesDone>,
     /// Unix seconds of the last update.
     pub updated: u64,
+    /// What the run created outside the bootstrap's own objects, for `cleanup --all`. It
+    /// outlives `--restart` and a plain `cleanup`, which forget only the progress.
+    #[serde(default)]
+    pub created: Created,
+}
+
+/// What a run created that a plain `cleanup` leaves in place, because other bootstraps may share
+/// it: the daemon it started, the control database it installed, the Bucardo roles it created.
+/// `cleanup --all` removes exactly these, and nothing the tool found already there.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    /// The PID directory of a Bucardo daemon this tool started (`bucardo start`).
+    #[serde(default)]
+    pub daemon: Option<PathBuf>,
+    /// The control database this tool installed (`bucardo install`).
+    #[serde(default)]
+    pub control_db: Option<ServerObject>,
+    /// Bucardo's role on each server where this tool created it.
+    #[serde(default)]
+    pub roles: Vec<ServerObject>,
+}
+
+/// A database or a role, and the server it lives on.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServerObject {
+    pub host: String,
+    pub port: u16,
+    pub name: String,
+}
+
+impl ServerObject {
+    pub fn new(host: &str, port: u16, name: &str) -> ServerObject {
+        ServerObject {
+            host: host.to_string(),
+            port,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for ServerObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on {}:{}", self.name, self.host, self.port)
+    }
+}
+
+impl Created {
+    pub fn is_empty(&self) -> bool {
+        self.daemon.is_none() && self.control_db.is_none() && self.roles.is_empty()
+    }
+
+    /// Adds what `other` records (several journals may share a daemon or a server).
+    pub fn merge(&mut self, other: &Created) {
+        if self.daemon.is_none() {
+            self.daemon.clone_from(&other.daemon);
+        }
+        if self.control_db.is_none() {
+            self.control_db.clone_from(&other.control_db);
+        }
+        for r in &other.roles {
+            if !self.roles.contains(r) {
+                self.roles.push(r.clone());
+            }
+        }
+    }
 }
 
 /// The journal of one plan, bound to its file.
@@ -140,12 +205,27 @@ impl Journal {
         self.data.ranges.iter().find(|r| &r.table == table)
     }
 
-    /// Forgets everything (`--restart`).
+    /// Records what the run created outside the bootstrap (see [`Created`]).
+    pub fn record_created(&mut self, f: impl FnOnce(&mut Created)) -> Result<(), EngineError> {
+        let before = self.data.created.clone();
+        f(&mut self.data.created);
+        if self.data.created == before {
+            return Ok(());
+        }
+        self.save()
+    }
+
+    /// Forgets the progress (`--restart`, or a cleanup that undid the bootstrap) but keeps what
+    /// the run created outside it, for a later `cleanup --all`.
     pub fn discard(&mut self) -> Result<(), EngineError> {
         self.data = JournalData {
             fingerprint: self.data.fingerprint.clone(),
+            created: std::mem::take(&mut self.data.created),
             ..Default::default()
         };
+        if !self.data.created.is_empty() {
+            return self.save();
+        }
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -201,6 +281,26 @@ mod tests {
         j3.discard().unwrap();
         assert!(!j3.exists());
         assert!(Journal::open(dir.path(), "abc").unwrap().is_empty());
+    }
+
+    #[test]
+    fn what_a_run_created_outlives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "abc").unwrap();
+        j.record_step(StepKind::StartDaemon).unwrap();
+        let role = ServerObject::new("h", 5432, "bucardo");
+        j.record_created(|c| c.roles.push(role.clone())).unwrap();
+        j.record_created(|c| c.daemon = Some("/run/b".into()))
+            .unwrap();
+        j.discard().unwrap();
+        let j = Journal::open(dir.path(), "abc").unwrap();
+        assert!(j.is_empty(), "the progress is forgotten");
+        assert_eq!(j.data.created.roles, vec![role]);
+        assert_eq!(j.data.created.daemon.as_deref(), Some(Path::new("/run/b")));
+        let mut other = Created::default();
+        other.merge(&j.data.created);
+        other.merge(&j.data.created);
+        assert_eq!(other, j.data.created, "merging twice adds nothing");
     }
 
     #[test]

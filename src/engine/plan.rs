@@ -5,6 +5,7 @@
 use crate::engine::bucardo::{BucardoCli, BucardoCmd};
 use crate::engine::catalog::TableInfo;
 use crate::engine::conn::{ConnSpec, Side};
+use crate::engine::coverage::Coverage;
 use crate::engine::ident::{quote_ident, quote_literal, shell_word, TableName};
 use crate::engine::process::{pg_tool, Invocation, PassfileRef};
 use crate::engine::settings::{SequenceMode, Settings};
@@ -47,6 +48,7 @@ pub enum StepKind {
     AddDbgroup,
     AddSync,
     CopyData,
+    RefreshMatviews,
     Sequences,
     Enable,
     Drain,
@@ -95,19 +97,14 @@ pub struct Step {
 pub struct Plan {
     pub steps: Vec<Step>,
     pub tables: Vec<TableInfo>,
-    /// Tables `--tables all` left out, with the reason.
-    pub excluded: Vec<(TableName, String)>,
+    /// What becomes of everything on HERE: replicated, refreshed once, or left out and why.
+    pub coverage: Coverage,
     /// Stable across runs of the same plan: keys the journal.
     pub fingerprint: String,
 }
 
 impl Plan {
-    pub fn build(
-        s: &Settings,
-        tables: Vec<TableInfo>,
-        excluded: Vec<(TableName, String)>,
-        facts: &Facts,
-    ) -> Plan {
+    pub fn build(s: &Settings, tables: Vec<TableInfo>, coverage: Coverage, facts: &Facts) -> Plan {
         let mut steps: Vec<Step> = Vec::new();
         let mut push = |kind, title: &str, why: String, commands: Vec<Command>| {
             steps.push(Step {
@@ -356,16 +353,32 @@ impl Plan {
             ),
             copy_cmds,
         );
+        if !coverage.refresh.is_empty() {
+            push(
+                StepKind::RefreshMatviews,
+                "Refresh materialized views on THERE",
+                format!(
+                    "{} materialized view{}, each after the ones it reads, as pg_dump's data section does; Bucardo never replicates them",
+                    coverage.refresh.len(),
+                    if coverage.refresh.len() == 1 { "" } else { "s" }
+                ),
+                coverage
+                    .refresh
+                    .iter()
+                    .map(|m| sql_cmd(Side::There, there, format!("REFRESH MATERIALIZED VIEW {}", m.sql())))
+                    .collect(),
+            );
+        }
         let seqs = sequence_uses(&tables);
         if !seqs.is_empty() {
             let (why, cmds) = match s.sequences {
                 SequenceMode::Interleave => (
                     format!("{} sequences: odd values on HERE, even on THERE, so that both masters never hand out the same key", seqs.len()),
                     seqs.iter()
-                        .flat_map(|(q, t, col)| {
+                        .flat_map(|f| {
                             [
-                                sql_cmd(Side::Here, here, interleave_here_sql(q, t, col)),
-                                sql_cmd(Side::There, there, interleave_there_sql(q, ":here_value + 1")),
+                                sql_cmd(Side::Here, here, interleave_here_sql(f)),
+                                sql_cmd(Side::There, there, interleave_there_sql(&f.sequence, ":here_value + 1")),
                             ]
                         })
                         .collect(),
@@ -418,7 +431,7 @@ impl Plan {
         Plan {
             steps,
             tables,
-            excluded,
+            coverage,
             fingerprint,
         }
     }
@@ -449,12 +462,11 @@ impl Plan {
                 }
             }
         }
-        if !self.excluded.is_empty() {
-            let _ = writeln!(out, "\nLeft out:");
-            for (t, why) in &self.excluded {
-                let _ = writeln!(out, "  {t}: {why}");
-            }
+        let _ = writeln!(out, "\nWhat becomes of HERE's objects:");
+        for line in self.coverage.report() {
+            let _ = writeln!(out, "  {line}");
         }
+        let _ = writeln!(out, "  {}", self.coverage.line());
         out
     }
 
@@ -521,7 +533,15 @@ impl Plan {
                 }
             }
         }
-        out.push_str("\necho 'Bootstrap finished: both databases replicate.'\n");
+        out.push('\n');
+        for line in self.coverage.report() {
+            let _ = writeln!(out, "echo {}", shell_word(&line));
+        }
+        let _ = writeln!(
+            out,
+            "echo {}",
+            shell_word(&format!("Bootstrap finished: {}", self.coverage.line()))
+        );
         out
     }
 }
@@ -566,30 +586,58 @@ fn create_role_sql(role: &str) -> String {
     )
 }
 
-/// Each sequence feeding a chosen table once, with one table and column it feeds.
-pub fn sequence_uses(tables: &[TableInfo]) -> Vec<(TableName, TableName, String)> {
-    let mut out: Vec<(TableName, TableName, String)> = Vec::new();
+/// A sequence that feeds chosen tables, with every (table, column) it feeds. A partition is
+/// replaced by the root of its tree, so that the maximum is taken over every partition.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SequenceFeed {
+    pub sequence: TableName,
+    pub feeds: Vec<(TableName, String)>,
+}
+
+/// Each sequence feeding a chosen table once, with all the tables and columns it feeds.
+pub fn sequence_uses(tables: &[TableInfo]) -> Vec<SequenceFeed> {
+    let mut out: Vec<SequenceFeed> = Vec::new();
     for t in tables {
+        let table = t.partition_root.clone().unwrap_or_else(|| t.name.clone());
         for u in &t.sequences {
-            if !out.iter().any(|(q, _, _)| *q == u.sequence) {
-                out.push((u.sequence.clone(), t.name.clone(), u.column.clone()));
+            let feed = (table.clone(), u.column.clone());
+            match out.iter_mut().find(|f| f.sequence == u.sequence) {
+                Some(f) if f.feeds.contains(&feed) => {}
+                Some(f) => f.feeds.push(feed),
+                None => out.push(SequenceFeed {
+                    sequence: u.sequence.clone(),
+                    feeds: vec![feed],
+                }),
             }
         }
+    }
+    for f in &mut out {
+        f.feeds.sort();
     }
     out.sort();
     out
 }
 
 /// HERE's half of interleaving: `INCREMENT BY 2` and a restart at an odd value above everything
-/// handed out so far (the sequence and the column), with room for the writes in flight. Returns
-/// the value chosen; THERE restarts at that value + 1 (even), so the two never meet.
-pub fn interleave_here_sql(seq: &TableName, table: &TableName, column: &str) -> String {
+/// handed out so far (the sequence and every column it feeds, whole partition trees included),
+/// with room for the writes in flight. Returns the value chosen; THERE restarts at that value + 1
+/// (even), so the two never meet.
+pub fn interleave_here_sql(f: &SequenceFeed) -> String {
+    let maxes: String = f
+        .feeds
+        .iter()
+        .map(|(t, c)| {
+            format!(
+                "(SELECT max({})::bigint FROM {}), ",
+                quote_ident(c),
+                t.sql()
+            )
+        })
+        .collect();
     format!(
-        "ALTER SEQUENCE {s} INCREMENT BY 2;\nSELECT setval({l}, (greatest((SELECT last_value FROM {s}), (SELECT max({c})::bigint FROM {t}), 0) + 1000) / 2 * 2 + 1, false)",
-        s = seq.sql(),
-        l = quote_literal(&seq.sql()),
-        c = quote_ident(column),
-        t = table.sql(),
+        "ALTER SEQUENCE {s} INCREMENT BY 2;\nSELECT setval({l}, (greatest((SELECT last_value FROM {s}), {maxes}0) + 1000) / 2 * 2 + 1, false)",
+        s = f.sequence.sql(),
+        l = quote_literal(&f.sequence.sql()),
     )
 }
 
@@ -778,9 +826,9 @@ fn script_sequences(s: &Settings, plan: &Plan) -> String {
     let mut out = String::new();
     let here = script_invocation(&psql_invocation(&s.here, PassfileRef::Run, false));
     let there = script_invocation(&psql_invocation(&s.there, PassfileRef::Run, false));
-    for (q, t, col) in sequence_uses(&plan.tables) {
-        let h = interleave_here_sql(&q, &t, &col);
-        let th = interleave_there_sql(&q, "@N@");
+    for f in sequence_uses(&plan.tables) {
+        let h = interleave_here_sql(&f);
+        let th = interleave_there_sql(&f.sequence, "@N@");
         let (h1, h2) = h.split_once('\n').unwrap_or((&h, ""));
         let (t1, t2) = th.split_once('\n').unwrap_or((&th, ""));
         let (before, after) = t2.split_once("@N@").unwrap_or((t2, ""));
@@ -854,5 +902,42 @@ pub fn human_bytes(b: i64) -> String {
         format!("{} B", b as i64)
     } else {
         format!("{v:.1} {}", units[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::catalog::SequenceUse;
+
+    fn fed(name: &str, root: Option<&str>, seq: &str) -> TableInfo {
+        TableInfo {
+            name: TableName::new("public", name),
+            partition_root: root.map(|r| TableName::new("public", r)),
+            is_partition: root.is_some(),
+            sequences: vec![SequenceUse {
+                sequence: TableName::new("public", seq),
+                column: "id".into(),
+            }],
+            ..TableInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_sequence_feeding_partitions_is_sized_from_the_whole_tree() {
+        let tables = [
+            fed("payment_p2022_01", Some("payment"), "payment_id_seq"),
+            fed("payment_p2022_02", Some("payment"), "payment_id_seq"),
+            fed("legacy", None, "payment_id_seq"),
+        ];
+        let uses = sequence_uses(&tables);
+        assert_eq!(uses.len(), 1);
+        let sql = interleave_here_sql(&uses[0]);
+        assert!(
+            sql.contains(r#"max("id")::bigint FROM "public"."payment")"#),
+            "{sql}"
+        );
+        assert!(sql.contains(r#"FROM "public"."legacy")"#), "{sql}");
+        assert!(!sql.contains("payment_p2022"), "{sql}");
     }
 }

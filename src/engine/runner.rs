@@ -19,6 +19,12 @@ pub trait StepExecutor: Send + Sync {
         events: &mpsc::Sender<RunEvent>,
         cancel: &CancellationToken,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// What the end of a completed run says besides the account of the tables (how often the
+    /// bootstrap's locks gave way to the application).
+    fn closing_notes(&self) -> Vec<String> {
+        vec![]
+    }
 }
 
 /// How a run ended: the one answer every front end words and maps to an exit status.
@@ -181,7 +187,13 @@ pub async fn run<E: StepExecutor>(
         }
     }
     let summary = match &result.end {
-        RunEnd::Completed => "both databases replicate and hold the same rows".to_string(),
+        RunEnd::Completed => {
+            let mut line = plan.coverage.line_with(", the same rows on both sides");
+            for note in exec.closing_notes() {
+                line.push_str(&format!("; {note}"));
+            }
+            line
+        }
         RunEnd::Aborted { .. } => "aborted by the operator".to_string(),
         RunEnd::Failed { error, .. } => error.one_line(),
     };
@@ -261,7 +273,7 @@ mod tests {
                 })
                 .collect(),
             tables: vec![],
-            excluded: vec![],
+            coverage: Default::default(),
             fingerprint: "f".into(),
         }
     }

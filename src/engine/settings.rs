@@ -141,6 +141,9 @@ pub struct Settings {
     pub bucardo: BucardoSettings,
     pub names: Names,
     pub tables: TableSelection,
+    /// Tables left out knowingly (`--leave-out`).
+    #[serde(default)]
+    pub leave_out: Vec<TableName>,
     pub copy_roles: bool,
     pub sequences: SequenceMode,
     /// Parallel copy workers.

@@ -297,7 +297,7 @@ async fn resume(earlier: &Earlier, settings: &Settings) -> anyhow::Result<u8> {
             run_plan(prepared.plan, s, ConfirmMode::Automatic).await
         }
         "Undo it (cleanup)" => {
-            let plan = undo::plan(&s, false)
+            let plan = undo::plan(&s, false, false)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.one_line()))?;
             eprint!("{}", plan.render(&s));
@@ -439,7 +439,7 @@ mod tests {
                 step(1, StepKind::CopyData, "Copy the data"),
             ],
             tables: vec![t],
-            excluded: vec![],
+            coverage: Default::default(),
             fingerprint: "f".into(),
         }
     }

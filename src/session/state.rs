@@ -171,6 +171,9 @@ pub struct RunState {
     pub aborting: bool,
     pub finished: Option<Finish>,
     pub result: Option<RunResult>,
+    /// What the plan does not simply replicate: materialized views refreshed once, and what is
+    /// left out with the reason ([`crate::engine::coverage::Coverage::report`]).
+    pub account: Vec<String>,
 }
 
 impl RunState {
@@ -212,6 +215,7 @@ impl RunState {
             copy_started: None,
             copy_ended: None,
             verdicts: Vec::new(),
+            account: plan.coverage.report(),
             aborting: false,
             finished: None,
             result: None,
@@ -223,7 +227,7 @@ impl RunState {
         let plan = Plan {
             steps: vec![],
             tables: vec![],
-            excluded: vec![],
+            coverage: Default::default(),
             fingerprint: String::new(),
         };
         RunState::new(&plan, ConfirmMode::Automatic, "", now)

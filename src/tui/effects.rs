@@ -80,7 +80,7 @@ impl Effects {
             }
             Effect::PlanCleanup(s) => {
                 tokio::spawn(async move {
-                    let planned = undo::plan(&s, false)
+                    let planned = undo::plan(&s, false, false)
                         .await
                         .map(|p| {
                             let text = p.render(&s);

@@ -141,11 +141,14 @@ pub fn plan() -> Plan {
         here_db_ctype: "C.UTF-8".into(),
         ..Default::default()
     };
-    let excluded = vec![(
-        TableName::new("public", "audit_log"),
-        "no primary key or usable unique index".to_string(),
-    )];
-    let mut plan = Plan::build(&s, eligible(), excluded, &facts);
+    let coverage = bucardo_bootstrap::engine::coverage::select(
+        catalog(),
+        &Default::default(),
+        &bucardo_bootstrap::engine::settings::TableSelection::All,
+        &[],
+    )
+    .coverage;
+    let mut plan = Plan::build(&s, eligible(), coverage, &facts);
     for step in &mut plan.steps {
         for c in &mut step.commands {
             match c {

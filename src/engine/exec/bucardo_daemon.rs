@@ -108,7 +108,11 @@ impl LiveExecutor {
             let out = self.run_logged(inv, events, BUCARDO_TIMEOUT).await?;
             let refused = format!("{}\n{}", out.stdout, out.stderr).contains("PID file");
             match Self::checked(inv, out) {
-                Ok(_) => {}
+                // `cleanup --all` stops only a daemon the journal says this tool started.
+                Ok(_) => {
+                    let piddir = self.settings.bucardo.piddir.clone();
+                    self.with_journal(|j| j.record_created(|c| c.daemon = Some(piddir)))?;
+                }
                 // Another start (an operator, a restart) won the race: wait for that daemon.
                 Err(_)
                     if refused

@@ -159,7 +159,7 @@ impl LiveExecutor {
         }
         let seqs: Vec<TableName> = plan::sequence_uses(&plan.tables)
             .into_iter()
-            .map(|(q, _, _)| q)
+            .map(|f| f.sequence)
             .collect();
         copy::copy_sequence_values(&snapshot, &there, &seqs).await?;
         snapshot.release().await;
@@ -187,25 +187,23 @@ impl LiveExecutor {
         let s = &self.settings;
         let here = s.here.connect(Side::Here).await?;
         let there = s.there.connect(Side::There).await?;
-        // ALTER SEQUENCE waits for nothing long, but no statement on HERE may wait without bound.
-        let bounded = format!("SET lock_timeout = '{}ms'", LOCK_TIMEOUT.as_millis());
+        // ALTER SEQUENCE waits for every transaction that took a value: it gives way.
         for (side, c) in [(Side::Here, &here), (Side::There, &there)] {
-            c.batch_execute(&bounded)
-                .await
-                .map_err(|e| EngineError::sql(side, "setting lock_timeout", &e))?;
+            crate::engine::giveway::prepare_session(c, side).await?;
         }
-        for (q, t, col) in plan::sequence_uses(&plan.tables) {
-            let sql = plan::interleave_here_sql(&q, &t, &col);
+        for f in plan::sequence_uses(&plan.tables) {
+            let q = &f.sequence;
+            let sql = plan::interleave_here_sql(&f);
             let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
-            here.batch_execute(alter)
-                .await
-                .map_err(|e| EngineError::sql(Side::Here, format!("altering {q}"), &e))?;
+            let gave_way = crate::engine::giveway::run_sql(&here, Side::Here, alter).await?;
+            self.gave_way
+                .fetch_add(gave_way, std::sync::atomic::Ordering::Relaxed);
             let n: i64 = here
                 .query_one(select, &[])
                 .await
                 .map_err(|e| EngineError::sql(Side::Here, format!("restarting {q}"), &e))?
                 .get(0);
-            let sql = plan::interleave_there_sql(&q, "$1::bigint + 1");
+            let sql = plan::interleave_there_sql(q, "$1::bigint + 1");
             let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
             there
                 .batch_execute(alter)

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::engine::generated::{self, ATTEMPTS};
+use crate::engine::giveway;
 
 impl LiveExecutor {
     pub(super) async fn convert_generated(
@@ -41,35 +42,34 @@ impl LiveExecutor {
             )
             .await;
             let client = self.connect_as(*side, target).await?;
+            if *side == Side::Here {
+                giveway::prepare_session(&client, Side::Here).await?;
+            }
             for attempt in 1..=ATTEMPTS {
                 if cancel.is_cancelled() {
                     return Err(EngineError::Aborted);
                 }
-                match client.batch_execute(sql).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        // The explicit transaction is left aborted: end it before anything else.
-                        let _ = client.batch_execute("ROLLBACK").await;
-                        if !(generated::lost_lock(&e) && attempt < ATTEMPTS) {
-                            return Err(EngineError::sql(
-                                *side,
-                                "converting generated columns",
-                                &e,
-                            ));
-                        }
-                        retries += 1;
-                        let pause = generated::backoff(attempt);
-                        log(events, LogLevel::Warn, format!(
-                            "[{side}] the conversion gave way to the application (lock wait over {} ms, attempt {attempt} of {ATTEMPTS}); retrying in {} ms",
-                            generated::LOCK_TIMEOUT.as_millis(),
-                            pause.as_millis()
-                        ))
-                        .await;
-                        tokio::select! {
-                            () = tokio::time::sleep(pause) => {}
-                            _ = cancel.cancelled() => return Err(EngineError::Aborted),
-                        }
-                    }
+                let Err(e) = client.batch_execute(sql).await else {
+                    break;
+                };
+                // The explicit transaction is left aborted: end it before anything else.
+                let _ = client.batch_execute("ROLLBACK").await;
+                if !(*side == Side::Here && giveway::lost(&e) && attempt < ATTEMPTS) {
+                    return Err(EngineError::sql(*side, "converting generated columns", &e));
+                }
+                retries += 1;
+                self.gave_way
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let pause = giveway::pause(attempt);
+                log(events, LogLevel::Warn, format!(
+                    "[{side}] the conversion gave way to the application (lock wait over {} ms or a deadlock, try {attempt} of {ATTEMPTS}); retrying in {} ms",
+                    generated::LOCK_TIMEOUT.as_millis(),
+                    pause.as_millis()
+                ))
+                .await;
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = cancel.cancelled() => return Err(EngineError::Aborted),
                 }
             }
         }

@@ -1,33 +1,37 @@
-//! Installing Bucardo's triggers on a live HERE: under a `lock_timeout`, retried a bounded number
-//! of times, with whoever blocks the installation reported while it waits.
+//! Installing and enabling Bucardo's triggers on a live HERE: Bucardo's sessions give way to the
+//! application ([`giveway`]), a lost lock is retried and counted, and whoever blocks the
+//! installation is reported while it waits.
 
 use super::*;
+use crate::engine::giveway;
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 
 impl LiveExecutor {
-    /// `add sync` installs triggers on every table of HERE, which waits for any transaction
-    /// holding a conflicting lock, and makes every writer queue behind it. So the trigger
-    /// installation runs under a `lock_timeout` (set on Bucardo's role in HERE's database for the
-    /// duration), is retried a bounded number of times, and whoever blocks it is reported.
-    pub(super) async fn add_sync_lock_safe(
+    /// Runs Bucardo `commands` that take strong locks on HERE's tables (`add sync` creates a
+    /// trigger on each, `update sync autokick=1` more): while they run, the sessions Bucardo
+    /// opens as its role in HERE's database give way to the application (settings on the role,
+    /// reset after). A try that lost a lock is retried after a growing pause.
+    pub(super) async fn give_way_while(
         &self,
-        step: &Step,
+        what: &str,
+        commands: &[Command],
         events: &mpsc::Sender<RunEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), EngineError> {
         let s = &self.settings;
         let here = s.here.connect(Side::Here).await?;
-        let role = quote_ident(&s.bucardo.user);
-        let db = quote_ident(&s.here.dbname);
-        here.batch_execute(&format!(
-            "ALTER ROLE {role} IN DATABASE {db} SET lock_timeout = '{}ms'",
-            LOCK_TIMEOUT.as_millis()
-        ))
-        .await
-        .map_err(|e| EngineError::sql(Side::Here, "setting lock_timeout for Bucardo's role", &e))?;
-        let mut result = Err(EngineError::Timeout("add sync never ran".into()));
-        for attempt in 1..=LOCK_ATTEMPTS {
-            let watch = watch_blockers(&here, &s.bucardo.user, events);
-            let run = self.step_commands(step, events);
+        let limits = giveway::Limits::read(&here, Side::Here).await?;
+        let (role, db) = (&s.bucardo.user, &s.here.dbname);
+        here.batch_execute(&giveway::role_set_sql(limits, role, db))
+            .await
+            .map_err(|e| {
+                EngineError::sql(Side::Here, "making Bucardo's sessions give way on HERE", &e)
+            })?;
+        let mut result = Err(EngineError::Timeout(format!("{what} never ran")));
+        for attempt in 1..=giveway::ATTEMPTS {
+            let watch = watch_blockers(&here, role, events);
+            let run = self.run_commands(commands, events);
             tokio::pin!(run);
             result = tokio::select! {
                 r = &mut run => r,
@@ -36,28 +40,42 @@ impl LiveExecutor {
             };
             match &result {
                 Err(EngineError::Command { stderr_tail, .. })
-                    if (stderr_tail.contains("lock timeout")
-                        || stderr_tail.contains("deadlock detected"))
-                        && attempt < LOCK_ATTEMPTS =>
+                    if giveway::lost_in_text(stderr_tail) && attempt < giveway::ATTEMPTS =>
                 {
-                    log(events, LogLevel::Warn, format!("installing the triggers hit a lock timeout or a deadlock (attempt {attempt} of {LOCK_ATTEMPTS}); retrying")).await;
-                    tokio::time::sleep(Duration::from_secs(2 * attempt as u64)).await;
+                    self.gave_way.fetch_add(1, Ordering::Relaxed);
+                    let pause = giveway::pause(attempt);
+                    let lost = if stderr_tail.contains("deadlock") {
+                        "a deadlock"
+                    } else {
+                        "a lock wait"
+                    };
+                    log(events, LogLevel::Warn, format!(
+                        "Bucardo gave way to the application on HERE while {what}: it lost {lost} on purpose (try {attempt} of {}); trying again in {:.1} s",
+                        giveway::ATTEMPTS,
+                        pause.as_secs_f64()
+                    )).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        _ = cancel.cancelled() => {
+                            result = Err(EngineError::Aborted);
+                            break;
+                        }
+                    }
                 }
                 _ => break,
             }
         }
         let reset = here
-            .batch_execute(&format!(
-                "ALTER ROLE {role} IN DATABASE {db} RESET lock_timeout"
-            ))
+            .batch_execute(&giveway::role_reset_sql(role, db))
             .await
             .map_err(|e| {
-                EngineError::sql(Side::Here, "resetting lock_timeout for Bucardo's role", &e)
+                EngineError::sql(Side::Here, "resetting the settings of Bucardo's role", &e)
             });
         match (&result, reset) {
-            (Err(EngineError::Command { stderr_tail, .. }), _) if stderr_tail.contains("lock timeout") => Err(EngineError::Timeout(format!(
-                "Bucardo's triggers could not be installed on HERE: a lock was held for over {} s on every one of {LOCK_ATTEMPTS} attempts; see the blockers above, end them or retry at a quieter time",
-                LOCK_TIMEOUT.as_secs()
+            (Err(EngineError::Command { stderr_tail, .. }), _) if giveway::lost_in_text(stderr_tail) => Err(EngineError::Timeout(format!(
+                "Bucardo could not finish {what} on HERE: the application held the locks it needs on every one of {} tries (each waited at most {} ms and gave way); see the blockers above, end them or retry at a quieter time",
+                giveway::ATTEMPTS,
+                limits.lock_timeout_ms
             ))),
             (_, Err(e)) if result.is_ok() => Err(e),
             _ => result,
@@ -65,21 +83,16 @@ impl LiveExecutor {
     }
 }
 
-/// How long the trigger installation waits for a lock on HERE before it gives up and retries.
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How many times the trigger installation is tried.
-pub const LOCK_ATTEMPTS: u32 = 5;
-
-/// How often the sessions blocking Bucardo on HERE are reported.
-pub(super) const BLOCKER_POLL: Duration = Duration::from_secs(2);
+/// How often the sessions blocking Bucardo on HERE are looked for: Bucardo waits at most
+/// [`giveway::MAX_LOCK_TIMEOUT`] per try.
+pub(super) const BLOCKER_POLL: Duration = Duration::from_millis(50);
 
 pub(super) fn unreachable_watch() -> Result<(), EngineError> {
     Err(EngineError::Io("the lock watcher stopped".into()))
 }
 
-/// Reports, every [`BLOCKER_POLL`], the sessions that block `role`'s sessions on this server
-/// (pid, user, transaction age, query). Never returns.
+/// Reports the sessions that block `role`'s sessions on this server (pid, user, transaction age,
+/// query), each once. Never returns.
 pub(super) async fn watch_blockers(
     c: &tokio_postgres::Client,
     role: &str,
@@ -90,12 +103,16 @@ pub(super) async fn watch_blockers(
                          CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid)
                          JOIN pg_stat_activity b ON b.pid = bp.pid
                         WHERE w.usename = $1 AND w.wait_event_type = 'Lock'";
+    let mut reported = BTreeSet::new();
     loop {
         tokio::time::sleep(BLOCKER_POLL).await;
         if let Ok(rows) = c.query(SQL, &[&role]).await {
             for r in rows {
                 let (pid, user, age, query): (i32, Option<String>, i32, Option<String>) =
                     (r.get(0), r.get(1), r.get(2), r.get(3));
+                if !reported.insert(pid) {
+                    continue;
+                }
                 log(
                     events,
                     LogLevel::Warn,

@@ -7,19 +7,20 @@ use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::{ConnSpec, Passfile, Side};
 use crate::engine::copy::parts::RangesDone;
 use crate::engine::copy::{self, Snapshot};
+use crate::engine::coverage::{self, Coverage};
 use crate::engine::daemon::{self, Daemon, PING_WAIT};
 use crate::engine::error::EngineError;
 use crate::engine::event::{CopyEvent, LogLevel, RunEvent, TableVerdict};
 use crate::engine::files::private_dir;
 use crate::engine::ident::{quote_ident, quote_literal, TableName};
-use crate::engine::journal::Journal;
+use crate::engine::journal::{Journal, ServerObject};
 use crate::engine::plan::{
     self, Command, Facts, Plan, SqlSecret, Step, StepKind, BUCARDO_PASS_VAR,
 };
 use crate::engine::process::{self, Invocation, PassfileRef};
 use crate::engine::runner::{log, StepExecutor};
 use crate::engine::secret::Secret;
-use crate::engine::settings::{Settings, TableSelection};
+use crate::engine::settings::Settings;
 use crate::engine::verify;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,7 +36,6 @@ mod prepare;
 mod replay;
 mod verification;
 
-pub use locks::{LOCK_ATTEMPTS, LOCK_TIMEOUT};
 use prepare::*;
 pub use prepare::{prepare, probe, resolve_tables, resuming, state_paths};
 use replay::*;
@@ -54,8 +54,11 @@ pub struct LiveExecutor {
     pub settings: Settings,
     run_passfile: Passfile,
     daemon_passfile: Passfile,
-    bucardo_password: Secret,
+    /// None where no server asks Bucardo's role for a password (trust, peer, cert).
+    bucardo_password: Option<Secret>,
     journal: std::sync::Mutex<Journal>,
+    /// How many times the bootstrap's sessions gave way to the application on HERE's locks.
+    gave_way: std::sync::atomic::AtomicU32,
 }
 
 impl LiveExecutor {
@@ -63,24 +66,19 @@ impl LiveExecutor {
     /// daemon's persistent one (only the Bucardo role's lines: the daemon reconnects for as long as
     /// it runs). Both are 0600 in the 0700 state directory.
     pub fn new(settings: Settings, journal: Journal) -> Result<LiveExecutor, EngineError> {
-        let bucardo_password = settings.bucardo.password.clone().ok_or_else(|| {
-            EngineError::Config(
-                "no password for Bucardo's role: set BUCARDOPASS (or add it to ~/.pgpass for the control database)"
-                    .into(),
-            )
-        })?;
+        let bucardo_password = settings.bucardo.password.clone();
         let dir = settings.state_dir();
         private_dir(&dir, "--log-dir")?;
         private_dir(&settings.bucardo.piddir, "--bucardo-piddir")?;
         private_dir(&settings.bucardo.logdir, "--bucardo-logdir")?;
         let bucardo_role =
-            |c: &ConnSpec| c.with_user(&settings.bucardo.user, Some(bucardo_password.clone()));
+            |c: &ConnSpec| c.with_user(&settings.bucardo.user, bucardo_password.clone());
         let b_here = bucardo_role(&settings.here);
         let b_there = bucardo_role(&settings.there);
-        let b_control = settings.bucardo.control.with_user(
-            &settings.bucardo.control.user,
-            Some(bucardo_password.clone()),
-        );
+        let b_control = settings
+            .bucardo
+            .control
+            .with_user(&settings.bucardo.control.user, bucardo_password.clone());
         let run_passfile = Passfile::write(
             &dir.join(format!("run-{}.pgpass", std::process::id())),
             &[
@@ -104,6 +102,7 @@ impl LiveExecutor {
             daemon_passfile,
             bucardo_password,
             journal: std::sync::Mutex::new(journal),
+            gave_way: Default::default(),
         })
     }
 
@@ -235,7 +234,8 @@ impl LiveExecutor {
             SqlSecret::Param => client
                 .execute(
                     sql.replace(BUCARDO_PASS_VAR, "$1").as_str(),
-                    &[&self.bucardo_password.expose()],
+                    // No password: dbpass NULL, and Bucardo connects without one.
+                    &[&self.bucardo_password.as_ref().map(|p| p.expose())],
                 )
                 .await
                 .map(|_| ()),
@@ -254,16 +254,31 @@ impl LiveExecutor {
                     .await;
                     return Ok(());
                 }
-                let verifier = postgres_protocol::password::scram_sha_256(
-                    self.bucardo_password.expose().as_bytes(),
-                );
+                let password = match &self.bucardo_password {
+                    Some(p) => format!(
+                        " PASSWORD {}",
+                        quote_literal(&postgres_protocol::password::scram_sha_256(
+                            p.expose().as_bytes()
+                        ))
+                    ),
+                    None => String::new(),
+                };
                 client
                     .batch_execute(&format!(
-                        "CREATE ROLE {} SUPERUSER LOGIN PASSWORD {}",
-                        quote_ident(role),
-                        quote_literal(&verifier)
+                        "CREATE ROLE {} SUPERUSER LOGIN{password}",
+                        quote_ident(role)
                     ))
                     .await
+                    .map_err(|e| EngineError::sql(side, "creating Bucardo's role", &e))?;
+                // `cleanup --all` drops only the roles the journal says this tool created.
+                let created = ServerObject::new(&target.host, target.port, role);
+                return self.with_journal(|j| {
+                    j.record_created(|c| {
+                        if !c.roles.contains(&created) {
+                            c.roles.push(created);
+                        }
+                    })
+                });
             }
         }
         .map_err(|e| EngineError::sql(side, "running the step's SQL", &e))
@@ -280,7 +295,7 @@ impl LiveExecutor {
 
     fn control_as_bucardo(&self) -> ConnSpec {
         let c = &self.settings.bucardo.control;
-        c.with_user(&c.user, Some(self.bucardo_password.clone()))
+        c.with_user(&c.user, self.bucardo_password.clone())
     }
 
     async fn step_commands(
@@ -288,7 +303,15 @@ impl LiveExecutor {
         step: &Step,
         events: &mpsc::Sender<RunEvent>,
     ) -> Result<(), EngineError> {
-        for c in &step.commands {
+        self.run_commands(&step.commands, events).await
+    }
+
+    async fn run_commands(
+        &self,
+        commands: &[Command],
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
+        for c in commands {
             match c {
                 Command::Run(inv) => {
                     self.run_ok(inv, events).await?;
@@ -327,6 +350,18 @@ impl StepExecutor for LiveExecutor {
         self.execute_step(plan, step, events, cancel).await?;
         self.record_step(step.kind)
     }
+
+    fn closing_notes(&self) -> Vec<String> {
+        let n = self.gave_way.load(std::sync::atomic::Ordering::Relaxed);
+        vec![match n {
+            0 => "no lock on HERE had to give way to the application".to_string(),
+            1 => "the bootstrap gave way to the application once on HERE's locks (retried)"
+                .to_string(),
+            n => format!(
+                "the bootstrap gave way to the application {n} times on HERE's locks (retried)"
+            ),
+        }]
+    }
 }
 
 impl LiveExecutor {
@@ -351,7 +386,8 @@ impl LiveExecutor {
             }
             StepKind::AddSync => {
                 if !self.existing_matches(plan, step, events).await? {
-                    self.add_sync_lock_safe(step, events, cancel).await?;
+                    self.give_way_while("installing its triggers", &step.commands, events, cancel)
+                        .await?;
                 }
                 self.check_triggers(plan, events).await
             }
@@ -380,16 +416,23 @@ impl LiveExecutor {
                             .into(),
                     ));
                 }
-                Ok(())
+                let c = &self.settings.bucardo.control;
+                let db = ServerObject::new(&c.host, c.port, &c.dbname);
+                self.with_journal(|j| j.record_created(|created| created.control_db = Some(db)))
             }
             StepKind::Enable => {
                 self.ensure_daemon(events).await?;
-                // autokick=1 makes Bucardo create its kick triggers on every table of HERE.
-                self.add_sync_lock_safe(step, events, cancel).await
+                // autokick=1 makes Bucardo create its kick triggers on every table of HERE; the
+                // reload after it only reconnects, with the role's settings back to normal.
+                let (activate, reload) = step.commands.split_at(1.min(step.commands.len()));
+                self.give_way_while("enabling the sync", activate, events, cancel)
+                    .await?;
+                self.run_commands(reload, events).await
             }
-            StepKind::CreateDatabase | StepKind::CopySchema | StepKind::BucardoRole => {
-                self.step_commands(step, events).await
-            }
+            StepKind::CreateDatabase
+            | StepKind::CopySchema
+            | StepKind::BucardoRole
+            | StepKind::RefreshMatviews => self.step_commands(step, events).await,
         }
     }
 }

@@ -3,50 +3,32 @@
 
 use super::*;
 
-/// The chosen tables with their catalog facts, and the ones `--tables all` left out (with why).
+/// The chosen tables with their catalog facts, and the account of everything else on HERE.
+/// Refuses what preflight fails: names not found, foreign keys to tables left out unasked,
+/// chosen tables Bucardo cannot replicate.
 pub async fn resolve_tables(
     s: &Settings,
     here: &tokio_postgres::Client,
-) -> Result<(Vec<TableInfo>, Vec<(TableName, String)>), EngineError> {
-    match &s.tables {
-        TableSelection::All => {
-            let mut all = catalog::list_tables(here, Side::Here, None).await?;
-            crate::engine::generated::opt_in(&mut all, s.convert_generated);
-            let mut chosen = Vec::new();
-            let mut excluded = Vec::new();
-            for t in all {
-                match t.eligibility() {
-                    Ok(()) => chosen.push(t),
-                    Err(why) => excluded.push((t.name.clone(), why)),
-                }
-            }
-            if chosen.is_empty() {
-                return Err(EngineError::Refused(
-                    "HERE has no table that Bucardo can replicate".into(),
-                ));
-            }
-            Ok((chosen, excluded))
-        }
-        TableSelection::List(names) => {
-            let mut found = catalog::list_tables(here, Side::Here, Some(names)).await?;
-            crate::engine::generated::opt_in(&mut found, s.convert_generated);
-            let mut problems = Vec::new();
-            for n in names {
-                match found.iter().find(|t| &t.name == n) {
-                    None => problems.push(format!("{n} does not exist on HERE")),
-                    Some(t) => {
-                        if let Err(why) = t.eligibility() {
-                            problems.push(format!("{n}: {why}"));
-                        }
-                    }
-                }
-            }
-            if !problems.is_empty() {
-                return Err(EngineError::Refused(problems.join("; ")));
-            }
-            Ok((found, vec![]))
+) -> Result<(Vec<TableInfo>, Coverage), EngineError> {
+    let mut all = catalog::list_tables(here, Side::Here, None).await?;
+    crate::engine::generated::opt_in(&mut all, s.convert_generated);
+    let extras = coverage::read_extras(here, Side::Here).await?;
+    let sel = coverage::select(all, &extras, &s.tables, &s.leave_out);
+    let mut problems: Vec<String> = sel.refusals.iter().map(|r| r.message.clone()).collect();
+    for t in &sel.chosen {
+        if let Err(why) = t.eligibility() {
+            problems.push(format!("{}: {why}", t.name));
         }
     }
+    if !problems.is_empty() {
+        return Err(EngineError::Refused(problems.join("; ")));
+    }
+    if sel.chosen.is_empty() {
+        return Err(EngineError::Refused(
+            "HERE has no table that Bucardo can replicate".into(),
+        ));
+    }
+    Ok((sel.chosen, sel.coverage))
 }
 
 /// Probes the servers for what the plan needs to know, and refuses when THERE holds rows in a
@@ -173,7 +155,7 @@ pub async fn resuming(s: &Settings) -> Result<bool, EngineError> {
 /// `restart`), probes, builds the plan and marks what an earlier run finished.
 pub async fn prepare(s: &Settings, restart: bool) -> Result<(Plan, Journal), EngineError> {
     let here = s.here.connect(Side::Here).await?;
-    let (tables, excluded) = resolve_tables(s, &here).await?;
+    let (tables, coverage) = resolve_tables(s, &here).await?;
     let fingerprint = plan::fingerprint(s, &tables);
     let mut journal = Journal::open(&s.state_dir(), &fingerprint)?;
     if restart {
@@ -181,7 +163,7 @@ pub async fn prepare(s: &Settings, restart: bool) -> Result<(Plan, Journal), Eng
     }
     let resuming = !journal.is_empty();
     let facts = probe(s, &tables, resuming).await?;
-    let mut plan = Plan::build(s, tables, excluded, &facts);
+    let mut plan = Plan::build(s, tables, coverage, &facts);
     plan.mark_done(&journal.data.steps_done);
     journal.data.tables = plan.tables.iter().map(|t| t.name.clone()).collect();
     Ok((plan, journal))

@@ -20,21 +20,37 @@ pub(super) async fn bucardo_checks(s: &Settings, opts: &Options, resuming: bool)
         &s.bucardo.logdir,
         "--bucardo-logdir",
     ));
-    let Some(password) = s.bucardo.password.clone() else {
-        out.push(Finding::fail(
+    if s.bucardo.password.is_none() {
+        let asking = servers_asking_for_password(s).await;
+        if !asking.is_empty() {
+            out.push(Finding::fail(
+                BUCARDO,
+                "password",
+                format!(
+                    "no password for Bucardo's role {}, and {} ask(s) for one",
+                    s.bucardo.user,
+                    asking.join(", ")
+                ),
+                Some(
+                    "export BUCARDOPASS=... (or add a ~/.pgpass line for the control database)"
+                        .into(),
+                ),
+            ));
+            return out;
+        }
+        out.push(Finding::pass(
             BUCARDO,
             "password",
-            format!("no password for Bucardo's role {}", s.bucardo.user),
-            Some(
-                "export BUCARDOPASS=... (or add a ~/.pgpass line for the control database)".into(),
+            format!(
+                "no BUCARDOPASS, and no server asks role {} for a password: none is stored",
+                s.bucardo.user
             ),
         ));
-        return out;
-    };
+    }
     let control = s
         .bucardo
         .control
-        .with_user(&s.bucardo.control.user, Some(password));
+        .with_user(&s.bucardo.control.user, s.bucardo.password.clone());
     let cli = BucardoCli::from_settings(s);
     let installed = match open(&control, Side::Control).await {
         Ok(c) => match installed_version(&c).await {
@@ -80,6 +96,48 @@ pub(super) async fn bucardo_checks(s: &Settings, opts: &Options, resuming: bool)
     };
     out.push(daemon_finding(s, &control, state));
     out
+}
+
+/// The servers (HERE, THERE, the control database) that ask Bucardo's role for a password: each
+/// is tried without one. A server that lets the role in, or answers that the role does not exist
+/// yet (the plan creates it), does not ask; one that cannot be reached at all is reported by
+/// its own checks.
+async fn servers_asking_for_password(s: &Settings) -> Vec<String> {
+    let role = &s.bucardo.user;
+    let control = &s.bucardo.control;
+    let tries = [
+        (Side::Here, "HERE", s.here.with_user(role, None)),
+        (
+            Side::There,
+            "THERE",
+            s.there.with_db("postgres").with_user(role, None),
+        ),
+        (
+            Side::Control,
+            "the control database's server",
+            control.with_user(&control.user, None),
+        ),
+    ];
+    let asks = |side: Side, spec: ConnSpec| async move {
+        matches!(spec.connect(side).await, Err(e) if asks_for_password(&e))
+    };
+    let [(s1, w1, c1), (s2, w2, c2), (s3, w3, c3)] = tries;
+    let (a1, a2, a3) = tokio::join!(
+        asks(s1, c1.clone()),
+        asks(s2, c2.clone()),
+        asks(s3, c3.clone())
+    );
+    [(a1, w1, c1), (a2, w2, c2), (a3, w3, c3)]
+        .into_iter()
+        .filter(|(asks, _, _)| *asks)
+        .map(|(_, what, spec)| format!("{what} ({}:{})", spec.host, spec.port))
+        .collect()
+}
+
+/// The server asked for a password that the connection did not have.
+fn asks_for_password(e: &EngineError) -> bool {
+    let lower = e.one_line().to_ascii_lowercase();
+    lower.contains("password missing") || lower.contains("no password supplied")
 }
 
 /// Whether the daemon answers, is coming up, or must be started (and whether this tool can).

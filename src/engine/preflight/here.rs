@@ -42,18 +42,20 @@ pub(super) async fn here_checks(
     o.version = Some(info.version_num);
     o.clock = read_clock(&c, opts.local_clock).await;
 
-    let chosen = match tables {
-        Some(t) => Some(t.to_vec()),
-        None => match resolve(s, &c).await {
-            Ok((chosen, findings)) => {
-                o.table_findings.extend(findings);
-                Some(chosen)
-            }
-            Err(e) => {
-                o.table_findings.push(sql_failure(TABLES, "catalog", &e));
-                None
-            }
-        },
+    // The wizard's picked tables are a list like any other: the catalog decides the rest.
+    let selection = match tables {
+        Some(t) => TableSelection::List(t.iter().map(|t| t.name.clone()).collect()),
+        None => s.tables.clone(),
+    };
+    let chosen = match resolve(s, &selection, &c).await {
+        Ok((chosen, findings)) => {
+            o.table_findings.extend(findings);
+            Some(chosen)
+        }
+        Err(e) => {
+            o.table_findings.push(sql_failure(TABLES, "catalog", &e));
+            None
+        }
     };
     if let Some(chosen) = &chosen {
         o.table_findings.extend(table_findings(chosen));
@@ -81,72 +83,105 @@ pub(super) fn version_finding(group: &str, version: &str, num: i32) -> Finding {
     }
 }
 
-/// The chosen tables from the settings' selection, and findings about the selection itself
-/// (names not found, tables `all` leaves out).
+/// The chosen tables of `selection`, and findings about the selection itself: names not found,
+/// what is left out and why, materialized views, foreign keys to tables left out, and the line
+/// that sums it up.
 pub(super) async fn resolve(
     s: &Settings,
+    selection: &TableSelection,
     c: &Client,
 ) -> Result<(Vec<TableInfo>, Vec<Finding>), EngineError> {
+    let mut all = catalog::list_tables(c, Side::Here, None).await?;
+    crate::engine::generated::opt_in(&mut all, s.convert_generated);
+    let extras = coverage::read_extras(c, Side::Here).await?;
+    let sel = coverage::select(all, &extras, selection, &s.leave_out);
+    Ok((sel.chosen.clone(), selection_findings(&sel)))
+}
+
+pub(super) fn selection_findings(sel: &coverage::Selected) -> Vec<Finding> {
     let mut findings = Vec::new();
-    match &s.tables {
-        TableSelection::All => {
-            let mut all = catalog::list_tables(c, Side::Here, None).await?;
-            crate::engine::generated::opt_in(&mut all, s.convert_generated);
-            let (chosen, left): (Vec<TableInfo>, Vec<TableInfo>) =
-                all.into_iter().partition(TableInfo::is_eligible);
-            for t in &left {
-                let b = t.blockers();
-                let reasons: Vec<&str> = b.iter().map(|p| p.reason.as_str()).collect();
-                findings.push(Finding::warn(
-                    TABLES,
-                    "left out",
-                    format!(
-                        "{} is left out of `--tables all`: {}",
-                        t.name,
-                        reasons.join("; ")
-                    ),
-                    join_fixes(&b),
-                ));
-            }
-            if chosen.is_empty() {
-                findings.push(Finding::fail(
-                    TABLES,
-                    "selection",
-                    "HERE has no table that Bucardo can replicate",
-                    None,
-                ));
-            }
-            Ok((chosen, findings))
+    for r in &sel.refusals {
+        findings.push(Finding::fail(
+            TABLES,
+            r.check,
+            r.message.clone(),
+            r.fix.clone(),
+        ));
+    }
+    for fk in &sel.accepted_fks {
+        findings.push(Finding::warn(TABLES, "foreign keys", fk.clone(), None));
+    }
+    for e in sel.coverage.left_out() {
+        let coverage::Fate::LeftOut {
+            reason,
+            fix,
+            acknowledged,
+        } = &e.fate
+        else {
+            continue;
+        };
+        if reason == coverage::NOT_CHOSEN || reason == coverage::UNUSED_SEQUENCE {
+            continue;
         }
-        TableSelection::List(names) => {
-            let mut found = catalog::list_tables(c, Side::Here, Some(names)).await?;
-            crate::engine::generated::opt_in(&mut found, s.convert_generated);
-            for n in names {
-                if !found.iter().any(|t| &t.name == n) {
-                    findings.push(Finding::fail(
-                        TABLES,
-                        "selection",
-                        format!(
-                            "{n} does not exist on HERE (names are case-sensitive: write \"Mixed Case\".\"Table\" for those)"
-                        ),
-                        None,
-                    ));
-                }
-            }
-            Ok((found, findings))
+        let message = format!("{} is left out: {reason}", e.name);
+        findings.push(if *acknowledged {
+            Finding::pass(TABLES, "left out", message)
+        } else {
+            Finding::warn(TABLES, "left out", message, fix.clone())
+        });
+    }
+    for e in sel.coverage.refreshed() {
+        let coverage::Fate::Refreshed { reads_left_out } = &e.fate else {
+            continue;
+        };
+        let mut message = format!(
+            "{} is a materialized view: refreshed on THERE once the tables are copied; Bucardo does not replicate it",
+            e.name
+        );
+        if reads_left_out.is_empty() {
+            findings.push(Finding::pass(TABLES, "materialized view", message));
+        } else {
+            let names: Vec<String> = reads_left_out.iter().map(ToString::to_string).collect();
+            message.push_str(&format!(
+                "; it reads {} (left out), so THERE computes it without those rows",
+                names.join(", ")
+            ));
+            findings.push(Finding::warn(TABLES, "materialized view", message, None));
         }
     }
+    if sel.chosen.is_empty() && sel.refusals.is_empty() {
+        findings.push(Finding::fail(
+            TABLES,
+            "selection",
+            "HERE has no table that Bucardo can replicate",
+            None,
+        ));
+    }
+    for (reason, what) in [
+        (coverage::NOT_CHOSEN, "table"),
+        (coverage::UNUSED_SEQUENCE, "sequence"),
+    ] {
+        let names: Vec<&str> = sel
+            .coverage
+            .left_out()
+            .filter(|e| matches!(&e.fate, coverage::Fate::LeftOut { reason: r, .. } if r == reason))
+            .map(|e| e.name.as_str())
+            .collect();
+        if !names.is_empty() {
+            findings.push(Finding::pass(
+                TABLES,
+                "left out",
+                coverage::summed_up(what, &names, reason),
+            ));
+        }
+    }
+    findings.push(Finding::pass(TABLES, "coverage", sel.coverage.line()));
+    findings
 }
 
-pub(super) fn join_fixes(problems: &[Problem]) -> Option<String> {
-    let fixes: Vec<&str> = problems.iter().filter_map(|p| p.fix.as_deref()).collect();
-    (!fixes.is_empty()).then(|| fixes.join("\n"))
-}
-
-/// Blockers, cautions and foreign keys that cross the selection, for every chosen table.
+/// Blockers and cautions for every chosen table.
 pub(super) fn table_findings(chosen: &[TableInfo]) -> Vec<Finding> {
     let mut out = Vec::new();
-    let names: BTreeSet<&TableName> = chosen.iter().map(|t| &t.name).collect();
     let mut eligible = 0;
     for t in chosen {
         let blockers = t.blockers();
@@ -167,36 +202,6 @@ pub(super) fn table_findings(chosen: &[TableInfo]) -> Vec<Finding> {
                 "caution",
                 format!("{}: {}", t.name, p.reason),
                 p.fix,
-            ));
-        }
-        for other in t
-            .fk_out
-            .iter()
-            .filter(|o| *o != &t.name && !names.contains(o))
-        {
-            out.push(Finding::warn(
-                TABLES,
-                "foreign keys",
-                format!(
-                    "{} references {other}, which is not chosen: rows written on THERE can point to rows THERE never gets",
-                    t.name
-                ),
-                Some(format!("choose {other} too")),
-            ));
-        }
-        for other in t
-            .fk_in
-            .iter()
-            .filter(|o| *o != &t.name && !names.contains(o))
-        {
-            out.push(Finding::warn(
-                TABLES,
-                "foreign keys",
-                format!(
-                    "{other} (not chosen) references {}: deletes and key updates replicated from the other side can break or cascade into it",
-                    t.name
-                ),
-                Some(format!("choose {other} too")),
             ));
         }
     }
@@ -344,7 +349,14 @@ pub(super) async fn bucardo_role(
         Ok(None) => vec![Finding::pass(
             group,
             "bucardo role",
-            format!("role {role} does not exist yet: the plan creates it (superuser, password BUCARDOPASS)"),
+            format!(
+                "role {role} does not exist yet: the plan creates it (superuser{})",
+                if s.bucardo.password.is_some() {
+                    ", password BUCARDOPASS"
+                } else {
+                    ", no password"
+                }
+            ),
         )],
         Ok(Some((superuser, login))) => {
             let mut out = Vec::new();

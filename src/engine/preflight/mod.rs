@@ -5,8 +5,9 @@
 //! machine) run concurrently so that an unreachable server costs one connect timeout, not four.
 
 use crate::engine::bucardo::{self, BucardoCli, BucardoCmd};
-use crate::engine::catalog::{self, Problem, TableInfo};
+use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::{ConnSpec, Side};
+use crate::engine::coverage;
 use crate::engine::daemon::{self, Daemon};
 use crate::engine::error::EngineError;
 use crate::engine::files::unsafe_dir_reason;
@@ -15,7 +16,6 @@ use crate::engine::process::{self, pg_tool, Invocation};
 use crate::engine::secret::redact;
 use crate::engine::settings::{SequenceMode, Settings, TableSelection};
 use serde::Serialize;
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_postgres::Client;

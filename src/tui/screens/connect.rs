@@ -197,7 +197,7 @@ impl ConnectState {
     pub fn set_value(&mut self, f: Field, v: String) {
         let d = &mut self.draft;
         match f {
-            Field::Here => d.here = v,
+            Field::Here => d.set_here(v),
             Field::There => d.there = v,
             Field::Control => d.bucardo_db = v,
             Field::BucardoUser => d.bucardo_user = v,

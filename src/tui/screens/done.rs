@@ -33,6 +33,8 @@ pub struct DoneState {
     pub headline: String,
     pub db_state: String,
     pub verdicts: Vec<TableVerdict>,
+    /// What is not simply replicated, and why (the plan's account).
+    pub account: Vec<String>,
     /// Phase name and the time its steps took, in run order.
     pub phases: Vec<(String, Duration)>,
     pub total: Duration,
@@ -59,7 +61,7 @@ fn phase_of(kind: StepKind) -> &'static str {
         | StepKind::AddTables
         | StepKind::AddDbgroup
         | StepKind::AddSync => "Set up Bucardo",
-        StepKind::CopyData | StepKind::Sequences => "Copy the data",
+        StepKind::CopyData | StepKind::RefreshMatviews | StepKind::Sequences => "Copy the data",
         StepKind::Enable | StepKind::Drain => "Go live",
         StepKind::Verify => "Verify",
     }
@@ -97,6 +99,7 @@ impl DoneState {
             headline,
             db_state: text::db_state(run),
             verdicts: run.verdicts.clone(),
+            account: run.account.clone(),
             total: phases.iter().map(|(_, d)| *d).sum(),
             phases,
             log_path,
@@ -311,14 +314,21 @@ impl DoneState {
     fn next_lines(&self, w: usize) -> Vec<Line<'static>> {
         let t = self.ui.theme;
         let mut items: Vec<String> = if self.ok {
-            vec![
+            // The fixes were in the checks and the review; here only what and why.
+            let mut v: Vec<String> = self
+                .account
+                .iter()
+                .map(|l| upper_first(l.split("; fix: ").next().unwrap_or(l)))
+                .collect();
+            v.extend([
                 format!(
                     "Watch it: bucardo-bootstrap status (same flags) or bucardo status {}",
                     self.sync
                 ),
                 "Compare any time: bucardo-bootstrap verify (same flags)".into(),
                 "Both sides take writes now: move clients to THERE when ready".into(),
-            ]
+            ]);
+            v
         } else {
             vec!["Read the log, fix the cause, then run the wizard again".into()]
         };
@@ -336,6 +346,14 @@ impl DoneState {
                 }
             })
             .collect()
+    }
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 

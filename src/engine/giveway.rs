@@ -1,0 +1,208 @@
+//! The bootstrap's locks on a live database give way to the application. Every session that takes
+//! a strong lock on HERE (Bucardo's while it installs or enables its triggers, the tool's own for
+//! sequence DDL and cleanup) runs with:
+//! - a `lock_timeout` shorter than the application's `deadlock_timeout` (half of it, at most
+//!   [`MAX_LOCK_TIMEOUT`]): when the application queues behind the bootstrap and closes a cycle,
+//!   the bootstrap's wait ends before the application's deadlock check runs;
+//! - `deadlock_timeout` = [`DEADLOCK_TIMEOUT_MS`]: when the bootstrap closes a cycle, it checks
+//!   first, and the session that finds a deadlock is the one aborted.
+//!
+//! A statement that lost is retried after a growing pause, and every retry is counted. The
+//! application waits at most one lock timeout behind the bootstrap.
+
+use crate::engine::conn::Side;
+use crate::engine::error::EngineError;
+use crate::engine::ident::quote_ident;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+/// The longest one of the bootstrap's lock requests waits before it gives up and retries later.
+pub const MAX_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// When the bootstrap's waiting sessions look for a deadlock (PostgreSQL's minimum).
+pub const DEADLOCK_TIMEOUT_MS: u32 = 1;
+
+/// How many times a statement that lost a lock is tried in all.
+pub const ATTEMPTS: u32 = 20;
+
+/// The timeouts for one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub lock_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::for_deadlock_timeout(1000)
+    }
+}
+
+impl Limits {
+    /// For a server whose sessions check for deadlocks after `deadlock_ms`.
+    pub fn for_deadlock_timeout(deadlock_ms: u64) -> Limits {
+        Limits {
+            lock_timeout_ms: (deadlock_ms / 2).clamp(
+                DEADLOCK_TIMEOUT_MS as u64 + 1,
+                MAX_LOCK_TIMEOUT.as_millis() as u64,
+            ),
+        }
+    }
+
+    /// Reads the server's `deadlock_timeout` (what the application's sessions get).
+    pub async fn read(c: &Client, side: Side) -> Result<Limits, EngineError> {
+        let ms: i64 = c
+            .query_one(
+                "SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'",
+                &[],
+            )
+            .await
+            .map_err(|e| EngineError::sql(side, "reading deadlock_timeout", &e))?
+            .get(0);
+        Ok(Limits::for_deadlock_timeout(ms.max(1) as u64))
+    }
+
+    fn settings(&self) -> [(&'static str, String); 2] {
+        [
+            ("lock_timeout", format!("{}ms", self.lock_timeout_ms)),
+            ("deadlock_timeout", format!("{DEADLOCK_TIMEOUT_MS}ms")),
+        ]
+    }
+}
+
+/// The pause before try `attempt + 1`: 0.5 s, 1 s, 2 s, ... at most 15 s.
+pub fn pause(attempt: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << attempt.saturating_sub(1).min(5)))
+        .min(Duration::from_secs(15))
+}
+
+/// `ALTER ROLE ... IN DATABASE ... SET` for every setting: the sessions Bucardo opens as `role`
+/// in `db` from then on give way. [`role_reset_sql`] undoes it.
+pub fn role_set_sql(limits: Limits, role: &str, db: &str) -> String {
+    limits
+        .settings()
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "ALTER ROLE {} IN DATABASE {} SET {k} = '{v}';",
+                quote_ident(role),
+                quote_ident(db)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn role_reset_sql(role: &str, db: &str) -> String {
+    Limits::default()
+        .settings()
+        .iter()
+        .map(|(k, _)| {
+            format!(
+                "ALTER ROLE {} IN DATABASE {} RESET {k};",
+                quote_ident(role),
+                quote_ident(db)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Makes this session give way. `deadlock_timeout` needs a superuser; without one, the session
+/// still has its lock timeout.
+pub async fn prepare_session(c: &Client, side: Side) -> Result<(), EngineError> {
+    let limits = Limits::read(c, side).await?;
+    let [(k1, v1), (k2, v2)] = limits.settings();
+    c.batch_execute(&format!("SET {k1} = '{v1}'"))
+        .await
+        .map_err(|e| EngineError::sql(side, "setting lock_timeout", &e))?;
+    if let Err(e) = c.batch_execute(&format!("SET {k2} = '{v2}'")).await {
+        tracing::warn!("[{side}] cannot shorten deadlock_timeout ({e}); only the lock timeout keeps the application first");
+    }
+    Ok(())
+}
+
+/// Whether a failure is a lock the bootstrap lost on purpose (SQLSTATE 40P01 or 55P03).
+pub fn lost(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(&SqlState::T_R_DEADLOCK_DETECTED | &SqlState::LOCK_NOT_AVAILABLE)
+    )
+}
+
+/// The same for a Bucardo command's error output.
+pub fn lost_in_text(stderr: &str) -> bool {
+    stderr.contains("lock timeout") || stderr.contains("deadlock detected")
+}
+
+/// Runs `sql` in a session prepared by [`prepare_session`], retrying a lost lock after
+/// [`pause`]. Returns how many times it gave way.
+pub async fn run_sql(c: &Client, side: Side, sql: &str) -> Result<u32, EngineError> {
+    let mut gave_way = 0;
+    loop {
+        match c.batch_execute(sql).await {
+            Ok(()) => return Ok(gave_way),
+            Err(e) if lost(&e) && gave_way + 1 < ATTEMPTS => {
+                gave_way += 1;
+                tracing::warn!(
+                    "[{side}] gave way to the application ({}; try {gave_way} of {ATTEMPTS}); retrying",
+                    first_line(&e)
+                );
+                tokio::time::sleep(pause(gave_way)).await;
+            }
+            Err(e) => return Err(EngineError::sql(side, sql.to_string(), &e)),
+        }
+    }
+}
+
+fn first_line(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_grow_and_are_capped() {
+        assert_eq!(pause(1), Duration::from_millis(500));
+        assert_eq!(pause(2), Duration::from_secs(1));
+        assert_eq!(pause(4), Duration::from_secs(4));
+        assert_eq!(pause(11), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn the_lock_timeout_ends_before_the_applications_deadlock_check() {
+        assert_eq!(Limits::for_deadlock_timeout(1000).lock_timeout_ms, 500);
+        assert_eq!(Limits::for_deadlock_timeout(200).lock_timeout_ms, 100);
+        assert_eq!(Limits::for_deadlock_timeout(3).lock_timeout_ms, 2);
+        assert_eq!(Limits::for_deadlock_timeout(60_000).lock_timeout_ms, 500);
+    }
+
+    #[test]
+    fn role_settings_are_set_and_reset_together() {
+        let set = role_set_sql(Limits::default(), "bucardo", "my db");
+        assert!(
+            set.contains(
+                r#"ALTER ROLE "bucardo" IN DATABASE "my db" SET deadlock_timeout = '1ms';"#
+            ),
+            "{set}"
+        );
+        assert!(set.contains("SET lock_timeout = '500ms'"), "{set}");
+        let reset = role_reset_sql("bucardo", "my db");
+        assert!(reset.contains("RESET lock_timeout") && reset.contains("RESET deadlock_timeout"));
+    }
+
+    #[test]
+    fn bucardo_reports_a_lost_lock_in_words() {
+        assert!(lost_in_text(
+            "DBD::Pg::st execute failed: ERROR:  deadlock detected"
+        ));
+        assert!(lost_in_text(
+            "ERROR:  canceling statement due to lock timeout"
+        ));
+        assert!(!lost_in_text("ERROR:  relation does not exist"));
+    }
+}
