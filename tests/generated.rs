@@ -195,8 +195,9 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
     let out = tokio::task::block_in_place(|| check.output()).unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        text.contains(r#""Sales"."Order Items" is left out: generated column(s) Line Total, label"#)
-            && text.contains("--convert-generated"),
+        text.contains(
+            r#""Sales"."Order Items" is left out: generated column(s) Line Total, label"#
+        ) && text.contains("--convert-generated"),
         "{}",
         show(&out)
     );
@@ -247,7 +248,7 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
     for want in [
         "Convert generated columns",
         r#"ALTER TABLE "Sales"."Order Items" ALTER COLUMN "Line Total" DROP EXPRESSION IF EXISTS, ALTER COLUMN "label" DROP EXPRESSION IF EXISTS;"#,
-        "SET LOCAL lock_timeout = '500ms';",
+        "SELECT set_config('lock_timeout', greatest(2, least(500, (SELECT reset_val::bigint / 2 FROM pg_settings WHERE name = 'deadlock_timeout'))) || 'ms', true);",
         "CREATE TRIGGER zzz_bucardo_bootstrap_gen BEFORE INSERT OR UPDATE ON \"Sales\".\"Order Items\"",
         "COPY (SELECT \"id\", \"Unit Price\", \"qty\", \"found\", \"Line Total\", \"label\" FROM ONLY \"Sales\".\"Order Items\")",
     ] {

@@ -265,7 +265,9 @@ pub fn function_sql(t: &TableName, cols: &[GeneratedColumn]) -> String {
 
 /// The conversion of one table on one side, one transaction, and rerunnable: `DROP EXPRESSION IF
 /// EXISTS` leaves a converted column alone, the function is replaced, the trigger recreated.
-/// `lock_timeout` (HERE) makes the lock wait give way to the application.
+/// With `lock_timeout` (HERE) the lock wait gives way to the application: it ends before the
+/// application's deadlock check (half the server's `deadlock_timeout`, as
+/// [`crate::engine::giveway`] does), and after `lock_timeout` at most.
 pub fn convert_sql(
     t: &TableName,
     cols: &[GeneratedColumn],
@@ -276,7 +278,7 @@ pub fn convert_sql(
     let mut out = String::from("BEGIN;\n");
     if let Some(d) = lock_timeout {
         out.push_str(&format!(
-            "SET LOCAL lock_timeout = '{}ms';\n",
+            "SELECT set_config('lock_timeout', greatest(2, least({}, (SELECT reset_val::bigint / 2 FROM pg_settings WHERE name = 'deadlock_timeout'))) || 'ms', true);\n",
             d.as_millis()
         ));
     }
@@ -342,7 +344,7 @@ pub fn plan_step(s: &Settings, tables: &[TableInfo]) -> Option<(String, Vec<Comm
     let cols: usize = todo.iter().map(|t| t.generation.len()).sum();
     Some((
         format!(
-            "--convert-generated: {cols} generated column(s) in {} table(s) (a partition's on its partitioned table) become plain columns that a BEFORE INSERT OR UPDATE trigger computes, on both sides (Bucardo cannot write a generated column); on HERE each table waits at most {} ms for its lock and retries, so the application never waits on it",
+            "--convert-generated: {cols} generated column(s) in {} table(s) (a partition's on its partitioned table) become plain columns that a BEFORE INSERT OR UPDATE trigger computes, on both sides (Bucardo cannot write a generated column); on HERE each table's lock wait ends before the application's deadlock check (after {} ms at most) and is retried later, so the application waits on it that long at most",
             todo.len(),
             LOCK_TIMEOUT.as_millis()
         ),
@@ -736,7 +738,7 @@ mod tests {
         ];
         let sql = convert_sql(&t, &cols, Some(Duration::from_millis(500)));
         assert!(
-            sql.starts_with("BEGIN;\nSET LOCAL lock_timeout = '500ms';\n"),
+            sql.starts_with("BEGIN;\nSELECT set_config('lock_timeout', greatest(2, least(500, (SELECT reset_val::bigint / 2 FROM pg_settings WHERE name = 'deadlock_timeout'))) || 'ms', true);\n"),
             "{sql}"
         );
         assert!(sql.ends_with("COMMIT;"), "{sql}");

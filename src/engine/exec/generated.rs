@@ -62,8 +62,8 @@ impl LiveExecutor {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let pause = giveway::pause(attempt);
                 log(events, LogLevel::Warn, format!(
-                    "[{side}] the conversion gave way to the application (lock wait over {} ms or a deadlock, try {attempt} of {ATTEMPTS}); retrying in {} ms",
-                    generated::LOCK_TIMEOUT.as_millis(),
+                    "[{side}] the conversion gave way to the application ({}; try {attempt} of {ATTEMPTS}); retrying in {} ms",
+                    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
                     pause.as_millis()
                 ))
                 .await;
