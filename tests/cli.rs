@@ -70,14 +70,17 @@ fn commands_on_an_existing_bootstrap_do_not_ask_for_tables_but_say_when_none_are
     let state = dir.path().join("state");
     let nowhere_control = ["--bucardo-db", "postgres://bucardo@127.0.0.1:3/bucardo"];
     // No sync to read and no journal: verify says what to give.
-    let out = tool()
-        .arg("verify")
-        .args(NOWHERE)
-        .args(nowhere_control)
-        .arg("--log-dir")
-        .arg(&state)
-        .output()
-        .unwrap();
+    let bare = |cmd: &str| {
+        tool()
+            .arg(cmd)
+            .args(NOWHERE)
+            .args(nowhere_control)
+            .arg("--log-dir")
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
+    let out = bare("verify");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -86,14 +89,7 @@ fn commands_on_an_existing_bootstrap_do_not_ask_for_tables_but_say_when_none_are
     );
     // status and cleanup get as far as the servers, which do not answer.
     for cmd in ["status", "cleanup"] {
-        let out = tool()
-            .arg(cmd)
-            .args(NOWHERE)
-            .args(nowhere_control)
-            .arg("--log-dir")
-            .arg(&state)
-            .output()
-            .unwrap();
+        let out = bare(cmd);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
         assert!(!err.contains("no tables chosen"), "{cmd}: {err}");

@@ -202,6 +202,11 @@ async fn run_bootstraps_master_master_under_live_writes() {
         text.contains("health:        OK") && text.contains("running (PID"),
         "{text}"
     );
+    assert!(
+        text.contains("left out public.audit_log: named in --leave-out; no primary key")
+            && text.contains("coverage:      replicating 6 tables; 1 left out (see above)"),
+        "status says what the sync replicates and what it leaves out: {text}"
+    );
     sb.there
         .psql("widgets", "SET session_replication_role = replica; UPDATE public.customers SET name = 'tampered' WHERE id = 7")
         .unwrap();

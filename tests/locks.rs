@@ -1,6 +1,7 @@
 //! Production safety on HERE: installing Bucardo's triggers waits behind a transaction holding a
-//! conflicting lock. The run reports who blocks it (pid, user, age, query) and carries on once the
-//! lock is gone, without waiting forever.
+//! conflicting lock, gives way to it, and reports who blocks it (pid, user, age, query); it
+//! carries on once the lock is gone. In a deadlock with the application, Bucardo's session is
+//! the one that gives way, and the application's transaction commits.
 
 mod common;
 
@@ -12,13 +13,7 @@ async fn trigger_installation_reports_its_blocker_and_proceeds_when_it_ends() {
     let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(1))
         .await
         .unwrap();
-    let (blocker, conn) = sb
-        .here
-        .pg_config("widgets")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let blocker = client(&sb.here).await;
     let pid: i32 = blocker
         .query_one("SELECT pg_backend_pid()", &[])
         .await
@@ -65,19 +60,9 @@ async fn an_application_transaction_in_a_deadlock_with_the_trigger_installation_
     let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(1))
         .await
         .unwrap();
-    let connect = || async {
-        let (c, conn) = sb
-            .here
-            .pg_config("widgets")
-            .connect(tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        c
-    };
-    let a = connect().await;
-    let b = std::sync::Arc::new(connect().await);
-    let watch = connect().await;
+    let a = client(&sb.here).await;
+    let b = std::sync::Arc::new(client(&sb.here).await);
+    let watch = client(&sb.here).await;
     let b_pid: i32 = b
         .query_one("SELECT pg_backend_pid()", &[])
         .await

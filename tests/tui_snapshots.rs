@@ -381,6 +381,7 @@ fn done() {
             last_bad_status: None,
             conflicts_24h: 0,
             pending: vec![("HERE".into(), "public.orders".into(), 12)],
+            coverage: None,
         })),
     );
     update(&mut app, Msg::Tick(Duration::from_secs_f64(t + 3.0)));

@@ -408,6 +408,37 @@ fn enter_on_tables_writes_the_selection_into_the_draft_and_builds_the_plan() {
 }
 
 #[test]
+fn x_leaves_a_table_out_knowingly_and_the_draft_says_so() {
+    let mut app = at_tables();
+    focus_table(&mut app, "public.bar");
+    update(&mut app, ch('x'));
+    assert!(!is_checked(&app, "public.bar"), "left out is never checked");
+    // `a` does not take it back; space does.
+    update(&mut app, ch('a'));
+    assert!(!is_checked(&app, "public.bar"));
+    let screen = screen_text(&app, 100, 30);
+    assert!(screen.contains("[/] public"), "{screen}");
+    assert!(screen.contains("left out knowingly (x)"), "{screen}");
+    let fx = update(&mut app, key(KeyCode::Enter));
+    let Some(Effect::BuildPlan(s)) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(
+        s.leave_out,
+        vec![bucardo_bootstrap::engine::ident::TableName::new(
+            "public", "bar"
+        )]
+    );
+    assert_eq!(app.draft().leave_out, r#""public"."bar""#);
+    // Back on Tables, space checks it again and clears the mark.
+    update(&mut app, key(KeyCode::Esc));
+    focus_table(&mut app, "public.bar");
+    update(&mut app, ch(' '));
+    assert!(is_checked(&app, "public.bar"));
+    assert_eq!(app.tables.leave_out_arg(), "");
+}
+
+#[test]
 fn review_saves_files_in_the_state_dir_and_starts_the_run_in_either_mode() {
     let mut app = app_at_review();
     assert_eq!(app.screen, Screen::Review);

@@ -332,8 +332,10 @@ pub fn select(
                 reason.push_str(&format!("; {}", why.join("; ")));
             }
             (reason, fix, true)
-        } else if matches!(selection, TableSelection::List(_)) {
+        } else if matches!(selection, TableSelection::List(_)) && why.is_empty() {
             (NOT_CHOSEN.to_string(), None, true)
+        } else if matches!(selection, TableSelection::List(_)) {
+            (why.join("; "), fix, true)
         } else {
             (why.join("; "), fix, false)
         }

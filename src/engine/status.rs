@@ -3,10 +3,14 @@
 //! still waiting per table on each side. `status` prints it; the wizard's last screen shows it live.
 
 use crate::engine::bucardo;
+use crate::engine::catalog;
 use crate::engine::conn::Side;
+use crate::engine::coverage::{self, Coverage};
 use crate::engine::daemon::{self, Daemon};
 use crate::engine::error::EngineError;
+use crate::engine::ident::TableName;
 use crate::engine::settings::Settings;
+use crate::engine::settings::TableSelection;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -24,6 +28,9 @@ pub struct SyncStatus {
     pub conflicts_24h: i64,
     /// (side, table, deltas not yet replicated).
     pub pending: Vec<(String, String, i64)>,
+    /// What the sync replicates of HERE and what it does not (None without a sync).
+    #[serde(skip)]
+    pub coverage: Option<Coverage>,
 }
 
 impl SyncStatus {
@@ -79,6 +86,12 @@ impl SyncStatus {
                 let _ = writeln!(out, "  {side:<6} {table}: {n} deltas");
             }
         }
+        if let Some(c) = &self.coverage {
+            for line in c.report() {
+                let _ = writeln!(out, "  {line}");
+            }
+            let _ = writeln!(out, "coverage:      {}", c.line());
+        }
         let _ = writeln!(
             out,
             "health:        {}",
@@ -132,6 +145,27 @@ pub async fn read(s: &Settings) -> Result<SyncStatus, EngineError> {
     st.last_bad = r.get(2);
     st.last_bad_status = r.get(3);
     st.conflicts_24h = r.get(4);
+    if st.sync_state.is_some() {
+        let tables: Vec<TableName> = ctl
+            .query(
+                "SELECT g.schemaname, g.tablename FROM bucardo.sync y
+                   JOIN bucardo.herdmap h ON h.herd = y.herd
+                   JOIN bucardo.goat g ON g.id = h.goat
+                  WHERE y.name = $1 AND g.reltype = 'table'",
+                &[&s.names.sync],
+            )
+            .await
+            .map_err(q)?
+            .iter()
+            .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        let here = s.here.connect(Side::Here).await?;
+        let all = catalog::list_tables(&here, Side::Here, None).await?;
+        let extras = coverage::read_extras(&here, Side::Here).await?;
+        st.coverage = Some(
+            coverage::select(all, &extras, &TableSelection::List(tables), &s.leave_out).coverage,
+        );
+    }
     for (side, spec) in [(Side::Here, &s.here), (Side::There, &s.there)] {
         let c = spec.connect(side).await?;
         if !crate::engine::verify::has_deltas(&c, side).await? {

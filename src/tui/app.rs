@@ -392,8 +392,9 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             let loaded = result.is_ok();
             match result {
                 Ok(list) => {
-                    let wanted = app.connect.draft.tables.clone();
-                    app.tables.set_tables(list, &wanted);
+                    let d = &app.connect.draft;
+                    let (wanted, out) = (d.tables.clone(), d.leave_out.clone());
+                    app.tables.set_tables(list, &wanted, &out);
                 }
                 Err(e) => {
                     app.tables.loading = false;
@@ -842,6 +843,7 @@ fn tables_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         }
         KeyCode::Char('a') => t.select_all(),
         KeyCode::Char('i') => t.invert(),
+        KeyCode::Char('x') => t.toggle_left_out(),
         KeyCode::Char('s') => t.toggle_sort(),
         KeyCode::Char('c') => return toggle_convert_generated(app),
         KeyCode::Char('/') => t.filter_edit = Some(LineEdit::new(&t.filter)),
@@ -902,6 +904,7 @@ fn go_review(app: &mut App) -> Vec<Effect> {
         return vec![];
     }
     app.connect.draft.tables = selection;
+    app.connect.draft.leave_out = app.tables.leave_out_arg();
     match app.connect.draft.build() {
         Err(e) => {
             app.set_status(StatusLevel::Error, e.message);

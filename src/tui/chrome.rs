@@ -59,8 +59,8 @@ impl App {
             }
             Screen::Tables => vec![
                 ("space", "toggle"),
+                ("x", "leave out"),
                 ("a", "all"),
-                ("i", "invert"),
                 ("/", "filter"),
                 ("s", "sort"),
                 ("Enter", "next"),
@@ -126,6 +126,10 @@ impl App {
                 (
                     "space",
                     "check or uncheck (ineligible tables cannot be checked)",
+                ),
+                (
+                    "x",
+                    "leave out knowingly (--leave-out): a foreign key to it no longer fails the checks",
                 ),
                 ("a / i", "check all eligible shown / invert them"),
                 ("/", "filter by name (Enter keeps it, Esc clears it)"),

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod tmux;
+pub mod writer;
 
 use bucardo_bootstrap::engine::journal::JournalData;
 use bucardo_bootstrap::sandbox::writer::{check_eventually, Writer, WriterReport};

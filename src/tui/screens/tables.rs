@@ -1,6 +1,7 @@
 //! The Tables screen: a filterable, sortable checklist of HERE's tables with schema, name,
 //! estimated rows, size and key. Ineligible tables are listed but cannot be checked; the reason
-//! (from [`TableInfo::eligibility`]) is shown for the highlighted row.
+//! (from [`TableInfo::eligibility`]) is shown for the highlighted row. A table can also be marked
+//! as left out knowingly (`--leave-out`), which lets a foreign key to it through preflight.
 
 use crate::engine::catalog::{KeyKind, TableInfo};
 use crate::engine::ident::parse_table_list;
@@ -27,6 +28,8 @@ pub struct TablesState {
     pub error: Option<String>,
     pub all: Vec<TableInfo>,
     pub checked: Vec<bool>,
+    /// Left out knowingly (`--leave-out`); never checked at the same time.
+    pub left_out: Vec<bool>,
     pub filter: String,
     /// Set while `/` is typing into the filter.
     pub filter_edit: Option<LineEdit>,
@@ -36,15 +39,22 @@ pub struct TablesState {
 }
 
 impl TablesState {
-    /// Loads the catalog and checks what `draft_tables` names (`all` or empty: every eligible).
-    pub fn set_tables(&mut self, all: Vec<TableInfo>, draft_tables: &str) {
+    /// Loads the catalog, checks what `draft_tables` names (`all` or empty: every eligible) and
+    /// marks what `draft_leave_out` names.
+    pub fn set_tables(&mut self, all: Vec<TableInfo>, draft_tables: &str, draft_leave_out: &str) {
         let wanted = match draft_tables.trim() {
             "" | "all" => None,
             list => parse_table_list(list).ok(),
         };
+        let out = parse_table_list(draft_leave_out).unwrap_or_default();
+        self.left_out = all.iter().map(|t| out.contains(&t.name)).collect();
         self.checked = all
             .iter()
-            .map(|t| t.is_eligible() && wanted.as_ref().is_none_or(|w| w.contains(&t.name)))
+            .map(|t| {
+                t.is_eligible()
+                    && !out.contains(&t.name)
+                    && wanted.as_ref().is_none_or(|w| w.contains(&t.name))
+            })
             .collect();
         self.all = all;
         self.loading = false;
@@ -90,25 +100,47 @@ impl TablesState {
         match self.highlighted() {
             Some(i) if self.all[i].is_eligible() => {
                 self.checked[i] = !self.checked[i];
+                self.left_out[i] = false;
                 true
             }
             _ => false,
         }
     }
 
-    /// Checks every eligible table shown.
+    /// Marks the highlighted table as left out knowingly, or clears the mark.
+    pub fn toggle_left_out(&mut self) {
+        if let Some(i) = self.highlighted() {
+            self.left_out[i] = !self.left_out[i];
+            if self.left_out[i] {
+                self.checked[i] = false;
+            }
+        }
+    }
+
+    /// The tables left out knowingly, as a `--leave-out` value.
+    pub fn leave_out_arg(&self) -> String {
+        self.all
+            .iter()
+            .zip(&self.left_out)
+            .filter(|(_, o)| **o)
+            .map(|(t, _)| t.name.sql())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Checks every eligible table shown that is not left out knowingly.
     pub fn select_all(&mut self) {
         for i in self.visible() {
-            if self.all[i].is_eligible() {
+            if self.all[i].is_eligible() && !self.left_out[i] {
                 self.checked[i] = true;
             }
         }
     }
 
-    /// Inverts the selection of the eligible tables shown.
+    /// Inverts the selection of the eligible tables shown that are not left out knowingly.
     pub fn invert(&mut self) {
         for i in self.visible() {
-            if self.all[i].is_eligible() {
+            if self.all[i].is_eligible() && !self.left_out[i] {
                 self.checked[i] = !self.checked[i];
             }
         }
@@ -160,6 +192,14 @@ impl TablesState {
         };
         let t = &self.all[i];
         let mut out = Vec::new();
+        if self.left_out[i] {
+            out.push(Line::from(vec![
+                Span::styled(format!("{} ", theme::WARN), th.warn()),
+                Span::raw(
+                    "left out knowingly (x): not replicated, and foreign keys between it and replicated tables are accepted",
+                ),
+            ]));
+        }
         match t.eligibility() {
             Err(why) => {
                 let hint = if t
@@ -233,6 +273,7 @@ impl Widget for &TablesState {
     /// │    schema    name              est. rows      size  key         │
     /// │▶ [x] public  orders               60.0k   12.1 MB  PK (id)      │
     /// │  [-] public  audit_log             8.0k    1.1 MB  none         │
+    /// │  [/] public  legacy                1.0k   80.0 kB  PK (id)      │
     /// └─────────────────────────────────────────────────────────────────┘
     /// ┌ public.audit_log ───────────────────────────────────────────────┐
     /// │✗ cannot be replicated: no primary key …                         │
@@ -299,7 +340,9 @@ impl Widget for &TablesState {
             let t = &self.all[*i];
             let focused = pos == self.cursor;
             let eligible = t.is_eligible();
-            let boxed = if !eligible {
+            let boxed = if self.left_out[*i] {
+                "[/] "
+            } else if !eligible {
                 "[-] "
             } else if self.checked[*i] {
                 "[x] "
