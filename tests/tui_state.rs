@@ -1109,7 +1109,7 @@ fn c_on_tables_converts_generated_columns_and_the_plan_gets_the_flag() {
         let mut all = app.tables.all.clone();
         all.push(t);
         let wanted = app.draft().tables.clone();
-        app.tables.set_tables(all, &wanted);
+        app.tables.set_tables(all, &wanted, "");
         focus_table(&mut app, "public.priced");
         app
     };

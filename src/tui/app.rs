@@ -862,7 +862,8 @@ fn tables_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 }
 
 /// `c` on the Tables screen: `--convert-generated` on (tables with generated columns become
-/// eligible, the highlighted one is checked) or off (the catalog is listed again without it).
+/// eligible, the highlighted one is checked) or off (the catalog is listed again without it,
+/// keeping what is checked and what is left out).
 fn toggle_convert_generated(app: &mut App) -> Vec<Effect> {
     if !app.tables.all.iter().any(|t| !t.generation.is_empty()) {
         app.set_status(StatusLevel::Info, "no table has a generated column");
@@ -876,7 +877,8 @@ fn toggle_convert_generated(app: &mut App) -> Vec<Effect> {
     if on {
         crate::engine::generated::opt_in(&mut app.tables.all, true);
         if let Some(i) = app.tables.highlighted() {
-            if !app.tables.all[i].generation.is_empty() && app.tables.all[i].is_eligible() {
+            let t = &app.tables.all[i];
+            if !t.generation.is_empty() && t.is_eligible() && !app.tables.left_out[i] {
                 app.tables.checked[i] = true;
             }
         }
@@ -887,6 +889,7 @@ fn toggle_convert_generated(app: &mut App) -> Vec<Effect> {
         return vec![];
     }
     app.connect.draft.tables = app.tables.selection_arg();
+    app.connect.draft.leave_out = app.tables.leave_out_arg();
     app.set_status(StatusLevel::Info, "generated columns will not be converted");
     match app.settings.clone() {
         Some(s) => {
