@@ -161,6 +161,10 @@ pub struct ConnArgs {
     /// Seconds to wait for the interim deltas after the kick.
     #[arg(long = "kick-timeout", global = true)]
     pub kick_timeout: Option<u64>,
+    /// Make tables with STORED generated columns replicable: each such column becomes a plain
+    /// column that a BEFORE INSERT OR UPDATE trigger computes, on both sides (`cleanup` undoes it).
+    #[arg(long = "convert-generated", global = true)]
+    pub convert_generated: bool,
 }
 
 impl ConnArgs {
@@ -182,6 +186,7 @@ impl ConnArgs {
             sequences: self.sequences.or(top.sequences),
             jobs: self.jobs.or(top.jobs),
             kick_timeout: self.kick_timeout.or(top.kick_timeout),
+            convert_generated: self.convert_generated || top.convert_generated,
         }
     }
 }
@@ -210,6 +215,8 @@ pub struct Draft {
     pub sequences: SequenceMode,
     pub jobs: usize,
     pub kick_timeout_s: u64,
+    #[serde(default)]
+    pub convert_generated: bool,
     /// PGPASSWORD, or one typed at a prompt: HERE's and THERE's superuser.
     #[serde(skip)]
     pub pg_password: Option<Secret>,
@@ -278,6 +285,7 @@ impl Draft {
             },
             jobs: a.jobs.unwrap_or_else(default_jobs),
             kick_timeout_s: a.kick_timeout.unwrap_or(600),
+            convert_generated: a.convert_generated,
             pg_password: env.var("PGPASSWORD").map(Secret::new),
             bucardo_password: env.var("BUCARDOPASS").map(Secret::new),
             passfile: default_passfile(env),
@@ -406,6 +414,7 @@ impl Draft {
             jobs: self.jobs,
             log_dir: PathBuf::from(&self.log_dir),
             kick_timeout_s: self.kick_timeout_s,
+            convert_generated: self.convert_generated,
         })
     }
 }

@@ -83,6 +83,7 @@ fn draft_of(s: &Settings) -> Draft {
         sequences: s.sequences,
         jobs: s.jobs,
         kick_timeout_s: s.kick_timeout_s,
+        convert_generated: s.convert_generated,
         pg_password: None,
         bucardo_password: None,
         passfile: None,
@@ -102,12 +103,16 @@ mod tests {
         ];
         let mut d = Draft::from_args(&ConnArgs::default(), &env);
         d.tables = r#"public.foo,"Sales"."Order Items""#.into();
+        d.convert_generated = true;
         let s = d.build().unwrap();
         let text = save(&s).unwrap();
         assert!(!text.contains("never-in-a-file-1"), "{text}");
         let back = parse(&text).unwrap();
         assert_eq!(back.tables, r#""Sales"."Order Items","public"."foo""#);
         assert_eq!(back.here, s.here.display_uri());
+        assert!(back.convert_generated && s.convert_generated);
+        let old_file = text.replace("convert_generated = true\n", "");
+        assert!(!parse(&old_file).unwrap().convert_generated, "{old_file}");
         assert!(parse("format = 99\n[settings]\n").is_err());
         assert!(parse("garbage").is_err());
     }

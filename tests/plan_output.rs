@@ -42,6 +42,7 @@ fn table(schema: &str, name: &str, cols: &[&str], seq: Option<&str>) -> TableInf
         partitions: vec![],
         partition_root: None,
         key_rejections: vec![],
+        generation: vec![],
     }
 }
 

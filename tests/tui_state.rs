@@ -1085,3 +1085,60 @@ fn replies_to_an_abandoned_lookup_are_dropped() {
         "{fx:?}"
     );
 }
+
+#[test]
+fn c_on_tables_converts_generated_columns_and_the_plan_gets_the_flag() {
+    use bucardo_bootstrap::engine::catalog::{Column, KeyKind};
+    use bucardo_bootstrap::engine::generated::GeneratedColumn;
+    let with_generated = || {
+        let mut app = at_tables();
+        let mut t = table("public", "priced", 500, 65_536, KeyKind::Primary);
+        t.columns.push(Column {
+            name: "Total".into(),
+            type_name: "integer".into(),
+            not_null: false,
+            generated: true,
+        });
+        t.generation.push(GeneratedColumn {
+            column: "Total".into(),
+            type_name: "integer".into(),
+            not_null: false,
+            expression: "(id * 2)".into(),
+            inherited: false,
+        });
+        let mut all = app.tables.all.clone();
+        all.push(t);
+        let wanted = app.draft().tables.clone();
+        app.tables.set_tables(all, &wanted, "");
+        focus_table(&mut app, "public.priced");
+        app
+    };
+    let mut app = with_generated();
+    update(&mut app, ch(' '));
+    assert!(!is_checked(&app, "public.priced"), "not eligible as it is");
+    let text = screen_text(&app, 80, 24);
+    assert!(text.contains("(c: convert generated columns)"), "{text}");
+
+    assert!(update(&mut app, ch('c')).is_empty());
+    assert!(is_checked(&app, "public.priced"));
+    assert!(app.draft().convert_generated);
+    let fx = update(&mut app, key(KeyCode::Enter));
+    let Some(Effect::BuildPlan(s)) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    assert!(s.convert_generated);
+    let TableSelection::List(list) = &s.tables else {
+        panic!("{:?}", s.tables)
+    };
+    assert!(list.iter().any(|t| t.raw() == "public.priced"));
+
+    // Off again: the catalog is listed again without the conversion, the selection kept.
+    let mut app = with_generated();
+    update(&mut app, ch('c'));
+    let fx = update(&mut app, ch('c'));
+    let Some(Effect::LoadTables(s)) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    assert!(!s.convert_generated && !app.draft().convert_generated);
+    assert!(app.draft().tables.contains(r#""public"."priced""#));
+}

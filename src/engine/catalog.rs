@@ -5,6 +5,7 @@
 
 use crate::engine::conn::Side;
 use crate::engine::error::EngineError;
+use crate::engine::generated::{self, GeneratedColumn};
 use crate::engine::ident::{bucardo_cli_refusal, quote_ident, TableName};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +25,8 @@ pub struct Column {
     pub name: String,
     pub type_name: String,
     pub not_null: bool,
-    /// A generated (stored) column: never copied, PostgreSQL computes it.
+    /// A generated (stored) column: never copied, PostgreSQL computes it. False for one that
+    /// `--convert-generated` makes plain (see [`TableInfo::generation`]).
     pub generated: bool,
 }
 
@@ -66,6 +68,10 @@ pub struct TableInfo {
     /// When there is no usable key: why each unique index does not count.
     #[serde(default)]
     pub key_rejections: Vec<KeyRejection>,
+    /// Its stored generated columns with their expressions, and those `--convert-generated`
+    /// turned into plain columns computed by a trigger (see [`crate::engine::generated`]).
+    #[serde(default)]
+    pub generation: Vec<GeneratedColumn>,
 }
 
 /// A unique index that cannot serve as Bucardo's key, and why.
@@ -127,6 +133,7 @@ impl Default for TableInfo {
             partitions: vec![],
             partition_root: None,
             key_rejections: vec![],
+            generation: vec![],
         }
     }
 }
@@ -222,19 +229,40 @@ impl TableInfo {
             .filter(|c| c.generated)
             .map(|c| c.name.as_str())
             .collect();
-        if !generated.is_empty() {
+        let inherited = crate::engine::generated::inherited_only(self);
+        if !generated.is_empty() && !inherited.is_empty() {
             out.push(Problem {
                 reason: format!(
-                    "generated column(s) {}: Bucardo copies every column of SELECT * and PostgreSQL refuses COPY into a generated column",
-                    generated.join(", ")
+                    "generated column(s) {} inherited from a parent table (INHERITS): Bucardo copies every column and PostgreSQL refuses to write a generated one, and --convert-generated does not convert an inherited column",
+                    inherited.join(", ")
                 ),
-                fix: Some(
-                    generated
-                        .iter()
-                        .map(|c| format!("ALTER TABLE {t} ALTER COLUMN {} DROP EXPRESSION;", quote_ident(c)))
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                fix: Some(format!(
+                    "convert the parent's column by hand (ALTER TABLE parent ALTER COLUMN ... DROP EXPRESSION reaches {t}, plus a BEFORE INSERT OR UPDATE trigger on each table), or leave the table out"
+                )),
+            });
+        } else if !generated.is_empty() {
+            let on = crate::engine::generated::target(self).sql();
+            let by_hand = self
+                .columns
+                .iter()
+                .filter(|c| c.generated)
+                .map(|c| {
+                    format!(
+                        "ALTER TABLE {on} ALTER COLUMN {} DROP EXPRESSION;",
+                        quote_ident(&c.name)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push(Problem {
+                reason: format!(
+                    "generated column(s) {}: Bucardo copies every column and PostgreSQL refuses to write a generated one, so the table is not replicable as it is; --convert-generated would convert it: {}",
+                    generated.join(", "),
+                    crate::engine::generated::explain(self)
                 ),
+                fix: Some(format!(
+                    "rerun with --convert-generated, or leave the table out; by hand (the column is then no longer computed): {by_hand}"
+                )),
             });
         }
         out
@@ -244,6 +272,26 @@ impl TableInfo {
     pub fn cautions(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         let t = self.name.sql();
+        let converted: Vec<String> = self
+            .generation
+            .iter()
+            .filter(|g| {
+                self.columns
+                    .iter()
+                    .any(|c| c.name == g.column && !c.generated)
+            })
+            .map(|g| quote_ident(&g.column))
+            .collect();
+        if !converted.is_empty() {
+            out.push(Problem {
+                reason: format!(
+                    "generated column(s) {} are converted (--convert-generated): {}",
+                    converted.join(", "),
+                    crate::engine::generated::explain(self)
+                ),
+                fix: None,
+            });
+        }
         if self.unlogged {
             out.push(Problem {
                 reason: "UNLOGGED: PostgreSQL empties it after a crash on either side and Bucardo does not notice, so the sides then differ".into(),
@@ -392,7 +440,7 @@ SELECT attrelid, attnum, attname FROM pg_attribute
 const TRIGGERS_SQL: &str = r#"
 SELECT tgrelid, tgname FROM pg_trigger
  WHERE tgrelid = ANY($1) AND NOT tgisinternal
-   AND tgname <> 'bucardo_delta' AND tgname NOT LIKE 'bucardo\_%'
+   AND tgname <> 'bucardo_delta' AND tgname NOT LIKE 'bucardo\_%' AND tgname <> $2
  ORDER BY tgrelid, tgname
 "#;
 
@@ -630,12 +678,20 @@ pub async fn list_tables(
         }
     }
     for r in client
-        .query(TRIGGERS_SQL, &[&oids])
+        .query(TRIGGERS_SQL, &[&oids, &generated::TRIGGER])
         .await
         .map_err(q("reading triggers"))?
     {
         if let Some(t) = tables.get_mut(&r.get::<_, u32>(0)) {
             t.user_triggers.push(r.get(1));
+        }
+    }
+    let any_generated = tables
+        .values()
+        .any(|t| t.columns.iter().any(|c| c.generated));
+    for (oid, cols) in generated::read(client, side, &oids, any_generated).await? {
+        if let Some(t) = tables.get_mut(&oid) {
+            t.generation = cols;
         }
     }
     let mut out: Vec<TableInfo> = tables.into_values().collect();

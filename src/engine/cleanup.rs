@@ -1,11 +1,13 @@
 //! Cleanup: the way back. Removes what this tool created: the sync, dbgroup, relgroup, tables and
 //! databases from Bucardo; schema `bucardo` (triggers and delta tables) from HERE and THERE, since
 //! Bucardo never removes its triggers and the delta tables grow forever; the interleaved sequence
-//! increments; and, only when asked, the copied data on THERE. With `--all` it also removes what
-//! the journals say this tool created outside the bootstrap (the daemon it started, the control
-//! database it installed, the Bucardo roles it created) and the daemon's passfile, unless another
-//! sync still needs them. Every action tolerates the object being gone already, so cleanup can be
-//! rerun after a partial failure.
+//! increments; generated columns that `--convert-generated` converted (restored where that is
+//! invisible to the application, else left computed by their trigger, with a note); and, only
+//! when asked, the copied data on THERE. With `--all` it also removes what the journals say this
+//! tool created outside the bootstrap (the daemon it started, the control database it installed,
+//! the Bucardo roles it created) and the daemon's passfile, unless another sync still needs them.
+//! Every action tolerates the object being gone already, so cleanup can be rerun after a partial
+//! failure.
 
 use crate::engine::bucardo::{BucardoCli, BucardoCmd};
 use crate::engine::conn::{ConnSpec, Passfile, Side};
@@ -176,6 +178,11 @@ pub async fn plan(
             let seq: String = r.get(0);
             p.actions.push(Action::Sql { side, sql: format!("ALTER SEQUENCE {seq} INCREMENT BY 1") });
         }
+        // Generated columns converted by --convert-generated: restored, or left with a note.
+        let (restores, notes) = crate::engine::generated::undo(&c, side).await?;
+        p.actions
+            .extend(restores.into_iter().map(|sql| Action::Sql { side, sql }));
+        p.notes.extend(notes);
         if side == Side::There && drop_data {
             for t in tables {
                 let exists: bool = c

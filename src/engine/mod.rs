@@ -15,6 +15,7 @@ pub mod error;
 pub mod event;
 pub mod exec;
 pub mod files;
+pub mod generated;
 pub mod giveway;
 pub mod ident;
 pub mod journal;

@@ -38,6 +38,8 @@ pub enum StepKind {
     CopyRoles,
     CreateDatabase,
     CopySchema,
+    /// `--convert-generated`: generated columns become trigger-computed plain columns.
+    ConvertGenerated,
     BucardoRole,
     InstallBucardo,
     StartDaemon,
@@ -178,6 +180,14 @@ impl Plan {
                     ),
                     psql_invocation(there, PassfileRef::Run, true),
                 )],
+            );
+        }
+        if let Some((why, cmds)) = crate::engine::generated::plan_step(s, &tables) {
+            push(
+                StepKind::ConvertGenerated,
+                "Convert generated columns",
+                why,
+                cmds,
             );
         }
         let mut role_cmds = Vec::new();
@@ -512,6 +522,10 @@ impl Plan {
                 }
                 StepKind::Verify => out.push_str(&script_verify(s, self)),
                 StepKind::Sequences => out.push_str(&script_sequences(s, self)),
+                StepKind::ConvertGenerated => out.push_str(&crate::engine::generated::script(
+                    &step.commands,
+                    script_sql,
+                )),
                 _ => {
                     for c in &step.commands {
                         out.push_str(&script_command(c));

@@ -152,6 +152,10 @@ pub struct Settings {
     pub log_dir: PathBuf,
     /// How long to wait for the interim deltas to replay after the kick.
     pub kick_timeout_s: u64,
+    /// Make tables with stored generated columns replicable (`--convert-generated`): see
+    /// [`crate::engine::generated`].
+    #[serde(default)]
+    pub convert_generated: bool,
 }
 
 impl Settings {

@@ -141,9 +141,10 @@ async fn choose_tables(s: &Settings, draft: &Draft) -> anyhow::Result<Vec<TableI
         .connect(Side::Here)
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
-    let all = catalog::list_tables(&here, Side::Here, None)
+    let mut all = catalog::list_tables(&here, Side::Here, None)
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    crate::engine::generated::opt_in(&mut all, s.convert_generated);
     let (eligible, ineligible): (Vec<TableInfo>, Vec<TableInfo>) =
         all.into_iter().partition(TableInfo::is_eligible);
     for t in &ineligible {

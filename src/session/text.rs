@@ -245,6 +245,8 @@ pub fn db_state(run: &RunState) -> String {
         || run.done(StepKind::AddDbgroup)
     {
         format!("Nothing replicates and no trigger logs changes yet; THERE has the schema and Bucardo knows some of the names. {onward}")
+    } else if run.started(StepKind::ConvertGenerated) {
+        format!("Nothing replicates yet; THERE has the schema and no rows. On HERE (and THERE), generated columns may already be plain columns that this tool's trigger computes: the application sees the same values, and `cleanup` restores them. {onward}")
     } else if run.done(StepKind::CopySchema) || run.done(StepKind::CreateDatabase) {
         format!("Nothing replicates yet; THERE has the schema and no rows, and HERE is unchanged. {onward}")
     } else if run

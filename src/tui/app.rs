@@ -845,6 +845,7 @@ fn tables_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::Char('i') => t.invert(),
         KeyCode::Char('x') => t.toggle_left_out(),
         KeyCode::Char('s') => t.toggle_sort(),
+        KeyCode::Char('c') => return toggle_convert_generated(app),
         KeyCode::Char('/') => t.filter_edit = Some(LineEdit::new(&t.filter)),
         KeyCode::Char('r') if t.error.is_some() => {
             if let Some(s) = app.settings.clone() {
@@ -858,6 +859,45 @@ fn tables_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         _ => {}
     }
     vec![]
+}
+
+/// `c` on the Tables screen: `--convert-generated` on (tables with generated columns become
+/// eligible, the highlighted one is checked) or off (the catalog is listed again without it,
+/// keeping what is checked and what is left out).
+fn toggle_convert_generated(app: &mut App) -> Vec<Effect> {
+    if !app.tables.all.iter().any(|t| !t.generation.is_empty()) {
+        app.set_status(StatusLevel::Info, "no table has a generated column");
+        return vec![];
+    }
+    let on = !app.connect.draft.convert_generated;
+    app.connect.draft.convert_generated = on;
+    if let Some(s) = app.settings.as_mut() {
+        s.convert_generated = on;
+    }
+    if on {
+        crate::engine::generated::opt_in(&mut app.tables.all, true);
+        if let Some(i) = app.tables.highlighted() {
+            let t = &app.tables.all[i];
+            if !t.generation.is_empty() && t.is_eligible() && !app.tables.left_out[i] {
+                app.tables.checked[i] = true;
+            }
+        }
+        app.set_status(
+            StatusLevel::Info,
+            "generated columns will be converted: plain columns a trigger computes, on both sides (see the review; c: undo)",
+        );
+        return vec![];
+    }
+    app.connect.draft.tables = app.tables.selection_arg();
+    app.connect.draft.leave_out = app.tables.leave_out_arg();
+    app.set_status(StatusLevel::Info, "generated columns will not be converted");
+    match app.settings.clone() {
+        Some(s) => {
+            app.tables.loading = true;
+            vec![Effect::LoadTables(Box::new(s))]
+        }
+        None => vec![],
+    }
 }
 
 fn go_review(app: &mut App) -> Vec<Effect> {

@@ -102,7 +102,9 @@ impl Effects {
                 tokio::spawn(async move {
                     let result = async {
                         let here = s.here.connect(Side::Here).await?;
-                        catalog::list_tables(&here, Side::Here, None).await
+                        let mut all = catalog::list_tables(&here, Side::Here, None).await?;
+                        crate::engine::generated::opt_in(&mut all, s.convert_generated);
+                        Ok::<_, crate::engine::EngineError>(all)
                     }
                     .await
                     .map_err(|e| e.one_line());

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 mod bucardo_daemon;
 mod data;
+mod generated;
 mod locks;
 mod objects;
 mod prepare;
@@ -391,6 +392,7 @@ impl LiveExecutor {
                 self.check_triggers(plan, events).await
             }
             StepKind::CopyData => self.copy_data(plan, events, cancel).await,
+            StepKind::ConvertGenerated => self.convert_generated(plan, step, events, cancel).await,
             StepKind::Sequences => self.sequences(plan, events).await,
             StepKind::Drain => self.drain(step, events, cancel).await,
             StepKind::Verify => self.verify(plan, events, cancel).await,

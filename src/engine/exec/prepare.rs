@@ -10,7 +10,8 @@ pub async fn resolve_tables(
     s: &Settings,
     here: &tokio_postgres::Client,
 ) -> Result<(Vec<TableInfo>, Coverage), EngineError> {
-    let all = catalog::list_tables(here, Side::Here, None).await?;
+    let mut all = catalog::list_tables(here, Side::Here, None).await?;
+    crate::engine::generated::opt_in(&mut all, s.convert_generated);
     let extras = coverage::read_extras(here, Side::Here).await?;
     let sel = coverage::select(all, &extras, &s.tables, &s.leave_out);
     let mut problems: Vec<String> = sel.refusals.iter().map(|r| r.message.clone()).collect();

@@ -91,7 +91,8 @@ pub(super) async fn resolve(
     selection: &TableSelection,
     c: &Client,
 ) -> Result<(Vec<TableInfo>, Vec<Finding>), EngineError> {
-    let all = catalog::list_tables(c, Side::Here, None).await?;
+    let mut all = catalog::list_tables(c, Side::Here, None).await?;
+    crate::engine::generated::opt_in(&mut all, s.convert_generated);
     let extras = coverage::read_extras(c, Side::Here).await?;
     let sel = coverage::select(all, &extras, selection, &s.leave_out);
     Ok((sel.chosen.clone(), selection_findings(&sel)))

@@ -217,7 +217,13 @@ pub(super) async fn there_tables(c: &Client, chosen: &[TableInfo]) -> Vec<Findin
             x.columns
                 .iter()
                 .map(|c| {
-                    let g = if c.generated { " generated" } else { "" };
+                    // A converted column (--convert-generated) counts as the generated one it was.
+                    let converted = x.generation.iter().any(|g| g.column == c.name);
+                    let g = if c.generated || converted {
+                        " generated"
+                    } else {
+                        ""
+                    };
                     format!("{} {}{g}", quote_ident(&c.name), c.type_name)
                 })
                 .collect()

@@ -50,7 +50,10 @@ pub struct DoneState {
 
 fn phase_of(kind: StepKind) -> &'static str {
     match kind {
-        StepKind::CopyRoles | StepKind::CreateDatabase | StepKind::CopySchema => "Prepare THERE",
+        StepKind::CopyRoles
+        | StepKind::CreateDatabase
+        | StepKind::CopySchema
+        | StepKind::ConvertGenerated => "Prepare THERE",
         StepKind::BucardoRole
         | StepKind::InstallBucardo
         | StepKind::StartDaemon

@@ -202,8 +202,17 @@ impl TablesState {
         }
         match t.eligibility() {
             Err(why) => {
+                let hint = if t
+                    .generation
+                    .iter()
+                    .any(|g| t.columns.iter().any(|c| c.name == g.column && c.generated))
+                {
+                    " (c: convert generated columns)"
+                } else {
+                    ""
+                };
                 for (n, piece) in wrap(
-                    &format!("cannot be replicated: {why}"),
+                    &format!("cannot be replicated{hint}: {why}"),
                     width.saturating_sub(2),
                 )
                 .into_iter()
