@@ -363,7 +363,7 @@ SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relispartition,
   LEFT JOIN pg_class r ON r.oid = CASE WHEN c.relispartition THEN pg_partition_root(c.oid) END
   LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
  WHERE c.relkind IN ('r', 'p')
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'bucardo')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'bucardo', 'bucardo_bootstrap')
    AND n.nspname NOT LIKE 'pg\_%'
    AND ($1::text[] IS NULL OR n.nspname || '.' || c.relname = ANY($1))
  ORDER BY n.nspname, c.relname
@@ -667,7 +667,12 @@ pub async fn list_tables(
         // A root's sequence (an identity or serial column of a partitioned table) feeds its
         // leaves, which inherit the column by name.
         let owners: Vec<u32> = std::iter::once(oid)
-            .chain(roots.iter().filter(|(_, r)| **r == oid).map(|(leaf, _)| *leaf))
+            .chain(
+                roots
+                    .iter()
+                    .filter(|(_, r)| **r == oid)
+                    .map(|(leaf, _)| *leaf),
+            )
             .collect();
         for owner in owners {
             if let Some(t) = tables.get_mut(&owner) {

@@ -167,9 +167,24 @@ pub async fn plan(
                 ));
             }
         }
+        // A lock gate a run stopped in the middle of installing Bucardo's triggers left behind.
+        let gate = c
+            .query_opt(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                &[&crate::engine::giveway::GATE_SCHEMA],
+            )
+            .await
+            .map_err(|e| EngineError::sql(side, "looking for the lock gate", &e))?
+            .is_some();
+        if gate {
+            p.actions.push(Action::Sql {
+                side,
+                sql: crate::engine::giveway::gate_remove_sql(),
+            });
+        }
         for r in c
             .query(
-                "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) FROM pg_sequences WHERE increment_by = 2 AND schemaname NOT IN ('pg_catalog', 'information_schema', 'bucardo')",
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) FROM pg_sequences WHERE increment_by = 2 AND schemaname NOT IN ('pg_catalog', 'information_schema', 'bucardo', 'bucardo_bootstrap')",
                 &[],
             )
             .await

@@ -102,7 +102,7 @@ pub struct Selected {
 }
 
 const SYSTEM_SCHEMAS: &str =
-    "n.nspname NOT IN ('pg_catalog', 'information_schema', 'bucardo') AND n.nspname NOT LIKE 'pg\\_%'";
+    "n.nspname NOT IN ('pg_catalog', 'information_schema', 'bucardo', 'bucardo_bootstrap') AND n.nspname NOT LIKE 'pg\\_%'";
 
 /// Reads HERE's materialized views (in refresh order, with what they read), sequences and the
 /// number of large objects.

@@ -9,10 +9,19 @@
 //!
 //! A statement that lost is retried after a growing pause, and every retry is counted. The
 //! application waits at most one lock timeout behind the bootstrap.
+//!
+//! Bucardo installs its triggers on every table in one transaction, so under steady traffic it
+//! keeps closing cycles with application transactions that touch two tables, and losing every
+//! one of them is no progress. The [lock gate](gate_install_sql) makes that transaction take all
+//! its table locks at once before its first `CREATE TRIGGER`: an event trigger, for Bucardo's
+//! role only, that tries `LOCK TABLE` on every table with a short lock timeout inside a
+//! subtransaction, and on losing rolls the subtransaction back (releasing every lock it got),
+//! pauses a moment and tries again. Bucardo's transaction then never waits while holding a
+//! table lock, so it cannot be in a deadlock at all.
 
 use crate::engine::conn::Side;
 use crate::engine::error::EngineError;
-use crate::engine::ident::quote_ident;
+use crate::engine::ident::{quote_ident, quote_literal, TableName};
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -122,6 +131,91 @@ pub async fn prepare_session(c: &Client, side: Side) -> Result<(), EngineError> 
     Ok(())
 }
 
+/// The schema on HERE that holds the lock gate while Bucardo installs or enables its triggers.
+pub const GATE_SCHEMA: &str = "bucardo_bootstrap";
+
+/// The lock gate's event trigger.
+pub const GATE_TRIGGER: &str = "bucardo_bootstrap_lock_gate";
+
+/// The longest one try of the gate waits for a table lock.
+pub const GATE_LOCK_TIMEOUT_MS: u64 = 50;
+
+/// How long the gate keeps trying before Bucardo's command fails (and is retried).
+pub const GATE_PATIENCE_S: u64 = 120;
+
+/// Installs the lock gate for `role`'s sessions over `tables` (see the module docs); a sequence
+/// counts the tries it lost. [`gate_remove_sql`] removes it.
+pub fn gate_install_sql(limits: Limits, role: &str, tables: &[TableName]) -> String {
+    let mut names: Vec<&TableName> = tables.iter().collect();
+    // Bucardo's order (schema, then table), so a try fails on the first table still busy.
+    names.sort();
+    let list = names
+        .iter()
+        .map(|t| format!("ONLY {}", t.sql()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let wait = limits.lock_timeout_ms.min(GATE_LOCK_TIMEOUT_MS);
+    format!(
+        r#"CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE SEQUENCE IF NOT EXISTS {schema}.gave_way;
+CREATE OR REPLACE FUNCTION {schema}.lock_gate() RETURNS event_trigger LANGUAGE plpgsql AS $gate$
+DECLARE
+  saved text := current_setting('lock_timeout');
+  started timestamptz := clock_timestamp();
+  tries int := 0;
+BEGIN
+  IF current_user <> {role} OR current_setting('bucardo_bootstrap.gate', true) = 'open' THEN
+    RETURN;
+  END IF;
+  LOOP
+    BEGIN
+      PERFORM set_config('lock_timeout', '{wait}ms', true);
+      LOCK TABLE {list} IN SHARE ROW EXCLUSIVE MODE;
+      PERFORM set_config('lock_timeout', saved, true);
+      PERFORM set_config('bucardo_bootstrap.gate', 'open', true);
+      RETURN;
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+      PERFORM nextval('{schema}.gave_way');
+      tries := tries + 1;
+      IF clock_timestamp() > started + interval '{patience} s' THEN
+        RAISE EXCEPTION 'lock timeout: the application held the tables'' locks on every one of % tries in {patience} s', tries
+          USING ERRCODE = 'lock_not_available';
+      END IF;
+      PERFORM pg_sleep(0.01 + random() * least(0.01 * tries, 0.25));
+    END;
+  END LOOP;
+END
+$gate$;
+DROP EVENT TRIGGER IF EXISTS {trigger};
+CREATE EVENT TRIGGER {trigger} ON ddl_command_start WHEN TAG IN ('CREATE TRIGGER')
+  EXECUTE FUNCTION {schema}.lock_gate();"#,
+        schema = quote_ident(GATE_SCHEMA),
+        role = quote_literal(role),
+        trigger = quote_ident(GATE_TRIGGER),
+        patience = GATE_PATIENCE_S,
+    )
+}
+
+pub fn gate_remove_sql() -> String {
+    format!(
+        "DROP EVENT TRIGGER IF EXISTS {}; DROP SCHEMA IF EXISTS {} CASCADE;",
+        quote_ident(GATE_TRIGGER),
+        quote_ident(GATE_SCHEMA)
+    )
+}
+
+/// How many tries the gate lost so far (0 without a gate).
+pub async fn gate_gave_way(c: &Client) -> u32 {
+    let sql = format!(
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}.gave_way",
+        quote_ident(GATE_SCHEMA)
+    );
+    match c.query_one(&sql, &[]).await {
+        Ok(r) => u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX),
+        Err(_) => 0,
+    }
+}
+
 /// Whether a failure is a lock the bootstrap lost on purpose (SQLSTATE 40P01 or 55P03).
 pub fn lost(e: &tokio_postgres::Error) -> bool {
     matches!(
@@ -193,6 +287,30 @@ mod tests {
         assert!(set.contains("SET lock_timeout = '500ms'"), "{set}");
         let reset = role_reset_sql("bucardo", "my db");
         assert!(reset.contains("RESET lock_timeout") && reset.contains("RESET deadlock_timeout"));
+    }
+
+    #[test]
+    fn the_gate_locks_every_table_at_once_for_bucardo_only() {
+        let sql = gate_install_sql(
+            Limits::default(),
+            "bucardo",
+            &[
+                TableName::new("public", "orders"),
+                TableName::new("Sales", "Order Items"),
+            ],
+        );
+        assert!(
+            sql.contains(r#"LOCK TABLE ONLY "Sales"."Order Items", ONLY "public"."orders" IN SHARE ROW EXCLUSIVE MODE"#),
+            "{sql}"
+        );
+        assert!(sql.contains("current_user <> 'bucardo'"), "{sql}");
+        assert!(
+            sql.contains("set_config('lock_timeout', '50ms', true)"),
+            "{sql}"
+        );
+        assert!(lost_in_text(
+            "ERROR:  lock timeout: the application held the tables' locks"
+        ));
     }
 
     #[test]

@@ -16,6 +16,7 @@ impl LiveExecutor {
         &self,
         what: &str,
         commands: &[Command],
+        tables: &[TableName],
         events: &mpsc::Sender<RunEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), EngineError> {
@@ -28,6 +29,7 @@ impl LiveExecutor {
             .map_err(|e| {
                 EngineError::sql(Side::Here, "making Bucardo's sessions give way on HERE", &e)
             })?;
+        let gate = self.open_gate(&here, limits, tables, events).await;
         let mut result = Err(EngineError::Timeout(format!("{what} never ran")));
         for attempt in 1..=giveway::ATTEMPTS {
             let watch = watch_blockers(&here, role, events);
@@ -65,6 +67,24 @@ impl LiveExecutor {
                 _ => break,
             }
         }
+        if gate {
+            let n = giveway::gate_gave_way(&here).await;
+            self.gave_way.fetch_add(n, Ordering::Relaxed);
+            if n > 0 {
+                log(events, LogLevel::Warn, format!(
+                "Bucardo gave way to the application on HERE while {what}: {n} tries to lock the {} tables at once lost a lock wait or a deadlock on purpose, each after at most {} ms and releasing every lock it had taken",
+                tables.len(),
+                giveway::GATE_LOCK_TIMEOUT_MS.min(limits.lock_timeout_ms)
+            )).await;
+            }
+            if let Err(e) = here.batch_execute(&giveway::gate_remove_sql()).await {
+                result = result.and(Err(EngineError::sql(
+                    Side::Here,
+                    "removing the lock gate",
+                    &e,
+                )));
+            }
+        }
         let reset = here
             .batch_execute(&giveway::role_reset_sql(role, db))
             .await
@@ -79,6 +99,30 @@ impl LiveExecutor {
             ))),
             (_, Err(e)) if result.is_ok() => Err(e),
             _ => result,
+        }
+    }
+}
+
+impl LiveExecutor {
+    /// Installs the lock gate on HERE; false (and a warning) when the tool's role on HERE is not
+    /// a superuser, which event triggers need.
+    async fn open_gate(
+        &self,
+        here: &tokio_postgres::Client,
+        limits: giveway::Limits,
+        tables: &[TableName],
+        events: &mpsc::Sender<RunEvent>,
+    ) -> bool {
+        let sql = giveway::gate_install_sql(limits, &self.settings.bucardo.user, tables);
+        match here.batch_execute(&sql).await {
+            Ok(()) => true,
+            Err(e) => {
+                log(events, LogLevel::Warn, format!(
+                    "cannot install the lock gate on HERE ({}): Bucardo takes its locks table by table, giving way to every deadlock",
+                    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+                )).await;
+                false
+            }
         }
     }
 }

@@ -339,6 +339,10 @@ impl LiveExecutor {
     }
 }
 
+fn table_names(plan: &Plan) -> Vec<TableName> {
+    plan.tables.iter().map(|t| t.name.clone()).collect()
+}
+
 impl StepExecutor for LiveExecutor {
     async fn execute(
         &self,
@@ -386,8 +390,14 @@ impl LiveExecutor {
             }
             StepKind::AddSync => {
                 if !self.existing_matches(plan, step, events).await? {
-                    self.give_way_while("installing its triggers", &step.commands, events, cancel)
-                        .await?;
+                    self.give_way_while(
+                        "installing its triggers",
+                        &step.commands,
+                        &table_names(plan),
+                        events,
+                        cancel,
+                    )
+                    .await?;
                 }
                 self.check_triggers(plan, events).await
             }
@@ -425,8 +435,14 @@ impl LiveExecutor {
                 // autokick=1 makes Bucardo create its kick triggers on every table of HERE; the
                 // reload after it only reconnects, with the role's settings back to normal.
                 let (activate, reload) = step.commands.split_at(1.min(step.commands.len()));
-                self.give_way_while("enabling the sync", activate, events, cancel)
-                    .await?;
+                self.give_way_while(
+                    "enabling the sync",
+                    activate,
+                    &table_names(plan),
+                    events,
+                    cancel,
+                )
+                .await?;
                 self.run_commands(reload, events).await
             }
             StepKind::CreateDatabase
