@@ -62,7 +62,9 @@ pub async fn run(plan: Plan, settings: Settings, log_path: &str) -> Result<u8, E
                     if unasked.len() == 1 { "it" } else { "them" }
                 );
             }
-            eprintln!("done: {}", text::headline(&state, &end));
+            // The issue's own words: "done: replicating N tables ...; M left out (see above)".
+            let summary = state.finished.as_ref().map(|f| f.summary.as_str());
+            eprintln!("done: {}", summary.unwrap_or("every step finished"));
             if !unasked.is_empty() {
                 return Ok(LEFT_OUT_UNASKED);
             }

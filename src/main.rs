@@ -219,9 +219,15 @@ async fn verify(s: &Settings, mode: VerifyMode) -> anyhow::Result<u8> {
         .connect(bucardo_bootstrap::engine::conn::Side::Here)
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
-    let (tables, _) = exec::resolve_tables(s, &here)
+    // The bootstrap's tables as they are: a foreign key to a table it left out is preflight's
+    // business, not verify's.
+    let tables = exec::select_tables(s, &here)
         .await
-        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?
+        .chosen;
+    if tables.is_empty() {
+        anyhow::bail!("none of the bootstrap's tables exists on HERE");
+    }
     let (etx, mut erx) = tokio::sync::mpsc::channel(1024);
     let cancel = tokio_util::sync::CancellationToken::new();
     let drain = tokio::spawn(async move { while erx.recv().await.is_some() {} });

@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 /// [`conn_flags`] without `--tables`.
 fn bare_flags(sb: &Sandbox) -> Vec<String> {
-    let all = conn_flags(sb, "unused");
-    let i = all.iter().position(|f| f == "--tables").unwrap();
-    [&all[..i], &all[i + 2..]].concat()
+    db_flags(sb, "widgets")
 }
 
 fn run_tool(sb: &Sandbox, args: &[&str], flags: &[String], env: &[(&str, &str)]) -> Output {

@@ -124,31 +124,6 @@ fn q(c: &Cluster, sql: &str) -> String {
         .to_string()
 }
 
-fn digest(c: &Cluster, t: &str) -> String {
-    table_digest(c, t)
-}
-
-/// Polls until every table has the same rows on both sides, or the deadline passes.
-fn wait_same(sb: &Sandbox, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let diffs: Vec<String> = TABLES
-            .iter()
-            .filter_map(|t| {
-                let (a, b) = (digest(&sb.here, t), digest(&sb.there, t));
-                (a != b).then(|| format!("{t}: HERE {a}, THERE {b}"))
-            })
-            .collect();
-        if diffs.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(diffs.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 fn column_state(c: &Cluster, table: &str, col: &str) -> String {
     q(
         c,
@@ -295,7 +270,8 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
             c.name
         );
     }
-    tokio::task::block_in_place(|| wait_same(&sb, Duration::from_secs(60))).unwrap();
+    tokio::task::block_in_place(|| wait_identical_tables(&sb, TABLES, Duration::from_secs(60)))
+        .unwrap();
 
     // Writes on both masters: inserts that take the computed columns from the trigger, an
     // explicit value that the trigger overrides, and updates of the inputs.
@@ -322,7 +298,8 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
                UPDATE public.readings SET v = 0 WHERE id BETWEEN 500 AND 520;"#,
         )
         .unwrap();
-    tokio::task::block_in_place(|| wait_same(&sb, Duration::from_secs(90))).unwrap();
+    tokio::task::block_in_place(|| wait_identical_tables(&sb, TABLES, Duration::from_secs(90)))
+        .unwrap();
     for c in [&sb.here, &sb.there] {
         assert_eq!(q(c, WRONG_ITEMS), "0", "computed values on {}", c.name);
         assert_eq!(q(c, WRONG_MIDDLE), "0", "computed values on {}", c.name);
@@ -546,7 +523,7 @@ fn the_script_converts_like_the_run() {
             r#"UPDATE "Sales"."Order Items" SET qty = 9 WHERE id = 7"#,
         )
         .unwrap();
-    wait_same(&sb, Duration::from_secs(60)).unwrap();
+    wait_identical_tables(&sb, TABLES, Duration::from_secs(60)).unwrap();
     for c in [&sb.here, &sb.there] {
         assert_eq!(q(c, WRONG_ITEMS), "0", "{}", c.name);
         assert_eq!(

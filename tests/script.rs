@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::Duration;
 
 #[test]
@@ -50,16 +49,7 @@ fn plan_script_bootstraps_fresh_clusters() {
         "0"
     );
 
-    let out = Command::new("bash")
-        .arg(&script)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", sb.root.join("home"))
-        .env("PGPASSWORD", &sb.password)
-        .env("BUCARDOPASS", BUCARDO_PASS)
-        .current_dir(&sb.root)
-        .output()
-        .unwrap();
+    let out = run_script(&sb, &script);
     if !out.status.success() && std::env::var_os("KEEP_SANDBOX").is_some() {
         eprintln!(
             "kept {}: here {} there {}",

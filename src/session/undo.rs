@@ -21,9 +21,9 @@ pub async fn plan(s: &Settings, drop_data: bool, all: bool) -> Result<CleanupPla
             TableSelection::List(l) => l,
             TableSelection::All => {
                 let here = s.here.connect(Side::Here).await?;
-                exec::resolve_tables(s, &here)
+                exec::select_tables(s, &here)
                     .await?
-                    .0
+                    .chosen
                     .into_iter()
                     .map(|t| t.name)
                     .collect()

@@ -41,11 +41,23 @@ pub fn state_dir(sb: &Sandbox) -> PathBuf {
 
 /// The connection flags of `run`, `plan` and `verify` for this sandbox.
 pub fn conn_flags(sb: &Sandbox, tables: &str) -> Vec<String> {
-    let mut flags = vec![
+    let mut flags = db_flags(sb, "widgets");
+    flags.extend(["--tables".into(), tables.into()]);
+    // widgets' keyless audit_log cannot replicate: an operator who read `check` names it.
+    if tables == "all" {
+        flags.extend(["--leave-out".into(), "public.audit_log".into()]);
+    }
+    flags
+}
+
+/// The connection flags alone for database `db` on both sandbox clusters: no `--tables`, no
+/// names; what `status` and `verify` make do with after a bootstrap.
+pub fn db_flags(sb: &Sandbox, db: &str) -> Vec<String> {
+    vec![
         "--here".into(),
-        sb.here.uri("widgets"),
+        sb.here.uri(db),
         "--there".into(),
-        sb.there.uri("widgets"),
+        sb.there.uri(db),
         "--bucardo-db".into(),
         format!(
             "postgres://bucardo@{}:{}/bucardo",
@@ -57,16 +69,9 @@ pub fn conn_flags(sb: &Sandbox, tables: &str) -> Vec<String> {
         sb.logdir.display().to_string(),
         "--log-dir".into(),
         state_dir(sb).display().to_string(),
-        "--tables".into(),
-        tables.into(),
         "--kick-timeout".into(),
         "120".into(),
-    ];
-    // widgets' keyless audit_log cannot replicate: an operator who read `check` names it.
-    if tables == "all" {
-        flags.extend(["--leave-out".into(), "public.audit_log".into()]);
-    }
-    flags
+    ]
 }
 
 /// The real binary, with passwords only in its environment and no ~/.pgpass to lean on.
@@ -113,9 +118,18 @@ pub const REPLICATED: &[&str] = &[
 
 /// Waits until every table has the same digest on both sides (replication is asynchronous).
 pub fn wait_identical(sb: &Sandbox, timeout: std::time::Duration) -> Result<(), String> {
+    wait_identical_tables(sb, REPLICATED, timeout)
+}
+
+/// [`wait_identical`] for the given tables of widgets.
+pub fn wait_identical_tables(
+    sb: &Sandbox,
+    tables: &[&str],
+    timeout: std::time::Duration,
+) -> Result<(), String> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let diffs: Vec<String> = REPLICATED
+        let diffs: Vec<String> = tables
             .iter()
             .filter_map(|t| {
                 let (a, b) = (table_digest(&sb.here, t), table_digest(&sb.there, t));
@@ -130,6 +144,21 @@ pub fn wait_identical(sb: &Sandbox, timeout: std::time::Duration) -> Result<(), 
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+}
+
+/// Runs a script `plan --script` wrote, as an operator would: bash, with only PATH, HOME and
+/// the two passwords in its environment.
+pub fn run_script(sb: &Sandbox, script: &std::path::Path) -> Output {
+    Command::new("bash")
+        .arg(script)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", sb.root.join("home"))
+        .env("PGPASSWORD", &sb.password)
+        .env("BUCARDOPASS", BUCARDO_PASS)
+        .current_dir(&sb.root)
+        .output()
+        .unwrap()
 }
 
 /// The real binary running in the background, its stderr read line by line.

@@ -37,7 +37,7 @@ mod replay;
 mod verification;
 
 use prepare::*;
-pub use prepare::{prepare, probe, resolve_tables, resuming, state_paths};
+pub use prepare::{prepare, probe, resolve_tables, resuming, select_tables, state_paths};
 use replay::*;
 pub use verification::{
     verify_command, verify_tables, verify_tables_mode, VerifyReport, DEEP_ROWS_SHOWN,

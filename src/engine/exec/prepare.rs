@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// The settings' selection resolved against HERE's catalog, with what it would refuse: for the
+/// commands that only read what a bootstrap made (`verify`, a resumed run's lookup), where
+/// preflight's refusals do not apply.
+pub async fn select_tables(
+    s: &Settings,
+    here: &tokio_postgres::Client,
+) -> Result<coverage::Selected, EngineError> {
+    let mut all = catalog::list_tables(here, Side::Here, None).await?;
+    crate::engine::generated::opt_in(&mut all, s.convert_generated);
+    let extras = coverage::read_extras(here, Side::Here).await?;
+    Ok(coverage::select(all, &extras, &s.tables, &s.leave_out))
+}
+
 /// The chosen tables with their catalog facts, and the account of everything else on HERE.
 /// Refuses what preflight fails: names not found, foreign keys to tables left out unasked,
 /// chosen tables Bucardo cannot replicate.
@@ -10,10 +23,7 @@ pub async fn resolve_tables(
     s: &Settings,
     here: &tokio_postgres::Client,
 ) -> Result<(Vec<TableInfo>, Coverage), EngineError> {
-    let mut all = catalog::list_tables(here, Side::Here, None).await?;
-    crate::engine::generated::opt_in(&mut all, s.convert_generated);
-    let extras = coverage::read_extras(here, Side::Here).await?;
-    let sel = coverage::select(all, &extras, &s.tables, &s.leave_out);
+    let sel = select_tables(s, here).await?;
     let mut problems: Vec<String> = sel.refusals.iter().map(|r| r.message.clone()).collect();
     for t in &sel.chosen {
         if let Err(why) = t.eligibility() {
@@ -147,7 +157,8 @@ pub(super) async fn has_rows(
 /// Whether an earlier run of this plan left records in its journal (a rerun resumes).
 pub async fn resuming(s: &Settings) -> Result<bool, EngineError> {
     let here = s.here.connect(Side::Here).await?;
-    let (tables, _) = resolve_tables(s, &here).await?;
+    // A selection preflight will refuse resumes nothing; preflight then says why.
+    let tables = select_tables(s, &here).await?.chosen;
     Ok(!Journal::open(&s.state_dir(), &plan::fingerprint(s, &tables))?.is_empty())
 }
 
