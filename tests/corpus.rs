@@ -217,7 +217,8 @@ fn unusable_matviews(c: &Cluster, db: &str) -> Vec<String> {
     all.lines()
         .filter_map(|l| {
             let (name, populated) = l.rsplit_once(' ')?;
-            if populated != "t" {
+            // A boolean concatenated to text reads `true`/`false`.
+            if populated != "true" {
                 return Some(format!("{name}: not populated"));
             }
             q(c, db, &format!("SELECT count(*) FROM {name}"))
