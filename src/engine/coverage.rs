@@ -429,7 +429,7 @@ pub fn select(
                 fixes.push(format!("replicate {other} too (add it to --tables)"));
             }
             fixes.push(format!(
-                "or, knowing that the sides can then violate the foreign key, leave it out explicitly: --leave-out {}",
+                "or, knowing that the sides can then violate the foreign key, leave it out explicitly: --leave-out {} (in the wizard: x on the Tables screen)",
                 other.raw()
             ));
             let harm = if outgoing {

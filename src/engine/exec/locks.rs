@@ -30,8 +30,14 @@ impl LiveExecutor {
                 EngineError::sql(Side::Here, "making Bucardo's sessions give way on HERE", &e)
             })?;
         let gate = self.open_gate(&here, limits, tables, events).await;
+        // Behind the gate one try already keeps trying for GATE_PATIENCE_S.
+        let attempts = if gate {
+            GATE_ATTEMPTS
+        } else {
+            giveway::ATTEMPTS
+        };
         let mut result = Err(EngineError::Timeout(format!("{what} never ran")));
-        for attempt in 1..=giveway::ATTEMPTS {
+        for attempt in 1..=attempts {
             let watch = watch_blockers(&here, role, events);
             let run = self.run_commands(commands, events);
             tokio::pin!(run);
@@ -42,7 +48,7 @@ impl LiveExecutor {
             };
             match &result {
                 Err(EngineError::Command { stderr_tail, .. })
-                    if giveway::lost_in_text(stderr_tail) && attempt < giveway::ATTEMPTS =>
+                    if giveway::lost_in_text(stderr_tail) && attempt < attempts =>
                 {
                     self.gave_way.fetch_add(1, Ordering::Relaxed);
                     let pause = giveway::pause(attempt);
@@ -52,8 +58,7 @@ impl LiveExecutor {
                         "a lock wait"
                     };
                     log(events, LogLevel::Warn, format!(
-                        "Bucardo gave way to the application on HERE while {what}: it lost {lost} on purpose (try {attempt} of {}); trying again in {:.1} s",
-                        giveway::ATTEMPTS,
+                        "Bucardo gave way to the application on HERE while {what}: it lost {lost} on purpose (try {attempt} of {attempts}); trying again in {:.1} s",
                         pause.as_secs_f64()
                     )).await;
                     tokio::select! {
@@ -93,17 +98,18 @@ impl LiveExecutor {
             });
         match (&result, reset) {
             (Err(EngineError::Command { stderr_tail, .. }), _) if giveway::lost_in_text(stderr_tail) => Err(EngineError::Timeout(format!(
-                "Bucardo could not finish {what} on HERE: the application held the locks it needs on every one of {} tries (each waited at most {} ms and gave way); see the blockers above, end them or retry at a quieter time",
-                giveway::ATTEMPTS,
-                limits.lock_timeout_ms
+                "Bucardo could not finish {what} on HERE: the application held the locks it needs on every one of {attempts} tries ({}); see the blockers above, end them or retry at a quieter time",
+                if gate {
+                    format!("each kept trying to take every table's lock at once for {} s", giveway::GATE_PATIENCE_S)
+                } else {
+                    format!("each waited at most {} ms per lock and gave way", limits.lock_timeout_ms)
+                }
             ))),
             (_, Err(e)) if result.is_ok() => Err(e),
             _ => result,
         }
     }
-}
 
-impl LiveExecutor {
     /// Installs the lock gate on HERE; false (and a warning) when the tool's role on HERE is not
     /// a superuser, which event triggers need.
     async fn open_gate(
@@ -126,6 +132,9 @@ impl LiveExecutor {
         }
     }
 }
+
+/// How many times Bucardo's command is run behind the lock gate before the step fails.
+const GATE_ATTEMPTS: u32 = 3;
 
 /// How often the sessions blocking Bucardo on HERE are looked for: Bucardo waits at most
 /// [`giveway::MAX_LOCK_TIMEOUT`] per try.
