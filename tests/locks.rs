@@ -5,6 +5,8 @@
 
 mod common;
 
+use bucardo_bootstrap::engine::giveway;
+use bucardo_bootstrap::engine::ident::TableName;
 use common::*;
 use std::time::Duration;
 
@@ -152,4 +154,91 @@ async fn an_application_transaction_in_a_deadlock_with_the_trigger_installation_
         )
         .unwrap();
     assert_eq!(settings.trim(), "0", "Bucardo's role settings are reset");
+}
+
+/// Ctrl-C while Bucardo's triggers wait behind the application: the run stops (exit 130), and
+/// HERE is left as it was, without the settings on Bucardo's role or the lock gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_while_the_triggers_wait_leaves_no_setting_and_no_gate_on_here() {
+    let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(1))
+        .await
+        .unwrap();
+    let app = client(&sb.here).await;
+    let watch = client(&sb.here).await;
+    app.batch_execute("BEGIN; LOCK TABLE public.events IN ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let r = spawn_run(&sb, &[]);
+    // The gate is in place and Bucardo's role has its settings: the state to interrupt.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let ready: bool = watch
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'bucardo_bootstrap_lock_gate')
+                    AND EXISTS (SELECT 1 FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') ~ 'deadlock_timeout')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if ready {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gate never went in"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = r.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let (code, out) = tokio::task::block_in_place(|| r.finish());
+    assert_eq!(code, 130, "{out}");
+    let left: String = watch
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname = 'bucardo_bootstrap_lock_gate')
+                 || ' ' || (SELECT count(*) FROM pg_namespace WHERE nspname = 'bucardo_bootstrap')
+                 || ' ' || (SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') ~ '(lock|deadlock)_timeout')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, "0 0 0", "gate, its schema, role settings left: {out}");
+    app.batch_execute("COMMIT").await.unwrap();
+
+    // A run killed outright (no grace) would leave both: cleanup removes them.
+    sb.here
+        .psql(
+            "widgets",
+            &format!(
+                "{} {}",
+                giveway::role_set_sql(giveway::Limits::default(), "bucardo", "widgets"),
+                giveway::gate_install_sql(
+                    giveway::Limits::default(),
+                    "bucardo",
+                    &[TableName::new("public", "foo")]
+                )
+            ),
+        )
+        .unwrap();
+    let mut cleanup = tool(&sb);
+    cleanup
+        .arg("cleanup")
+        .arg("--yes")
+        .args(conn_flags(&sb, "all"));
+    let out = tokio::task::block_in_place(|| cleanup.output()).unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let left = sb
+        .here
+        .psql(
+            "widgets",
+            "SELECT (SELECT count(*) FROM pg_event_trigger) || ' ' || (SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') ~ 'timeout')",
+        )
+        .unwrap();
+    assert_eq!(left.trim(), "0 0", "{}", show(&out));
 }

@@ -47,6 +47,9 @@ pub enum Action {
     RemoveFile(PathBuf),
 }
 
+/// Drops Bucardo's triggers and delta tables on a side; run after locking the tables at once.
+const DROP_BUCARDO_SCHEMA: &str = "DROP SCHEMA bucardo CASCADE";
+
 /// What cleanup will do, found by looking at what exists.
 #[derive(Clone, Debug, Default)]
 pub struct CleanupPlan {
@@ -158,13 +161,40 @@ pub async fn plan(
             if other_users.is_empty() {
                 p.actions.push(Action::Sql {
                     side,
-                    sql: "DROP SCHEMA bucardo CASCADE".into(),
+                    sql: DROP_BUCARDO_SCHEMA.into(),
                 });
             } else {
                 p.notes.push(format!(
                     "{side}: schema bucardo is kept: sync(s) {} still use these databases",
                     other_users.join(", ")
                 ));
+            }
+        }
+        // Settings a run stopped while Bucardo's triggers went in left on Bucardo's role.
+        if side == Side::Here {
+            let left: bool = c
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_db_role_setting s
+                        JOIN pg_roles r ON r.oid = s.setrole
+                        JOIN pg_database d ON d.oid = s.setdatabase
+                       WHERE r.rolname = $1 AND d.datname = current_database()
+                         AND $2 = ANY(s.setconfig))",
+                    &[
+                        &s.bucardo.user,
+                        &format!(
+                            "deadlock_timeout={}ms",
+                            crate::engine::giveway::DEADLOCK_TIMEOUT_MS
+                        ),
+                    ],
+                )
+                .await
+                .map_err(|e| EngineError::sql(side, "reading Bucardo's role settings", &e))?
+                .get(0);
+            if left {
+                p.actions.push(Action::Sql {
+                    side,
+                    sql: crate::engine::giveway::role_reset_sql(&s.bucardo.user, &spec.dbname),
+                });
             }
         }
         // A lock gate a run stopped in the middle of installing Bucardo's triggers left behind.
@@ -468,7 +498,12 @@ impl CleanupPlan {
                     };
                     tracing::info!("[{side}] {sql}");
                     let c = spec.connect(*side).await?;
-                    run_lock_safe(&c, *side, sql).await?;
+                    let sql = if sql == DROP_BUCARDO_SCHEMA {
+                        crate::engine::giveway::with_trigger_tables_locked(sql)
+                    } else {
+                        sql.clone()
+                    };
+                    run_lock_safe(&c, *side, &sql).await?;
                 }
                 Action::StopDaemon { pid } => {
                     let inv = cli.invocation(&BucardoCmd::Stop, pf.path());

@@ -62,6 +62,9 @@ pub struct Coverage {
     /// The materialized views to refresh on THERE, in order.
     #[serde(default)]
     pub refresh: Vec<TableName>,
+    /// How many of the replicated tables are partitions.
+    #[serde(default)]
+    pub partitions: usize,
 }
 
 /// A materialized view of HERE.
@@ -269,7 +272,15 @@ pub fn select(
 ) -> Selected {
     let mut out = Selected::default();
     let by_name: HashMap<&TableName, &TableInfo> = all.iter().map(|t| (&t.name, t)).collect();
-    let named_out: BTreeSet<&TableName> = leave_out.iter().collect();
+    // A partitioned table named in --leave-out leaves out its whole tree.
+    let named_out: BTreeSet<&TableName> = leave_out
+        .iter()
+        .chain(
+            all.iter()
+                .filter(|t| leave_out.contains(&t.name))
+                .flat_map(|t| t.partitions.iter()),
+        )
+        .collect();
     for n in leave_out {
         if !by_name.contains_key(n) {
             out.refusals.push(Refusal {
@@ -425,7 +436,11 @@ pub fn select(
             if let Some(f) = fix {
                 fixes.push(f);
             }
-            if other_info.is_eligible() || other_info.relkind == 'p' {
+            if other_info.relkind == 'p' {
+                fixes.push(format!(
+                    "replicate {other}'s partitions too (add them to --tables)"
+                ));
+            } else if other_info.is_eligible() {
                 fixes.push(format!("replicate {other} too (add it to --tables)"));
             }
             fixes.push(format!(
@@ -512,6 +527,7 @@ pub fn select(
         .into_iter()
         .filter(|t| chosen.contains(&t.name))
         .collect();
+    out.coverage.partitions = out.chosen.iter().filter(|t| t.is_partition).count();
     out
 }
 
@@ -563,16 +579,8 @@ impl Coverage {
     pub fn line_with(&self, said: &str) -> String {
         let tables = self.replicated_tables();
         let mut out = format!("replicating {tables} table{}", plural(tables));
-        let leaves: usize = self
-            .entries
-            .iter()
-            .map(|e| match e.fate {
-                Fate::ThroughLeaves(n) => n,
-                _ => 0,
-            })
-            .sum();
-        if leaves > 0 {
-            out.push_str(&format!(" ({leaves} of them partitions)"));
+        if self.partitions > 0 {
+            out.push_str(&format!(" ({} of them partitions)", self.partitions));
         }
         out.push_str(said);
         let refreshed = self.refreshed().count();
@@ -792,6 +800,45 @@ mod tests {
             report.contains("left out 1 sequence (feeds no replicated table: neither its value nor its increment is touched): public.unused_seq"),
             "{report}"
         );
+    }
+
+    #[test]
+    fn a_partitioned_table_named_in_leave_out_leaves_its_tree_out_and_partitions_count_once() {
+        let mut top = table("events");
+        top.relkind = 'p';
+        top.partitions = vec![n("events_2024_a"), n("events_2024_b")];
+        let mut mid = table("events_2024");
+        mid.relkind = 'p';
+        mid.is_partition = true;
+        mid.partition_root = Some(n("events"));
+        mid.partitions = top.partitions.clone();
+        let leaf = |name: &str| {
+            let mut t = table(name);
+            t.is_partition = true;
+            t.partition_root = Some(n("events"));
+            t
+        };
+        let all = vec![
+            top,
+            mid,
+            leaf("events_2024_a"),
+            leaf("events_2024_b"),
+            table("x"),
+        ];
+        let s = select(all.clone(), &Extras::default(), &TableSelection::All, &[]);
+        assert_eq!(
+            s.coverage.line(),
+            "replicating 3 tables (2 of them partitions); nothing left out"
+        );
+        let s = select(
+            all,
+            &Extras::default(),
+            &TableSelection::All,
+            &[n("events")],
+        );
+        let chosen: Vec<String> = s.chosen.iter().map(|t| t.name.to_string()).collect();
+        assert_eq!(chosen, ["public.x"]);
+        assert!(s.coverage.unacknowledged().is_empty(), "{:?}", s.coverage);
     }
 
     #[test]

@@ -58,11 +58,20 @@ impl Limits {
         }
     }
 
-    /// Reads the server's `deadlock_timeout` (what the application's sessions get).
+    /// Reads the shortest `deadlock_timeout` the application's sessions can have in this
+    /// database: the server's, or one set on a role or on the database.
     pub async fn read(c: &Client, side: Side) -> Result<Limits, EngineError> {
         let ms: i64 = c
             .query_one(
-                "SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'",
+                "SELECT least(
+                    (SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'),
+                    (SELECT min(CASE WHEN v ~ '^[0-9]+$' THEN v::bigint
+                                     ELSE (extract(epoch FROM v::interval) * 1000)::bigint END)
+                       FROM pg_db_role_setting s
+                      CROSS JOIN LATERAL unnest(s.setconfig) AS c(kv)
+                      CROSS JOIN LATERAL (SELECT substring(c.kv FROM '^deadlock_timeout=(.*)$')) AS x(v)
+                      WHERE x.v IS NOT NULL
+                        AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))))",
                 &[],
             )
             .await
@@ -140,8 +149,9 @@ pub const GATE_TRIGGER: &str = "bucardo_bootstrap_lock_gate";
 /// The longest one try of the gate waits for a table lock.
 pub const GATE_LOCK_TIMEOUT_MS: u64 = 50;
 
-/// How long the gate keeps trying before Bucardo's command fails (and is retried).
-pub const GATE_PATIENCE_S: u64 = 120;
+/// How long the gate keeps trying before Bucardo's command fails (and is retried); well below
+/// the time the tool gives a Bucardo command, so that the gate, not the tool, gives up.
+pub const GATE_PATIENCE_S: u64 = 60;
 
 /// Installs the lock gate for `role`'s sessions over `tables` (see the module docs); a sequence
 /// counts the tries it lost. [`gate_remove_sql`] removes it.
@@ -198,9 +208,29 @@ CREATE EVENT TRIGGER {trigger} ON ddl_command_start WHEN TAG IN ('CREATE TRIGGER
 
 pub fn gate_remove_sql() -> String {
     format!(
-        "DROP EVENT TRIGGER IF EXISTS {}; DROP SCHEMA IF EXISTS {} CASCADE;",
+        "SET LOCAL lock_timeout = '5s'; DROP EVENT TRIGGER IF EXISTS {}; DROP SCHEMA IF EXISTS {} CASCADE;",
         quote_ident(GATE_TRIGGER),
         quote_ident(GATE_SCHEMA)
+    )
+}
+
+/// `drop` (which removes Bucardo's triggers) after locking, at once, every table that has one:
+/// the tables' ACCESS EXCLUSIVE locks are taken with a short timeout before the first trigger
+/// goes, so the statement never waits while it holds one. Run it with [`run_sql`].
+pub fn with_trigger_tables_locked(drop: &str) -> String {
+    format!(
+        r#"SET LOCAL lock_timeout = '{GATE_LOCK_TIMEOUT_MS}ms';
+DO $lock$
+DECLARE l text;
+BEGIN
+  SELECT string_agg(DISTINCT 'ONLY ' || tgrelid::regclass::text, ', ') INTO l
+    FROM pg_trigger WHERE tgname = 'bucardo_delta' OR tgname LIKE 'bucardo\_%';
+  IF l IS NOT NULL THEN
+    EXECUTE 'LOCK TABLE ' || l || ' IN ACCESS EXCLUSIVE MODE';
+  END IF;
+END
+$lock$;
+{drop}"#
     )
 }
 

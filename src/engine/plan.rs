@@ -175,7 +175,7 @@ impl Plan {
                         "pg_dump",
                         here,
                         PassfileRef::Run,
-                        &["--schema-only", "-N", "bucardo"],
+                        &["--schema-only", "-N", "bucardo", "-N", "bucardo_bootstrap"],
                         true,
                     ),
                     psql_invocation(there, PassfileRef::Run, true),
@@ -797,7 +797,13 @@ fn script_sql(target: &ConnSpec, sql: &str) -> String {
 
 fn script_copy(s: &Settings, plan: &Plan) -> String {
     let mut out = String::new();
-    let mut dump_args: Vec<String> = vec!["--data-only".into(), "-N".into(), "bucardo".into()];
+    let mut dump_args: Vec<String> = vec![
+        "--data-only".into(),
+        "-N".into(),
+        "bucardo".into(),
+        "-N".into(),
+        "bucardo_bootstrap".into(),
+    ];
     for t in &plan.tables {
         dump_args.push("-t".into());
         dump_args.push(t.name.sql());

@@ -27,6 +27,9 @@ pub trait StepExecutor: Send + Sync {
     }
 }
 
+/// How long a cancelled step may take to stop by itself before it is dropped.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
+
 /// How a run ended: the one answer every front end words and maps to an exit status.
 #[derive(Clone, Debug)]
 pub enum RunEnd {
@@ -153,9 +156,16 @@ pub async fn run<E: StepExecutor>(
         let _ = events.send(RunEvent::StepStarted { step: step.id }).await;
         tracing::info!("step {}: {}", step.id + 1, step.title);
         let started = Instant::now();
+        let running = exec.execute(plan, step, events, cancel);
+        tokio::pin!(running);
         let outcome = tokio::select! {
-            r = exec.execute(plan, step, events, cancel) => r,
-            _ = cancel.cancelled() => Err(EngineError::Aborted),
+            r = &mut running => r,
+            _ = cancel.cancelled() => {
+                // A step that watches the token stops by itself and puts HERE back as it was
+                // (Bucardo's role settings, the lock gate); one that does not is dropped.
+                let _ = tokio::time::timeout(CANCEL_GRACE, &mut running).await;
+                Err(EngineError::Aborted)
+            }
         };
         let elapsed = started.elapsed();
         match outcome {

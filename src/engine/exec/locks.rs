@@ -138,7 +138,7 @@ const GATE_ATTEMPTS: u32 = 3;
 
 /// How often the sessions blocking Bucardo on HERE are looked for: Bucardo waits at most
 /// [`giveway::MAX_LOCK_TIMEOUT`] per try.
-pub(super) const BLOCKER_POLL: Duration = Duration::from_millis(50);
+pub(super) const BLOCKER_POLL: Duration = Duration::from_millis(200);
 
 pub(super) fn unreachable_watch() -> Result<(), EngineError> {
     Err(EngineError::Io("the lock watcher stopped".into()))
