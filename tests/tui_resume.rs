@@ -88,7 +88,11 @@ fn resume_in_the_wizard(sb: &Sandbox) -> String {
     let done = tmux.wait(
         "the end of the resumed run",
         Duration::from_secs(400),
-        |s| s.contains("Bootstrap complete") || s.contains("The bootstrap failed"),
+        // The whole Done frame: its footer is the last row drawn.
+        |s| {
+            (s.contains("Bootstrap complete") || s.contains("The bootstrap failed"))
+                && s.contains("Esc  run view")
+        },
     );
     assert!(done.contains("Bootstrap complete"), "{done}");
     assert!(
