@@ -313,13 +313,20 @@ impl DoneState {
 
     fn next_lines(&self, w: usize) -> Vec<Line<'static>> {
         let t = self.ui.theme;
-        let mut items: Vec<String> = if self.ok {
+        // What is not replicated, then the log, then the hints: on a small terminal the hints
+        // are what falls off the pane.
+        let log = self
+            .log_path
+            .as_ref()
+            .map(|p| format!("Log: {}", p.display()));
+        let items: Vec<String> = if self.ok {
             // The fixes were in the checks and the review; here only what and why.
             let mut v: Vec<String> = self
                 .account
                 .iter()
                 .map(|l| upper_first(l.split("; fix: ").next().unwrap_or(l)))
                 .collect();
+            v.extend(log);
             v.extend([
                 format!(
                     "Watch it: bucardo-bootstrap status (same flags) or bucardo status {}",
@@ -330,11 +337,10 @@ impl DoneState {
             ]);
             v
         } else {
-            vec!["Read the log, fix the cause, then run the wizard again".into()]
+            let mut v = vec!["Read the log, fix the cause, then run the wizard again".to_string()];
+            v.extend(log);
+            v
         };
-        if let Some(p) = &self.log_path {
-            items.push(format!("Log: {}", p.display()));
-        }
         items
             .iter()
             .flat_map(|i| wrap(&format!("• {i}"), w))
