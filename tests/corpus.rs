@@ -27,7 +27,7 @@
 mod common;
 
 use bucardo_bootstrap::sandbox::{self, Cluster, Sandbox, SandboxOptions};
-use common::writer::{AppReport, AppWriter, AppWriterOptions, Workload};
+use common::writer::{Abort, AppReport, AppWriter, AppWriterOptions, Workload};
 use common::{db_flags, show, tool};
 use std::collections::BTreeMap;
 use std::process::Output;
@@ -354,6 +354,7 @@ async fn bootstrap_under_live_writes(sc: Scenario) {
     let sb_ref = &sb;
     let out = tokio::task::block_in_place(|| run_tool(sb_ref, db, "run", &args));
     let during = here_writer.committed();
+    let aborted_during = here_writer.aborted();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     eprintln!("[{}] run {}\n{}", sc.name, args.join(" "), show(&out));
     let ran = out.status.success();
@@ -396,6 +397,15 @@ async fn bootstrap_under_live_writes(sc: Scenario) {
         sc.name,
         here_report.summary()
     );
+    // Until the run ended the application wrote on HERE alone: nothing it lost there can be
+    // anyone's doing but the bootstrap's.
+    checks.expect(
+        aborted_during == 0,
+        format!(
+            "no application transaction aborted while the bootstrap ran: {aborted_during} ({})",
+            here_report.abort_list()
+        ),
+    );
     for r in [Some(&here_report), there_report.as_ref()]
         .into_iter()
         .flatten()
@@ -403,7 +413,12 @@ async fn bootstrap_under_live_writes(sc: Scenario) {
         if r.label != "here" {
             eprintln!("[{}] {}", sc.name, r.summary());
         }
-        expect_no_aborts(&mut checks, r);
+        let after = if r.label == "here" {
+            aborted_during as usize
+        } else {
+            0
+        };
+        expect_no_aborts(&mut checks, &sc, r, after);
     }
 
     // The headless summary tells the truth about what is left out.
@@ -526,9 +541,25 @@ async fn bootstrap_under_live_writes(sc: Scenario) {
     checks.finish();
 }
 
-fn expect_no_aborts(checks: &mut Checks, r: &AppReport) {
+/// No transaction of `r` aborted after its `after`-th abort (the ones before are checked on
+/// their own), but for one kind once both masters take writes: Bucardo replays a row changed on the other master as DELETE then
+/// COPY, and an application transaction that checks a foreign key against that row at that
+/// instant finds it gone (23503). That is replication's steady state, not the bootstrap; it is
+/// counted and printed, and any other abort fails.
+fn expect_no_aborts(checks: &mut Checks, sc: &Scenario, r: &AppReport, after: usize) {
+    let replay = |a: &&Abort| sc.there_writer && a.sqlstate == "23503";
+    let (races, lost): (Vec<&Abort>, Vec<&Abort>) = r.aborts.iter().skip(after).partition(replay);
+    if !races.is_empty() {
+        eprintln!(
+            "[{}] {}: {} transaction(s) met Bucardo's DELETE + COPY replay of a row the other master changed (23503), once both masters wrote: {}",
+            sc.name,
+            r.label,
+            races.len(),
+            races.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; ")
+        );
+    }
     checks.expect(
-        r.aborted == 0,
+        lost.is_empty(),
         format!(
             "no application transaction aborted: {}\n{}",
             r.summary(),
