@@ -94,27 +94,17 @@ fn spawn(sb: &Sandbox, extra: &[&str]) -> Running {
         .arg("--yes")
         .args(flags(sb, "all"))
         .args(extra);
-    cmd.stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Running {
-        child,
-        lines: rx,
-        seen: vec![],
-    }
+    spawn_reading(cmd)
+}
+
+/// Everything the tool's log files in the state directory say.
+fn logged(sb: &Sandbox) -> String {
+    std::fs::read_dir(state_dir(sb))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
 }
 
 fn q(c: &Cluster, sql: &str) -> String {
@@ -238,12 +228,7 @@ async fn converted_generated_columns_replicate_both_ways_and_cleanup_restores_th
     );
     let (code, log) = tokio::task::block_in_place(|| spawn(&sb, &["--convert-generated"]).finish());
     assert_eq!(code, 0, "{log}");
-    let logged: String = std::fs::read_dir(state_dir(&sb))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let logged = logged(&sb);
     assert!(
         logged.contains("generated columns converted on both sides (0 retries for a lock)"),
         "{logged}"
@@ -470,12 +455,7 @@ async fn the_conversion_gives_way_to_the_application() {
         assert_eq!(column_state(c, ITEMS, "Line Total"), ":5", "{}", c.name);
         assert_eq!(q(c, WRONG_ITEMS), "0", "{}", c.name);
     }
-    let logged: String = std::fs::read_dir(state_dir(&sb))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let logged = logged(&sb);
     assert!(
         logged.contains("generated columns converted on both sides (")
             && !logged.contains("converted on both sides (0 retries"),
@@ -496,16 +476,7 @@ fn the_script_converts_like_the_run() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", show(&out));
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", sb.root.join("home"))
-        .env("PGPASSWORD", &sb.password)
-        .env("BUCARDOPASS", BUCARDO_PASS)
-        .current_dir(&sb.root)
-        .output()
-        .unwrap();
+    let out = run_script(&sb, &script);
     assert!(out.status.success(), "the script failed: {}", show(&out));
     for c in [&sb.here, &sb.there] {
         assert_eq!(column_state(c, ITEMS, "Line Total"), ":5", "{}", c.name);

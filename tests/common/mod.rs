@@ -180,6 +180,11 @@ pub fn spawn_run_env(sb: &Sandbox, extra: &[&str], env: &[(&str, &str)]) -> Runn
         .arg("--yes")
         .args(conn_flags(sb, "all"))
         .args(extra);
+    spawn_reading(cmd)
+}
+
+/// Starts `cmd` in the background, its stderr read line by line.
+pub fn spawn_reading(mut cmd: Command) -> Running {
     cmd.stderr(Stdio::piped()).stdout(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
