@@ -10,6 +10,18 @@ use bucardo_bootstrap::engine::ident::TableName;
 use common::*;
 use std::time::Duration;
 
+/// How many settings of ours are on a role in some database (Bucardo's, during the steps).
+const ROLE_SETTINGS: &str = "(SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') ~ '(lock|deadlock)_timeout')";
+
+/// Polls `sql` (one boolean) on `watch` until it is true; fails after 180 s saying `what`.
+async fn wait_until(watch: &tokio_postgres::Client, sql: &str, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !watch.query_one(sql, &[]).await.unwrap().get::<_, bool>(0) {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trigger_installation_reports_its_blocker_and_proceeds_when_it_ends() {
     let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(1))
@@ -39,7 +51,10 @@ async fn trigger_installation_reports_its_blocker_and_proceeds_when_it_ends() {
     blocker.batch_execute("COMMIT").await.unwrap();
     let (code, out) = tokio::task::block_in_place(|| r.finish());
     assert_eq!(code, 0, "the run goes on once the lock is released: {out}");
-    let setting = sb.here.psql("widgets", "SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') ~ '(lock|deadlock)_timeout'").unwrap();
+    let setting = sb
+        .here
+        .psql("widgets", &format!("SELECT {ROLE_SETTINGS}"))
+        .unwrap();
     assert_eq!(setting.trim(), "0", "the temporary lock_timeout is reset");
 }
 
@@ -75,27 +90,15 @@ async fn an_application_transaction_in_a_deadlock_with_the_trigger_installation_
         .unwrap();
 
     let r = spawn_run(&sb, &[]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    let holds_bar_and_waits =
-        "SELECT count(*) FROM pg_locks h JOIN pg_stat_activity s ON s.pid = h.pid
+    wait_until(
+        &watch,
+        "SELECT EXISTS (SELECT 1 FROM pg_locks h JOIN pg_stat_activity s ON s.pid = h.pid
           WHERE s.usename = 'bucardo' AND s.datname = 'widgets' AND h.granted
             AND h.mode = 'ShareRowExclusiveLock' AND h.relation = 'public.bar'::regclass
-            AND EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = s.pid AND NOT w.granted)";
-    loop {
-        let n: i64 = watch
-            .query_one(holds_bar_and_waits, &[])
-            .await
-            .unwrap()
-            .get(0);
-        if n > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Bucardo never waited for public.events while holding public.bar"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+            AND EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = s.pid AND NOT w.granted))",
+        "Bucardo never waited for public.events while holding public.bar",
+    )
+    .await;
     // B: what an application transaction writing orders, then bar, takes.
     b.batch_execute("BEGIN; LOCK TABLE public.orders IN ROW EXCLUSIVE MODE")
         .await
@@ -148,10 +151,7 @@ async fn an_application_transaction_in_a_deadlock_with_the_trigger_installation_
     );
     let settings = sb
         .here
-        .psql(
-            "widgets",
-            "SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') ~ '(lock|deadlock)_timeout'",
-        )
+        .psql("widgets", &format!("SELECT {ROLE_SETTINGS}"))
         .unwrap();
     assert_eq!(settings.trim(), "0", "Bucardo's role settings are reset");
 }
@@ -170,26 +170,15 @@ async fn ctrl_c_while_the_triggers_wait_leaves_no_setting_and_no_gate_on_here() 
         .unwrap();
     let r = spawn_run(&sb, &[]);
     // The gate is in place and Bucardo's role has its settings: the state to interrupt.
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let ready: bool = watch
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'bucardo_bootstrap_lock_gate')
-                    AND EXISTS (SELECT 1 FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') ~ 'deadlock_timeout')",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if ready {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the gate never went in"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        &watch,
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'bucardo_bootstrap_lock_gate')
+                AND {ROLE_SETTINGS} > 0"
+        ),
+        "the gate never went in",
+    )
+    .await;
     let pid = r.child.id().to_string();
     let sent = std::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -200,9 +189,11 @@ async fn ctrl_c_while_the_triggers_wait_leaves_no_setting_and_no_gate_on_here() 
     assert_eq!(code, 130, "{out}");
     let left: String = watch
         .query_one(
-            "SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname = 'bucardo_bootstrap_lock_gate')
-                 || ' ' || (SELECT count(*) FROM pg_namespace WHERE nspname = 'bucardo_bootstrap')
-                 || ' ' || (SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') ~ '(lock|deadlock)_timeout')",
+            &format!(
+                "SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname = 'bucardo_bootstrap_lock_gate')
+                     || ' ' || (SELECT count(*) FROM pg_namespace WHERE nspname = 'bucardo_bootstrap')
+                     || ' ' || {ROLE_SETTINGS}"
+            ),
             &[],
         )
         .await
@@ -237,7 +228,7 @@ async fn ctrl_c_while_the_triggers_wait_leaves_no_setting_and_no_gate_on_here() 
         .here
         .psql(
             "widgets",
-            "SELECT (SELECT count(*) FROM pg_event_trigger) || ' ' || (SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') ~ 'timeout')",
+            &format!("SELECT (SELECT count(*) FROM pg_event_trigger) || ' ' || {ROLE_SETTINGS}"),
         )
         .unwrap();
     assert_eq!(left.trim(), "0 0", "{}", show(&out));
