@@ -5,6 +5,7 @@
 //! [`Draft::build`] turns into engine [`Settings`] with passwords resolved.
 
 use crate::engine::conn::{default_passfile, ConnDefaults, ConnSpec, Env, SslMode};
+use crate::engine::governor::Limits;
 use crate::engine::ident::parse_table_list;
 use crate::engine::secret::Secret;
 use crate::engine::settings::{
@@ -165,6 +166,14 @@ pub struct ConnArgs {
     /// column that a BEFORE INSERT OR UPDATE trigger computes, on both sides (`cleanup` undoes it).
     #[arg(long = "convert-generated", global = true)]
     pub convert_generated: bool,
+    /// The governor: slow the copy and verification down when HERE's transaction rate drops
+    /// this much below its baseline (percent, default 20), or `off` to run them at full speed.
+    #[arg(long = "max-load", global = true, value_name = "PERCENT|off")]
+    pub max_load: Option<String>,
+    /// Pause them when HERE's transaction rate drops this much below its baseline (percent,
+    /// default 35), until HERE recovers.
+    #[arg(long = "critical-load", global = true, value_name = "PERCENT")]
+    pub critical_load: Option<String>,
 }
 
 impl ConnArgs {
@@ -187,6 +196,8 @@ impl ConnArgs {
             jobs: self.jobs.or(top.jobs),
             kick_timeout: self.kick_timeout.or(top.kick_timeout),
             convert_generated: self.convert_generated || top.convert_generated,
+            max_load: self.max_load.clone().or(top.max_load.clone()),
+            critical_load: self.critical_load.clone().or(top.critical_load.clone()),
         }
     }
 }
@@ -217,6 +228,11 @@ pub struct Draft {
     pub kick_timeout_s: u64,
     #[serde(default)]
     pub convert_generated: bool,
+    /// `--max-load` and `--critical-load` as typed (empty: the defaults).
+    #[serde(default)]
+    pub max_load: String,
+    #[serde(default)]
+    pub critical_load: String,
     /// PGPASSWORD, or one typed at a prompt: HERE's and THERE's superuser.
     #[serde(skip)]
     pub pg_password: Option<Secret>,
@@ -286,6 +302,8 @@ impl Draft {
             jobs: a.jobs.unwrap_or_else(default_jobs),
             kick_timeout_s: a.kick_timeout.unwrap_or(600),
             convert_generated: a.convert_generated,
+            max_load: a.max_load.clone().unwrap_or_default(),
+            critical_load: a.critical_load.clone().unwrap_or_default(),
             pg_password: env.var("PGPASSWORD").map(Secret::new),
             bucardo_password: env.var("BUCARDOPASS").map(Secret::new),
             passfile: default_passfile(env),
@@ -386,6 +404,7 @@ impl Draft {
                 format!("--jobs must be between 1 and 64, not {}", self.jobs),
             ));
         }
+        let governor = self.governor_limits()?;
         if self.bucardo_user.is_empty() {
             return Err(DraftError::new(
                 DraftField::BucardoUser,
@@ -415,7 +434,38 @@ impl Draft {
             log_dir: PathBuf::from(&self.log_dir),
             kick_timeout_s: self.kick_timeout_s,
             convert_generated: self.convert_generated,
+            governor,
         })
+    }
+
+    /// `--max-load` and `--critical-load`, checked against each other.
+    fn governor_limits(&self) -> Result<Limits, DraftError> {
+        let bad = |m: String| DraftError::new(DraftField::Governor, m);
+        let mut l = Limits::default();
+        if !self.max_load.trim().is_empty() {
+            match Limits::parse_share(&self.max_load)
+                .map_err(|e| bad(format!("--max-load: {e}")))?
+            {
+                Some(v) => l.max_load = v,
+                None => return Ok(Limits::off()),
+            }
+        }
+        if !self.critical_load.trim().is_empty() {
+            l.critical_load = Limits::parse_share(&self.critical_load)
+                .map_err(|e| bad(format!("--critical-load: {e}")))?
+                .ok_or_else(|| {
+                    bad("--critical-load: to turn the governor off, say --max-load off".into())
+                })?;
+        } else if l.critical_load <= l.max_load {
+            l.critical_load = (l.max_load + 15).min(95);
+        }
+        if l.critical_load <= l.max_load {
+            return Err(bad(format!(
+                "--critical-load ({}%) must be above --max-load ({}%)",
+                l.critical_load, l.max_load
+            )));
+        }
+        Ok(l)
     }
 }
 
@@ -429,6 +479,7 @@ pub enum DraftField {
     Name(NameKind),
     Tables,
     Jobs,
+    Governor,
 }
 
 /// A setting that does not validate: which one, and what to do about it.

@@ -84,6 +84,12 @@ fn draft_of(s: &Settings) -> Draft {
         jobs: s.jobs,
         kick_timeout_s: s.kick_timeout_s,
         convert_generated: s.convert_generated,
+        max_load: if s.governor.enabled {
+            s.governor.max_load.to_string()
+        } else {
+            "off".into()
+        },
+        critical_load: s.governor.critical_load.to_string(),
         pg_password: None,
         bucardo_password: None,
         passfile: None,

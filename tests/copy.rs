@@ -151,8 +151,18 @@ async fn run_copy_cancelling(
         all
     });
     let snapshot = Snapshot::export(&here).await.expect("snapshot");
-    let r =
-        copy::copy_tables_with(&here, &there, &snapshot, infos, prior, opts, &tx, &cancel).await;
+    let r = copy::copy_tables_with(
+        &here,
+        &there,
+        copy::Source::Shared(&snapshot),
+        infos,
+        prior,
+        opts,
+        &bucardo_bootstrap::engine::governor::Pace::unlimited(),
+        &tx,
+        &cancel,
+    )
+    .await;
     snapshot.release().await;
     drop(tx);
     (r, collector.await.expect("collector"))

@@ -964,9 +964,19 @@ async fn adversarial_names_through_catalog_copy_and_bucardo() {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let cancel = tokio_util::sync::CancellationToken::new();
-    let copied = copy::copy_tables(&src, &dst, &snapshot, &all, &[], 2, &tx, &cancel)
-        .await
-        .unwrap();
+    let copied = copy::copy_tables(
+        &src,
+        &dst,
+        copy::Source::Shared(&snapshot),
+        &all,
+        &[],
+        2,
+        &bucardo_bootstrap::engine::governor::Pace::unlimited(),
+        &tx,
+        &cancel,
+    )
+    .await
+    .unwrap();
     snapshot.release().await;
     drop(tx);
     drain.await.unwrap();

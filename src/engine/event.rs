@@ -145,6 +145,8 @@ pub enum RunEvent {
     },
     Copy(CopyEvent),
     Verified(TableVerdict),
+    /// HERE's health and the governor's state, once a second while the run lasts.
+    Here(crate::engine::governor::View),
     /// A line for the log pane (already redacted).
     Log {
         level: LogLevel,

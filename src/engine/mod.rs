@@ -17,6 +17,7 @@ pub mod exec;
 pub mod files;
 pub mod generated;
 pub mod giveway;
+pub mod governor;
 pub mod ident;
 pub mod journal;
 pub mod plan;

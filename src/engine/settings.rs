@@ -156,6 +156,9 @@ pub struct Settings {
     /// [`crate::engine::generated`].
     #[serde(default)]
     pub convert_generated: bool,
+    /// How much HERE may suffer from the copy and verification (`--max-load`, `--critical-load`).
+    #[serde(default)]
+    pub governor: crate::engine::governor::Limits,
 }
 
 impl Settings {

@@ -6,6 +6,7 @@
 use crate::engine::error::EngineError;
 use crate::engine::event::{ConfirmMode, GateReply, RunEvent};
 use crate::engine::exec::{self, LiveExecutor};
+use crate::engine::governor::{self, Steer};
 use crate::engine::ident::TableName;
 use crate::engine::journal::{Journal, JournalData};
 use crate::engine::plan::{self, Plan, StepKind};
@@ -149,8 +150,15 @@ pub enum Interrupt {
 pub struct RunHandle {
     pub events: mpsc::Receiver<RunEvent>,
     pub gate: mpsc::Sender<GateReply>,
+    /// The operator's commands to the governor (pause, resume, slower, faster).
+    pub steer: mpsc::UnboundedSender<Steer>,
     pub cancel: CancellationToken,
     pub done: tokio::task::JoinHandle<RunResult>,
+}
+
+/// The file whose presence pauses the heavy work on HERE (for a run without a terminal).
+pub fn pause_file(settings: &Settings) -> std::path::PathBuf {
+    settings.state_dir().join("pause")
 }
 
 /// Starts `plan`: opens its journal, builds the live executor and spawns the runner.
@@ -162,8 +170,24 @@ pub fn start(
 ) -> Result<RunHandle, EngineError> {
     let mut journal = Journal::open(&settings.state_dir(), &plan.fingerprint)?;
     journal.data.tables = plan.tables.iter().map(|t| t.name.clone()).collect();
-    let executor = LiveExecutor::new(settings, journal)?;
     let (etx, erx) = mpsc::channel::<RunEvent>(EVENT_CAPACITY);
+    let governor_stop = CancellationToken::new();
+    let governed = governor::probe::spawn(
+        settings.here.clone(),
+        settings.governor,
+        settings.jobs,
+        Some(pause_file(&settings)),
+        etx.clone(),
+        governor_stop.clone(),
+    );
+    let steer = governed.steer.clone();
+    let executor = match LiveExecutor::new(settings, journal) {
+        Ok(e) => e.with_governor(governed),
+        Err(e) => {
+            governor_stop.cancel();
+            return Err(e);
+        }
+    };
     let (gtx, mut grx) = mpsc::channel::<GateReply>(8);
     let cancel = CancellationToken::new();
     if interrupt == Interrupt::CtrlC {
@@ -177,11 +201,14 @@ pub fn start(
     }
     let runner_cancel = cancel.clone();
     let done = tokio::spawn(async move {
-        runner::run(&plan, &executor, mode, &mut grx, &etx, &runner_cancel).await
+        let r = runner::run(&plan, &executor, mode, &mut grx, &etx, &runner_cancel).await;
+        governor_stop.cancel();
+        r
     });
     Ok(RunHandle {
         events: erx,
         gate: gtx,
+        steer,
         cancel,
         done,
     })

@@ -174,6 +174,53 @@ pub struct RunState {
     /// What the plan does not simply replicate: materialized views refreshed once, and what is
     /// left out with the reason ([`crate::engine::coverage::Coverage::report`]).
     pub account: Vec<String>,
+    /// HERE's health as the governor saw it, once a second for the whole run.
+    pub here: HereHistory,
+}
+
+/// One second of HERE: its transaction rate and probe round-trip, and the step running then.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HerePoint {
+    pub at_s: f64,
+    pub rate: f64,
+    pub probe_ms: f64,
+    pub step: Option<StepId>,
+}
+
+/// The governor's reports folded: the latest, and the whole series.
+#[derive(Clone, Debug, Default)]
+pub struct HereHistory {
+    pub latest: Option<crate::engine::governor::View>,
+    pub points: Vec<HerePoint>,
+    /// The oldest snapshot the bootstrap held on HERE, at its oldest.
+    pub max_held: Option<crate::engine::governor::Held>,
+}
+
+impl HereHistory {
+    /// The last `n` rates, oldest first.
+    pub fn recent_rates(&self, n: usize) -> Vec<f64> {
+        let from = self.points.len().saturating_sub(n);
+        self.points[from..].iter().map(|p| p.rate).collect()
+    }
+
+    /// The last `n` probe round-trips in ms, oldest first.
+    pub fn recent_probes(&self, n: usize) -> Vec<f64> {
+        let from = self.points.len().saturating_sub(n);
+        self.points[from..].iter().map(|p| p.probe_ms).collect()
+    }
+
+    /// Mean, worst and seconds under half of the first baseline, over the whole run, in percent.
+    pub fn summary(&self) -> Option<(f64, f64, usize)> {
+        let base = self.latest.as_ref()?.first_baseline?.rate;
+        if base < crate::engine::governor::MIN_STEERING_RATE || self.points.is_empty() {
+            return None;
+        }
+        let pcts: Vec<f64> = self.points.iter().map(|p| p.rate / base * 100.0).collect();
+        let mean = pcts.iter().sum::<f64>() / pcts.len() as f64;
+        let worst = pcts.iter().copied().fold(f64::INFINITY, f64::min);
+        let under = pcts.iter().filter(|p| **p < 50.0).count();
+        Some((mean, worst, under))
+    }
 }
 
 impl RunState {
@@ -216,6 +263,7 @@ impl RunState {
             copy_ended: None,
             verdicts: Vec::new(),
             account: plan.coverage.report(),
+            here: HereHistory::default(),
             aborting: false,
             finished: None,
             result: None,
@@ -305,6 +353,23 @@ impl RunState {
                 self.verdicts.push(v);
             }
             RunEvent::Log { level, message } => self.push_log(level, message),
+            RunEvent::Here(view) => {
+                let step = self.current_step().map(|s| s.id);
+                if view.first_baseline.is_some() {
+                    self.here.points.push(HerePoint {
+                        at_s: view.at_s,
+                        rate: view.rate,
+                        probe_ms: view.probe_ms,
+                        step,
+                    });
+                }
+                if let Some(h) = view.held {
+                    if self.here.max_held.is_none_or(|m| h.secs > m.secs) {
+                        self.here.max_held = Some(h);
+                    }
+                }
+                self.here.latest = Some(view);
+            }
             RunEvent::Finished { ok, summary } => {
                 self.gate = None;
                 self.finished = Some(Finish { ok, summary });

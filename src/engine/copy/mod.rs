@@ -1,11 +1,19 @@
 //! The data copy: every chosen table streamed from HERE's `COPY ... TO STDOUT` into THERE's
-//! `COPY ... FROM STDIN`, with no temporary files and bounded buffers. All workers import one
-//! snapshot that HERE exported after Bucardo's triggers committed, so every change is either in
-//! the snapshot or a delta. THERE's sessions run with `session_replication_role = replica` (no
-//! Bucardo trigger, no FK check fires) and `synchronous_commit = off`.
+//! `COPY ... FROM STDIN`, with no temporary files and bounded buffers. THERE's sessions run with
+//! `session_replication_role = replica` (no Bucardo trigger, no FK check fires) and
+//! `synchronous_commit = off`.
 //!
-//! This module owns the scheduling: `jobs` workers, each with one HERE session in the snapshot
-//! and one THERE session, take work largest first from one queue. Work is a whole table, or a key
+//! Where the rows come from is a [`Source`]. In the bootstrap each piece reads HERE in its own
+//! snapshot ([`Source::PerPiece`]): Bucardo's triggers committed before the copy began, so every
+//! change after any piece's snapshot is a delta that Bucardo replays, and HERE's vacuum is held
+//! back for one piece at a time, never for the whole copy. The standalone `copy` command, with no
+//! triggers, has all workers import one exported snapshot ([`Source::Shared`]).
+//!
+//! Every worker keeps to the governor's pace ([`crate::engine::governor::Pace`]): it takes a new
+//! piece only when the governor admits it, and its pump rests between slices.
+//!
+//! This module owns the scheduling: `jobs` workers, each with one HERE session and one THERE
+//! session, take work largest first from one queue. Work is a whole table, or a key
 //! range of a table larger than [`CopyOptions::split_bytes`] ([`parts`]). Each piece commits in
 //! its own THERE transaction; a table is finished when its last piece committed. A table with
 //! deferrable secondary indexes is copied whole, its indexes dropped and rebuilt in its copy's transaction
@@ -25,6 +33,7 @@ use crate::engine::catalog::TableInfo;
 use crate::engine::conn::{ConnSpec, Side};
 use crate::engine::error::EngineError;
 use crate::engine::event::{CopyEvent, LogLevel, RunEvent};
+use crate::engine::governor::Pace;
 use crate::engine::ident::{quote_ident, quote_literal, TableName};
 use format::{ColumnMap, Format, FormatChoice};
 use indexes::DeferredIndex;
@@ -144,23 +153,36 @@ impl Snapshot {
     }
 }
 
-/// Copies `tables` with `jobs` workers inside `snapshot`, largest first, with the default
-/// [`CopyOptions`] (and their environment overrides).
+/// Where the copy reads HERE (see the module docs).
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// Every worker imports this snapshot: one consistent image of HERE.
+    Shared(&'a Snapshot),
+    /// Each piece reads in a snapshot of its own, taken when it starts.
+    PerPiece,
+}
+
+/// Copies `tables` with `jobs` workers from `source`, largest first, with the default
+/// [`CopyOptions`] (and their environment overrides), at the governor's `pace`.
 /// `prior` holds the tables an earlier run left partly copied in key ranges: only their missing
 /// ranges are copied, cut as before.
 #[allow(clippy::too_many_arguments)]
 pub async fn copy_tables(
     here: &ConnSpec,
     there: &ConnSpec,
-    snapshot: &Snapshot,
+    source: Source<'_>,
     tables: &[TableInfo],
     prior: &[RangesDone],
     jobs: usize,
+    pace: &Pace,
     events: &mpsc::Sender<RunEvent>,
     cancel: &CancellationToken,
 ) -> Result<Vec<TableCopied>, EngineError> {
     let opts = CopyOptions::new(jobs).with_env();
-    copy_tables_with(here, there, snapshot, tables, prior, &opts, events, cancel).await
+    copy_tables_with(
+        here, there, source, tables, prior, &opts, pace, events, cancel,
+    )
+    .await
 }
 
 /// One unit of work: a table, or a key range of it.
@@ -184,17 +206,34 @@ struct Piece {
 pub async fn copy_tables_with(
     here: &ConnSpec,
     there: &ConnSpec,
-    snapshot: &Snapshot,
+    source: Source<'_>,
     tables: &[TableInfo],
     prior: &[RangesDone],
     opts: &CopyOptions,
+    pace: &Pace,
     events: &mpsc::Sender<RunEvent>,
     cancel: &CancellationToken,
 ) -> Result<Vec<TableCopied>, EngineError> {
     if tables.is_empty() {
         return Ok(vec![]);
     }
-    let pieces = plan_pieces(there, snapshot, tables, prior, opts, events).await?;
+    let own_here;
+    let here_c: &Client = match source {
+        Source::Shared(s) => s.client(),
+        Source::PerPiece => {
+            own_here = here.connect(Side::Here).await?;
+            own_here
+                .batch_execute(STABLE_TEXT)
+                .await
+                .map_err(|e| EngineError::sql(Side::Here, "preparing the copy's session", &e))?;
+            &own_here
+        }
+    };
+    let pieces = plan_pieces(there, here_c, tables, prior, opts, events).await?;
+    let snapshot_id: Option<String> = match source {
+        Source::Shared(s) => Some(s.id.clone()),
+        Source::PerPiece => None,
+    };
     let tallies: Vec<Arc<Tally>> = {
         let mut seen = HashMap::new();
         for p in &pieces {
@@ -220,17 +259,26 @@ pub async fn copy_tables_with(
     let _stop_guard = stop.clone().drop_guard();
     let first_err: Arc<Mutex<Option<EngineError>>> = Arc::default();
     let mut workers = Vec::new();
-    for _ in 0..workers_n {
-        let (here, there, snap) = (here.clone(), there.clone(), snapshot.id.clone());
-        let (queue, events, stop, watch, first_err) = (
+    for index in 0..workers_n {
+        let (here, there, snap) = (here.clone(), there.clone(), snapshot_id.clone());
+        let (queue, events, stop, watch, first_err, pace) = (
             queue.clone(),
             events.clone(),
             stop.clone(),
             watch.clone(),
             first_err.clone(),
+            pace.clone(),
         );
         workers.push(tokio::spawn(async move {
-            let r = worker(&here, &there, &snap, &queue, &events, &stop, &watch).await;
+            let ctx = WorkerCtx {
+                index,
+                queue: &queue,
+                events: &events,
+                stop: &stop,
+                watch: &watch,
+                pace: &pace,
+            };
+            let r = worker(&here, &there, snap.as_deref(), ctx).await;
             if let Err(Stop::Failed(e)) = r {
                 // The first failure is the cause; the others' are its consequences.
                 if let Ok(mut slot) = first_err.lock() {
@@ -275,14 +323,13 @@ pub async fn copy_tables_with(
 /// Chooses each table's format and ranges, and orders the pieces largest first.
 async fn plan_pieces(
     there: &ConnSpec,
-    snapshot: &Snapshot,
+    here_c: &Client,
     tables: &[TableInfo],
     prior: &[RangesDone],
     opts: &CopyOptions,
     events: &mpsc::Sender<RunEvent>,
 ) -> Result<Vec<Piece>, EngineError> {
     let names: Vec<TableName> = tables.iter().map(|t| t.name.clone()).collect();
-    let here_c = snapshot.client();
     let there_c = there.connect(Side::There).await?;
     let (here_cols, there_cols): (ColumnMap, ColumnMap) = tokio::try_join!(
         format::columns(here_c, Side::Here, &names),
@@ -466,30 +513,47 @@ async fn plan_pieces(
     Ok(pieces)
 }
 
-/// One worker: a HERE session in the snapshot and a THERE session, taking pieces until none is
-/// left or the run stops.
+/// What a worker shares with the others.
+struct WorkerCtx<'a> {
+    index: usize,
+    queue: &'a Mutex<VecDeque<Piece>>,
+    events: &'a mpsc::Sender<RunEvent>,
+    stop: &'a CancellationToken,
+    watch: &'a Watch,
+    pace: &'a Pace,
+}
+
+/// One worker: a HERE session (in the shared snapshot, if any) and a THERE session, taking
+/// pieces until none is left or the run stops.
 async fn worker(
     here: &ConnSpec,
     there: &ConnSpec,
-    snapshot: &str,
-    queue: &Mutex<VecDeque<Piece>>,
-    events: &mpsc::Sender<RunEvent>,
-    stop: &CancellationToken,
-    watch: &Watch,
+    snapshot: Option<&str>,
+    ctx: WorkerCtx<'_>,
 ) -> Result<(), Stop> {
+    let WorkerCtx {
+        index,
+        queue,
+        events,
+        stop,
+        watch,
+        pace,
+    } = ctx;
     let (src, dst, dst_pid) = tokio::select! {
         biased;
         _ = stop.cancelled() => return Err(Stop::Stopped),
         r = open_worker(here, there, snapshot) => r.map_err(Stop::Failed)?,
     };
     loop {
-        if stop.is_cancelled() {
-            return Err(Stop::Stopped);
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Err(Stop::Stopped),
+            () = pace.admit(index) => {}
         }
         let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
         let Some(piece) = next else { break };
         watch.set(dst_pid, Activity::Copying(piece.tally.clone()));
-        let r = copy_piece(&src, (&dst, dst_pid), &piece, events, stop, watch).await;
+        let r = copy_piece(&src, (&dst, dst_pid), &piece, events, stop, watch, pace).await;
         watch.clear(dst_pid);
         if let Err(e) = r {
             if let Stop::Failed(err) = &e {
@@ -503,20 +567,29 @@ async fn worker(
             return Err(e);
         }
     }
-    let _ = src.batch_execute("COMMIT").await;
+    if snapshot.is_some() {
+        let _ = src.batch_execute("COMMIT").await;
+    }
     Ok(())
 }
 
 async fn open_worker(
     here: &ConnSpec,
     there: &ConnSpec,
-    snapshot: &str,
+    snapshot: Option<&str>,
 ) -> Result<(Client, Client, i32), EngineError> {
     let src = here.connect(Side::Here).await?;
+    // Without a shared snapshot each piece's COPY statement reads in its own.
+    let import = snapshot
+        .map(|id| {
+            format!(
+                "; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                quote_literal(id)
+            )
+        })
+        .unwrap_or_default();
     src.batch_execute(&format!(
-        "{STABLE_TEXT}; SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
-         BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
-        quote_literal(snapshot)
+        "{STABLE_TEXT}; SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0{import}"
     ))
     .await
     .map_err(|e| EngineError::sql(Side::Here, "importing the snapshot", &e))?;
@@ -543,6 +616,7 @@ async fn copy_piece(
     events: &mpsc::Sender<RunEvent>,
     stop: &CancellationToken,
     watch: &Watch,
+    pace: &Pace,
 ) -> Result<(), Stop> {
     let tally = &piece.tally;
     let err = |e: tokio_postgres::Error| {
@@ -571,10 +645,11 @@ async fn copy_piece(
             tally,
             events,
             stop,
+            pace,
         )
         .await?;
         if !piece.defer.is_empty() {
-            build_indexes((dst, dst_pid), piece, stop, watch).await?;
+            build_indexes((dst, dst_pid), piece, stop, watch, pace).await?;
         }
         Ok(moved)
     };
@@ -612,6 +687,7 @@ async fn build_indexes(
     piece: &Piece,
     stop: &CancellationToken,
     watch: &Watch,
+    pace: &Pace,
 ) -> Result<(), Stop> {
     let table = &piece.tally.table;
     let err = |e: tokio_postgres::Error| {
@@ -633,6 +709,12 @@ async fn build_indexes(
             },
         );
         let sql = indexes::create_sql(d);
+        // A build is one statement: it cannot be slowed, only held back while HERE is paused.
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Err(Stop::Stopped),
+            () = pace.breathe(Duration::ZERO) => {}
+        }
         let r = tokio::select! {
             biased;
             _ = stop.cancelled() => Err(Stop::Stopped),
@@ -643,15 +725,16 @@ async fn build_indexes(
     Ok(())
 }
 
-/// Sequence values as of the snapshot, set on THERE (as `pg_dump --data-only` does).
+/// Sequence values as `here` sees them (the shared snapshot's session, or a fresh one after a
+/// copy in per-piece snapshots: later values are never behind any row copied), set on THERE as
+/// `pg_dump --data-only` does.
 pub async fn copy_sequence_values(
-    snapshot: &Snapshot,
+    here: &Client,
     there: &Client,
     sequences: &[TableName],
 ) -> Result<(), EngineError> {
     for q in sequences {
-        let row = snapshot
-            .client()
+        let row = here
             .query_one(
                 format!("SELECT last_value, is_called FROM {}", q.sql()).as_str(),
                 &[],

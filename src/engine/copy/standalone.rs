@@ -5,10 +5,11 @@
 use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::{ConnSpec, Side};
 use crate::engine::copy::{
-    copy_sequence_values, copy_tables_with, CopyOptions, Snapshot, TableCopied,
+    copy_sequence_values, copy_tables_with, CopyOptions, Snapshot, Source, TableCopied,
 };
 use crate::engine::error::EngineError;
 use crate::engine::event::{LogLevel, RunEvent};
+use crate::engine::governor::Pace;
 use crate::engine::ident::TableName;
 use crate::engine::plan::human_bytes;
 use crate::engine::settings::TableSelection;
@@ -62,8 +63,18 @@ pub async fn copy(
         })
         .await;
     let opts = CopyOptions::new(jobs).with_env();
-    let result =
-        copy_tables_with(here, there, &snapshot, &chosen, &[], &opts, events, cancel).await;
+    let result = copy_tables_with(
+        here,
+        there,
+        Source::Shared(&snapshot),
+        &chosen,
+        &[],
+        &opts,
+        &Pace::unlimited(),
+        events,
+        cancel,
+    )
+    .await;
     let result = match result {
         Ok(copied) => {
             let seqs: BTreeSet<TableName> = chosen
@@ -71,7 +82,7 @@ pub async fn copy(
                 .flat_map(|t| t.sequences.iter().map(|s| s.sequence.clone()))
                 .collect();
             let seqs: Vec<TableName> = seqs.into_iter().collect();
-            copy_sequence_values(&snapshot, &there_c, &seqs)
+            copy_sequence_values(snapshot.client(), &there_c, &seqs)
                 .await
                 .map(|()| Copied {
                     tables: copied,

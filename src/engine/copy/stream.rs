@@ -9,6 +9,7 @@
 use crate::engine::copy::format::Format;
 use crate::engine::error::{pg_message, EngineError};
 use crate::engine::event::{CopyEvent, RunEvent};
+use crate::engine::governor::Pace;
 use crate::engine::ident::TableName;
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
@@ -21,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 /// At most this often per table does progress go out.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The pump works this long between the governor's rests.
+pub const SLICE: Duration = Duration::from_millis(50);
 
 /// Rows travel to THERE in batches of about this many bytes.
 pub const BATCH_BYTES: usize = 64 * 1024;
@@ -318,6 +322,7 @@ pub async fn pump(
     tally: &Tally,
     events: &mpsc::Sender<RunEvent>,
     stop: &CancellationToken,
+    pace: &Pace,
 ) -> Result<Pumped, Stop> {
     let table = &tally.table;
     let err = |e: tokio_postgres::Error| {
@@ -344,6 +349,7 @@ pub async fn pump(
     let mut batch = BytesMut::with_capacity(BATCH_BYTES + 8 * 1024);
     let mut bytes = 0u64;
     let mut unsent = Unsent::default();
+    let mut slice = Instant::now();
     loop {
         let next = tokio::select! {
             biased;
@@ -364,6 +370,15 @@ pub async fn pump(
                 r = writer.feed(batch.split().freeze()) => r.map_err(err)?,
             }
             tally.maybe_report(events, &mut unsent);
+            if slice.elapsed() >= SLICE {
+                // Resting here leaves HERE's COPY blocked on its socket: it stops working too.
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped => return Err(Stop::Stopped),
+                    () = pace.breathe(slice.elapsed()) => {}
+                }
+                slice = Instant::now();
+            }
         }
     }
     if !batch.is_empty() {

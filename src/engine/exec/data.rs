@@ -104,13 +104,12 @@ impl LiveExecutor {
                     .map_err(|e| EngineError::sql(Side::There, format!("emptying {}", t.name), &e))?;
             }
         }
-        let snapshot = Snapshot::export(&s.here).await?;
         log(
             events,
             LogLevel::Info,
             format!(
-                "snapshot {} exported on HERE; copying {} tables with {} workers",
-                snapshot.id,
+                "copying {} tables with {} workers, each piece in a snapshot of its own on HERE \
+                 (Bucardo's triggers log every change since before the first one)",
                 todo.len(),
                 s.jobs
             ),
@@ -146,7 +145,15 @@ impl LiveExecutor {
         };
         let copy = async {
             let r = copy::copy_tables(
-                &s.here, &s.there, &snapshot, &todo, &partial, s.jobs, &tx, cancel,
+                &s.here,
+                &s.there,
+                copy::Source::PerPiece,
+                &todo,
+                &partial,
+                s.jobs,
+                &self.governed.pace,
+                &tx,
+                cancel,
             )
             .await;
             drop(tx);
@@ -161,8 +168,8 @@ impl LiveExecutor {
             .into_iter()
             .map(|f| f.sequence)
             .collect();
-        copy::copy_sequence_values(&snapshot, &there, &seqs).await?;
-        snapshot.release().await;
+        let here = s.here.connect(Side::Here).await?;
+        copy::copy_sequence_values(&here, &there, &seqs).await?;
         let rows: u64 = copied.iter().map(|c| c.rows).sum();
         let bytes: u64 = copied.iter().map(|c| c.bytes).sum();
         log(

@@ -5,13 +5,14 @@
 use crate::engine::bucardo::{self, BucardoCli, BucardoCmd};
 use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::{ConnSpec, Passfile, Side};
+use crate::engine::copy;
 use crate::engine::copy::parts::RangesDone;
-use crate::engine::copy::{self, Snapshot};
 use crate::engine::coverage::{self, Coverage};
 use crate::engine::daemon::{self, Daemon, PING_WAIT};
 use crate::engine::error::EngineError;
 use crate::engine::event::{CopyEvent, LogLevel, RunEvent, TableVerdict};
 use crate::engine::files::private_dir;
+use crate::engine::governor::probe::Governed;
 use crate::engine::ident::{quote_ident, quote_literal, TableName};
 use crate::engine::journal::{Journal, ServerObject};
 use crate::engine::plan::{
@@ -59,6 +60,8 @@ pub struct LiveExecutor {
     journal: std::sync::Mutex<Journal>,
     /// How many times the bootstrap's sessions gave way to the application on HERE's locks.
     gave_way: std::sync::atomic::AtomicU32,
+    /// The pace the heavy work on HERE keeps ([`crate::engine::governor`]).
+    governed: Governed,
 }
 
 impl LiveExecutor {
@@ -103,7 +106,14 @@ impl LiveExecutor {
             bucardo_password,
             journal: std::sync::Mutex::new(journal),
             gave_way: Default::default(),
+            governed: Governed::unlimited(),
         })
+    }
+
+    /// Has the copy and verification keep to this governor.
+    pub fn with_governor(mut self, g: Governed) -> LiveExecutor {
+        self.governed = g;
+        self
     }
 
     fn record_step(&self, kind: StepKind) -> Result<(), EngineError> {

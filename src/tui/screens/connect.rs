@@ -96,7 +96,7 @@ impl Field {
             DraftField::Name(NameKind::Relgroup) => Field::Relgroup,
             DraftField::Name(NameKind::Dbgroup) => Field::Dbgroup,
             DraftField::Name(NameKind::Sync) => Field::Sync,
-            DraftField::Tables | DraftField::Jobs => return None,
+            DraftField::Tables | DraftField::Jobs | DraftField::Governor => return None,
         })
     }
 }

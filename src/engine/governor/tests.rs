@@ -1,0 +1,331 @@
+//! The governor's decisions on a fake clock: every sample carries its own time.
+
+use super::*;
+
+const TICK: Duration = Duration::from_millis(250);
+
+/// HERE as the governor sees it: a transaction counter advancing at `rate` per second.
+struct Sim {
+    g: Governor,
+    t: Duration,
+    xid: f64,
+    commits: f64,
+    notes: Vec<String>,
+}
+
+impl Sim {
+    fn new(limits: Limits, jobs: usize) -> Sim {
+        Sim {
+            g: Governor::new(limits, jobs),
+            t: Duration::ZERO,
+            xid: 1000.0,
+            commits: 0.0,
+            notes: vec![],
+        }
+    }
+
+    /// `secs` of HERE at `rate` write transactions per second.
+    fn run(&mut self, secs: f64, rate: f64, working: bool) {
+        self.run_with(secs, rate, working, |_| {});
+    }
+
+    fn run_with(&mut self, secs: f64, rate: f64, working: bool, tweak: impl Fn(&mut Sample)) {
+        let ticks = (secs / TICK.as_secs_f64()).round() as usize;
+        for _ in 0..ticks {
+            self.t += TICK;
+            self.xid += rate * TICK.as_secs_f64();
+            self.commits += rate * TICK.as_secs_f64();
+            let mut s = Sample {
+                at: self.t,
+                xid: self.xid as u64,
+                commits: self.commits as u64,
+                probe: Duration::from_micros(300),
+                working,
+                ..Default::default()
+            };
+            tweak(&mut s);
+            if let Some(Note(n)) = self.g.observe(s) {
+                self.notes.push(n);
+            }
+        }
+    }
+
+    fn control(&self) -> Control {
+        self.g.control()
+    }
+}
+
+fn baseline_sim(jobs: usize) -> Sim {
+    let mut s = Sim::new(Limits::default(), jobs);
+    s.run(3.5, 1000.0, false);
+    s
+}
+
+#[test]
+fn the_heavy_work_waits_while_the_baseline_is_measured() {
+    let mut s = Sim::new(Limits::default(), 2);
+    s.run(2.0, 1000.0, false);
+    assert_eq!(s.g.mode(), Mode::Measuring);
+    assert!(s.control().paused);
+    s.run(1.5, 1000.0, false);
+    let b = s.g.view().baseline.expect("baseline taken after 3 s");
+    assert!((b.rate - 1000.0).abs() < 10.0, "{b:?}");
+    assert!(!b.by_commits);
+    assert!(
+        s.notes[0].contains("baseline is 1000 write transactions/s"),
+        "{:?}",
+        s.notes
+    );
+    let c = s.control();
+    assert!(!c.paused);
+    assert_eq!(
+        (c.duty, c.workers),
+        (START_DUTY, 1),
+        "a heavy phase starts slowly"
+    );
+}
+
+#[test]
+fn with_headroom_it_speeds_up_a_step_a_second_to_full_speed() {
+    let mut s = baseline_sim(2);
+    s.run(1.0, 990.0, true);
+    let after_one = s.control().duty;
+    assert!(after_one > START_DUTY && after_one < 1.0, "{after_one}");
+    s.run(6.0, 990.0, true);
+    assert_eq!(s.g.mode(), Mode::Full);
+    assert_eq!(s.control(), Control::full(2));
+    assert!(s.notes.iter().any(|n| n.contains("full speed")));
+}
+
+#[test]
+fn a_loss_past_max_load_halves_the_duty_once_a_second() {
+    let mut s = baseline_sim(2);
+    s.run(8.0, 1000.0, true);
+    assert_eq!(s.g.mode(), Mode::Full);
+    // 25 % below: past max_load (20 %), short of critical (35 %), once the rate window has
+    // seen a whole second of it.
+    s.run(0.75, 750.0, true);
+    assert_eq!(s.g.mode(), Mode::Full);
+    s.run(0.25, 750.0, true);
+    let c = s.control();
+    assert_eq!(s.g.mode(), Mode::Throttled);
+    assert_eq!((c.duty, c.workers), (0.5, 1));
+    assert!(s
+        .notes
+        .last()
+        .unwrap()
+        .contains("throttling: HERE's rate is 25% below"));
+    s.run(0.5, 750.0, true);
+    assert_eq!(s.control().duty, 0.5, "no second change within a second");
+    s.run(0.5, 750.0, true);
+    assert_eq!(s.control().duty, 0.25);
+    assert!(!s.control().paused);
+}
+
+#[test]
+fn a_loss_between_half_and_all_of_max_load_holds_the_pace() {
+    let mut s = baseline_sim(2);
+    s.run(1.0, 1000.0, true);
+    s.run(1.0, 870.0, true);
+    let d = s.control().duty;
+    s.run(5.0, 870.0, true);
+    assert_eq!(s.control().duty, d);
+    assert!(d < 1.0);
+}
+
+#[test]
+fn past_critical_load_it_pauses_at_once_and_resumes_slowly_when_here_recovers() {
+    let mut s = baseline_sim(2);
+    s.run(8.0, 1000.0, true);
+    s.run(1.25, 500.0, true);
+    assert_eq!(s.g.mode(), Mode::Paused);
+    assert!(s.control().paused);
+    assert!(s.notes.last().unwrap().contains("pausing"));
+    let v = s.g.view();
+    assert!(v.why.contains("below its baseline"), "{}", v.why);
+    assert!(
+        v.line().contains("governor paused: HERE's rate is"),
+        "{}",
+        v.line()
+    );
+    s.run(1.5, 950.0, false);
+    let c = s.control();
+    assert!(!c.paused);
+    assert_eq!((c.duty, c.workers), (RESTART_DUTY, 1));
+    assert!(s.notes.last().unwrap().contains("recovered"));
+}
+
+#[test]
+fn a_loss_that_outlasts_a_pause_becomes_the_new_reference_with_half_the_budget() {
+    let mut s = baseline_sim(2);
+    s.run(2.0, 1000.0, true);
+    // Bucardo's triggers: 40 % less, with or without the copy.
+    s.run(3.0, 600.0, true);
+    assert_eq!(s.g.mode(), Mode::Paused);
+    s.run(REBASE_AFTER.as_secs_f64() + 0.5, 600.0, false);
+    assert_eq!(s.g.mode(), Mode::Throttled);
+    assert!(s.notes.last().unwrap().contains("Bucardo's triggers"));
+    let v = s.g.view();
+    let b = v.baseline.unwrap();
+    assert!((b.rate - 600.0).abs() < 10.0, "{b:?}");
+    assert_eq!(v.first_baseline.unwrap().rate.round(), 1000.0);
+    // Half of max_load (10 %) now throttles: 600 -> 530 is 12 % below.
+    s.run(3.0, 600.0, true);
+    let d = s.control().duty;
+    s.run(1.25, 530.0, true);
+    assert!(
+        s.control().duty < d,
+        "throttled at 12 % below the new reference"
+    );
+}
+
+#[test]
+fn stuck_at_the_slowest_pace_it_pauses_to_measure_here_without_the_work() {
+    let mut s = baseline_sim(1);
+    s.run(1.0, 1000.0, true);
+    s.run(10.0, 700.0, true);
+    assert!(s.control().duty <= MIN_DUTY + 1e-9);
+    s.run(REBASE_AFTER.as_secs_f64(), 700.0, true);
+    assert!(
+        s.notes.iter().any(|n| n.contains("pausing to measure")),
+        "{:?}",
+        s.notes
+    );
+    s.run(REBASE_AFTER.as_secs_f64() + 1.0, 700.0, false);
+    assert!(s.notes.iter().any(|n| n.contains("Measuring against it")));
+    assert!(!s.control().paused);
+}
+
+#[test]
+fn between_heavy_phases_the_next_one_starts_slowly_again() {
+    let mut s = baseline_sim(2);
+    s.run(8.0, 1000.0, true);
+    assert_eq!(s.g.mode(), Mode::Full);
+    s.run(IDLE_RESET.as_secs_f64() + 0.5, 1000.0, false);
+    let c = s.control();
+    assert_eq!((c.duty, c.workers), (START_DUTY, 1));
+}
+
+#[test]
+fn the_operator_pauses_slows_and_speeds_up_whatever_here_says() {
+    let mut s = baseline_sim(2);
+    s.run(8.0, 1000.0, true);
+    s.g.steer(Steer::Pause);
+    s.run(3.0, 1000.0, true);
+    assert_eq!(s.g.mode(), Mode::Held);
+    assert!(s.control().paused);
+    assert!(s.g.view().line().contains("paused by you"));
+    s.g.steer(Steer::Resume);
+    assert!(!s.control().paused);
+    s.run(8.0, 1000.0, true);
+    s.g.steer(Steer::Slower);
+    assert_eq!(s.control().duty, 0.5);
+    s.g.steer(Steer::Slower);
+    assert_eq!(s.control().duty, 0.25);
+    s.run(5.0, 1000.0, true);
+    assert_eq!(s.control().duty, 0.25, "the cap holds with headroom");
+    s.g.steer(Steer::Faster);
+    s.g.steer(Steer::Faster);
+    assert_eq!(s.control().duty, 1.0);
+}
+
+#[test]
+fn off_means_full_speed_and_no_waiting_for_a_baseline() {
+    let mut s = Sim::new(Limits::off(), 3);
+    assert_eq!(s.control(), Control::full(3));
+    s.run(5.0, 100.0, true);
+    assert_eq!(s.g.mode(), Mode::Off);
+    assert_eq!(s.control(), Control::full(3));
+}
+
+#[test]
+fn a_read_mostly_here_is_steered_by_its_commit_rate() {
+    let mut s = Sim::new(Limits::default(), 1);
+    // No transaction id consumed: only read-only commits.
+    s.run_with(3.5, 400.0, false, |x| x.xid = 1000);
+    assert!(s.g.view().baseline.unwrap().by_commits);
+    assert!(s.notes[0].contains("commits/s"));
+}
+
+#[test]
+fn a_slow_probe_or_a_lagging_standby_slows_the_work_too() {
+    let mut s = baseline_sim(1);
+    s.run(2.0, 1000.0, true);
+    s.run_with(0.25, 1000.0, true, |x| x.probe = Duration::from_millis(400));
+    assert_eq!(s.g.mode(), Mode::Paused);
+    assert!(s.g.view().why.contains("probe query took 400 ms"));
+    s.run(1.0, 1000.0, true);
+    assert_eq!(s.g.mode(), Mode::Throttled);
+    s.run(2.0, 1000.0, true);
+    let d = s.control().duty;
+    s.run_with(1.0, 1000.0, true, |x| {
+        x.replica_lag = Some(Duration::from_secs(15))
+    });
+    assert!(s.control().duty < d);
+    assert!(s.g.view().why.contains("standby lags 15 s"));
+}
+
+#[test]
+fn shares_parse_as_percentages_or_off() {
+    assert_eq!(Limits::parse_share("20"), Ok(Some(20)));
+    assert_eq!(Limits::parse_share("35%"), Ok(Some(35)));
+    assert_eq!(Limits::parse_share("off"), Ok(None));
+    assert!(Limits::parse_share("0").is_err());
+    assert!(Limits::parse_share("lots")
+        .unwrap_err()
+        .contains("percentage"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pace_keeps_to_the_duty_and_waits_out_a_pause() {
+    let (tx, rx) = watch::channel(Control {
+        duty: 0.25,
+        workers: 1,
+        paused: false,
+    });
+    let pace = Pace::from_receiver(rx);
+    let t0 = tokio::time::Instant::now();
+    pace.breathe(Duration::from_millis(100)).await;
+    assert_eq!(
+        t0.elapsed(),
+        Duration::from_millis(300),
+        "100 ms of work at 25 %"
+    );
+    assert!(pace.worked_within(Duration::from_secs(1)));
+
+    tx.send_replace(Control {
+        duty: 1.0,
+        workers: 1,
+        paused: true,
+    });
+    let t1 = tokio::time::Instant::now();
+    let waiting = tokio::spawn({
+        let pace = pace.clone();
+        async move { pace.admit(0).await }
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!waiting.is_finished(), "paused: no new piece");
+    tx.send_replace(Control::full(2));
+    waiting.await.unwrap();
+    assert!(t1.elapsed() >= Duration::from_secs(5));
+    pace.admit(1).await;
+
+    tx.send_replace(Control {
+        duty: 1.0,
+        workers: 1,
+        paused: false,
+    });
+    let second = tokio::spawn({
+        let pace = pace.clone();
+        async move { pace.admit(1).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !second.is_finished(),
+        "one worker allowed: the second waits"
+    );
+    drop(tx);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!second.is_finished(), "the governor's last word stands");
+    second.abort();
+}
