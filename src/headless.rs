@@ -11,7 +11,7 @@ use crate::engine::runner::RunEnd;
 use crate::engine::settings::Settings;
 use crate::session::launch::{self, Interrupt};
 use crate::session::state::RunState;
-use crate::session::text::{self, CopyLines};
+use crate::session::text::{self, CopyLines, HereLines};
 use std::time::Instant;
 
 /// The exit status of a run that completed but left out tables the operator did not name in
@@ -35,13 +35,21 @@ pub async fn run(plan: Plan, settings: Settings, log_path: &str) -> Result<u8, E
         .iter()
         .map(|e| e.name.clone())
         .collect();
+    let for_hint = settings.clone();
     let mut run = launch::start(plan, settings, ConfirmMode::Automatic, Interrupt::CtrlC)?;
+    eprintln!("{}", launch::steer_by_signals(&for_hint, run.steer.clone()));
     let mut copy = CopyLines::default();
+    let mut here = HereLines::default();
     while let Some(ev) = run.events.recv().await {
         state.now = started.elapsed();
         state.apply(ev.clone());
         for line in lines(&state, &ev, &mut copy) {
             eprintln!("{line}");
+        }
+        if let RunEvent::Here(v) = &ev {
+            if let Some(line) = here.line(&state, v) {
+                eprintln!("{line}");
+            }
         }
     }
     let result = run
@@ -50,6 +58,9 @@ pub async fn run(plan: Plan, settings: Settings, log_path: &str) -> Result<u8, E
         .map_err(|e| EngineError::Io(format!("the run stopped unexpectedly: {e}")))?;
     let end = result.end.clone();
     state.result = Some(result);
+    if let Some(line) = text::here_summary(&state) {
+        eprintln!("{line}");
+    }
     match &end {
         RunEnd::Completed => {
             for line in &account {

@@ -8,6 +8,7 @@ use bucardo_bootstrap::engine::conn::Side;
 use bucardo_bootstrap::engine::copy::format::Format;
 use bucardo_bootstrap::engine::daemon::Daemon;
 use bucardo_bootstrap::engine::event::{CopyEvent, LogLevel, RunEvent, StepOutcome, TableVerdict};
+use bucardo_bootstrap::engine::governor::Mode;
 use bucardo_bootstrap::engine::plan::StepKind;
 use bucardo_bootstrap::engine::preflight::Finding;
 use bucardo_bootstrap::engine::runner::{RunEnd, RunResult};
@@ -170,7 +171,14 @@ fn run_in_progress() -> App {
             steps: plan.steps.len(),
         }],
     );
-    let t = finish_steps(&mut app, copy, 0.5, 0.8, false);
+    let t = finish_steps_with(&mut app, copy, 0.5, 1.0, false, |step, _| {
+        Some(here_view(
+            0.5 + step as f64,
+            1400.0 + (step % 3) as f64 * 30.0,
+            Mode::Full,
+            "",
+        ))
+    });
     at(
         &mut app,
         t,
@@ -252,6 +260,18 @@ fn run_in_progress() -> App {
             },
         ],
     );
+    for (i, rate) in [1310.0, 1120.0, 1090.0, 1180.0].into_iter().enumerate() {
+        at(
+            &mut app,
+            t + 1.0 + i as f64,
+            [here_view(
+                t + 1.0 + i as f64,
+                rate,
+                Mode::Throttled,
+                "HERE's rate is 25% below its baseline",
+            )],
+        );
+    }
     app
 }
 
@@ -337,7 +357,26 @@ fn done() {
             steps: plan.steps.len(),
         }],
     );
-    let t = finish_steps(&mut app, plan.steps.len(), 0.5, 1.5, true);
+    let kinds: Vec<StepKind> = plan.steps.iter().map(|s| s.kind).collect();
+    let t = finish_steps_with(&mut app, plan.steps.len(), 0.5, 3.0, true, |step, sec| {
+        let rate = match kinds[step] {
+            StepKind::CopyData => [1180.0, 1020.0, 1110.0][sec % 3],
+            StepKind::Verify => 1240.0,
+            StepKind::Drain | StepKind::Enable => 1190.0,
+            _ => 1430.0 - (sec as f64) * 10.0,
+        };
+        let mode = if matches!(kinds[step], StepKind::CopyData | StepKind::Verify) {
+            Mode::Throttled
+        } else {
+            Mode::Full
+        };
+        Some(here_view(
+            0.5 + step as f64 * 3.0 + sec as f64,
+            rate,
+            mode,
+            "",
+        ))
+    });
     let verdicts: Vec<RunEvent> = plan
         .tables
         .iter()

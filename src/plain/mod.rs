@@ -210,9 +210,16 @@ async fn run_plan(plan: Plan, settings: Settings, mode: ConfirmMode) -> anyhow::
     let mut state = RunState::new(&plan, mode, &settings.names.sync, Duration::ZERO);
     let mut run = launch::start(plan, settings.clone(), mode, Interrupt::CtrlC)
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    eprintln!("{}", launch::steer_by_signals(&settings, run.steer.clone()));
     let mut copy = CopyLines::default();
+    let mut here = text::HereLines::default();
     while let Some(ev) = run.events.recv().await {
         state.now = started.elapsed();
+        if let RunEvent::Here(v) = &ev {
+            if let Some(line) = here.line(&state, v) {
+                eprintln!("{line}");
+            }
+        }
         let gate = match &ev {
             RunEvent::AwaitingConfirm { step } => Some(*step),
             _ => None,
@@ -245,6 +252,9 @@ async fn run_plan(plan: Plan, settings: Settings, mode: ConfirmMode) -> anyhow::
         .collect();
     if !stopped.is_empty() {
         eprintln!("    stopped while copying: {}", stopped.join(", "));
+    }
+    if let Some(line) = text::here_summary(&state) {
+        eprintln!("    {line}");
     }
     let mark = if end.exit_code() == 0 { "✓" } else { "✗" };
     eprintln!(

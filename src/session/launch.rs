@@ -6,7 +6,7 @@
 use crate::engine::error::EngineError;
 use crate::engine::event::{ConfirmMode, GateReply, RunEvent};
 use crate::engine::exec::{self, LiveExecutor};
-use crate::engine::governor::{self, Steer};
+use crate::engine::governor::{self, Limits, Steer};
 use crate::engine::ident::TableName;
 use crate::engine::journal::{Journal, JournalData};
 use crate::engine::plan::{self, Plan, StepKind};
@@ -159,6 +159,36 @@ pub struct RunHandle {
 /// The file whose presence pauses the heavy work on HERE (for a run without a terminal).
 pub fn pause_file(settings: &Settings) -> std::path::PathBuf {
     settings.state_dir().join("pause")
+}
+
+/// For the text front ends: SIGUSR1 pauses the heavy work on HERE, SIGUSR2 resumes it. Returns
+/// the line that tells the operator so.
+pub fn steer_by_signals(settings: &Settings, steer: mpsc::UnboundedSender<Steer>) -> String {
+    use tokio::signal::unix::{signal, SignalKind};
+    for (kind, s) in [
+        (SignalKind::user_defined1(), Steer::Pause),
+        (SignalKind::user_defined2(), Steer::Resume),
+    ] {
+        if let Ok(mut sig) = signal(kind) {
+            let steer = steer.clone();
+            tokio::spawn(async move {
+                while sig.recv().await.is_some() {
+                    if steer.send(s).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    if !settings.governor.enabled {
+        return Limits::off().describe();
+    }
+    format!(
+        "    {}. To pause the copy and verification on HERE: touch {} (remove it to resume), or kill -USR1 {} (-USR2 resumes)",
+        settings.governor.describe(),
+        pause_file(settings).display(),
+        std::process::id()
+    )
 }
 
 /// Starts `plan`: opens its journal, builds the live executor and spawns the runner.

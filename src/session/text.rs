@@ -5,6 +5,7 @@
 
 use crate::engine::copy::format::Format;
 use crate::engine::event::{CopyEvent, LogLevel, RunEvent, StepId, StepOutcome};
+use crate::engine::governor::{Mode, View};
 use crate::engine::ident::TableName;
 use crate::engine::journal::JournalData;
 use crate::engine::plan::{Plan, StepKind};
@@ -262,6 +263,57 @@ pub fn db_state(run: &RunState) -> String {
 
 /// How often a text front end prints a table's copy progress.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+/// HERE's health for the text front ends: a line whenever the governor's state changes, and
+/// every [`HERE_EVERY`] otherwise.
+#[derive(Default)]
+pub struct HereLines {
+    last: Option<(Mode, Duration)>,
+}
+
+/// How often the text front ends repeat HERE's line while nothing changes.
+pub const HERE_EVERY: Duration = Duration::from_secs(15);
+
+impl HereLines {
+    pub fn line(&mut self, run: &RunState, v: &View) -> Option<String> {
+        let due = match self.last {
+            None => true,
+            Some((m, _)) if m != v.mode => true,
+            Some((_, at)) => run.now.saturating_sub(at) >= HERE_EVERY,
+        };
+        if !due || v.mode == Mode::Measuring {
+            return None;
+        }
+        self.last = Some((v.mode, run.now));
+        Some(format!("    {}", v.line()))
+    }
+}
+
+/// How HERE fared over the whole run, in one line: its rate against the baseline taken before
+/// the first step, and the oldest snapshot the bootstrap held there.
+pub fn here_summary(run: &RunState) -> Option<String> {
+    let v = run.here.latest.as_ref()?;
+    if v.mode == Mode::Off && run.here.points.is_empty() {
+        return None;
+    }
+    let mut s = match (run.here.summary(), v.first_baseline) {
+        (Some((mean, worst, under)), Some(b)) => format!(
+            "HERE during the bootstrap: {}% of its baseline ({} tx/s) on average, {}% in the worst second, {under} s under half",
+            mean.round() as i64,
+            b.rate.round() as i64,
+            worst.round() as i64
+        ),
+        _ => "HERE during the bootstrap: too little traffic to compare with a baseline".to_string(),
+    };
+    match run.here.max_held {
+        Some(h) => s.push_str(&format!(
+            "; the oldest snapshot the bootstrap held there was {} s old ({} transactions)",
+            h.secs, h.xid_age
+        )),
+        None => s.push_str("; the bootstrap held no snapshot there long enough to be seen"),
+    }
+    Some(s)
+}
 
 /// Copy progress as plain lines for the front ends that are not a full-screen UI (`run --yes`,
 /// `--plain`, `copy`): a line per table in flight every [`PROGRESS_EVERY`] on the run's clock,

@@ -12,6 +12,7 @@ use crate::engine::catalog::TableInfo;
 use crate::engine::cleanup::CleanupPlan;
 use crate::engine::conn::{ConnSpec, Side};
 use crate::engine::event::{ConfirmMode, GateReply, RunEvent};
+use crate::engine::governor::{Mode, Steer};
 use crate::engine::plan::Plan;
 use crate::engine::preflight::{Finding, Severity};
 use crate::engine::runner::RunResult;
@@ -170,6 +171,8 @@ pub enum Effect {
         mode: ConfirmMode,
     },
     GateReply(GateReply),
+    /// The operator steers the governor (pause, resume, slower, faster).
+    Steer(Steer),
     Abort,
     RefreshHealth(Box<Settings>),
     Quit,
@@ -1056,6 +1059,23 @@ fn run_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         KeyCode::End | KeyCode::Char('G') => view.log_scroll = 0,
         KeyCode::Char('x') if view.running() && !view.run.aborting => {
             app.prompt = Some(Prompt::AbortRun)
+        }
+        KeyCode::Char(' ') if view.running() => {
+            let held = view
+                .run
+                .here
+                .latest
+                .as_ref()
+                .is_some_and(|v| v.mode == Mode::Held);
+            return vec![Effect::Steer(if held {
+                Steer::Resume
+            } else {
+                Steer::Pause
+            })];
+        }
+        KeyCode::Char('-') if view.running() => return vec![Effect::Steer(Steer::Slower)],
+        KeyCode::Char('+') | KeyCode::Char('=') if view.running() => {
+            return vec![Effect::Steer(Steer::Faster)]
         }
         KeyCode::Enter if !view.running() => return go_done(app),
         _ => {}

@@ -86,6 +86,13 @@ impl App {
                 Some(r) if !r.running() => {
                     vec![("Enter", "summary"), ("↑↓", "log"), ("q", "quit")]
                 }
+                Some(r) if r.run.here.latest.is_some() => vec![
+                    ("↑↓", "log"),
+                    ("space", "pause HERE's work"),
+                    ("-+", "pace"),
+                    ("x", "abort"),
+                    ("q", "quit"),
+                ],
                 _ => vec![
                     ("↑↓", "log"),
                     ("End", "follow"),
@@ -147,6 +154,8 @@ impl App {
                 ("p s a", "at a gate: proceed, skip or abort"),
                 ("↑↓ PgUp PgDn", "scroll the log; End follows it"),
                 ("x", "abort at the next safe point"),
+                ("space", "pause the heavy work on HERE (copy, verify); again: resume"),
+                ("- +", "slow the heavy work down, or let it go faster"),
                 ("Enter", "when finished: the summary"),
             ],
             Screen::Done => vec![

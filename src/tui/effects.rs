@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 struct RunControl {
     gate: mpsc::Sender<GateReply>,
+    steer: mpsc::UnboundedSender<crate::engine::governor::Steer>,
     cancel: CancellationToken,
 }
 
@@ -137,6 +138,7 @@ impl Effects {
                 Ok(mut handle) => {
                     self.run = Some(RunControl {
                         gate: handle.gate.clone(),
+                        steer: handle.steer.clone(),
                         cancel: handle.cancel.clone(),
                     });
                     tokio::spawn(async move {
@@ -181,6 +183,11 @@ impl Effects {
                     if run.gate.try_send(reply).is_err() {
                         tracing::warn!("the runner did not take the gate reply {reply:?}");
                     }
+                }
+            }
+            Effect::Steer(s) => {
+                if let Some(run) = &self.run {
+                    let _ = run.steer.send(s);
                 }
             }
             Effect::Abort => {

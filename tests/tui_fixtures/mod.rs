@@ -7,6 +7,7 @@
 use bucardo_bootstrap::cli::{ConnArgs, Draft};
 use bucardo_bootstrap::engine::catalog::{Column, KeyKind, SequenceUse, TableInfo};
 use bucardo_bootstrap::engine::event::{CopyEvent, LogLevel, RunEvent, StepOutcome};
+use bucardo_bootstrap::engine::governor::{Baseline, Held, Mode, View};
 use bucardo_bootstrap::engine::ident::TableName;
 use bucardo_bootstrap::engine::plan::{Command, Facts, Plan};
 use bucardo_bootstrap::engine::settings::Settings;
@@ -237,6 +238,48 @@ pub fn step_of(plan: &Plan, kind: bucardo_bootstrap::engine::plan::StepKind) -> 
 
 /// Runs steps `0..upto` to completion, each taking `secs_each`, starting at `t0`; returns the end.
 pub fn finish_steps(app: &mut App, upto: usize, t0: f64, secs_each: f64, gated: bool) -> f64 {
+    finish_steps_with(app, upto, t0, secs_each, gated, |_, _| None)
+}
+
+/// The governor's report at `at_s`: HERE at `rate` against a 1,450 tx/s baseline.
+pub fn here_view(at_s: f64, rate: f64, mode: Mode, why: &str) -> RunEvent {
+    let base = Baseline {
+        rate: 1450.0,
+        probe_ms: 0.4,
+        lock_waiting: 0,
+        by_commits: false,
+    };
+    RunEvent::Here(View {
+        mode,
+        why: why.into(),
+        at_s,
+        rate,
+        probe_ms: 0.4 * 1450.0 / rate.max(1.0),
+        active: 2,
+        lock_waiting: 0,
+        replica_lag_s: None,
+        held: Some(Held {
+            secs: 3,
+            xid_age: 4_350,
+        }),
+        baseline: Some(base),
+        first_baseline: Some(base),
+        duty: if mode == Mode::Throttled { 0.45 } else { 1.0 },
+        workers: if mode == Mode::Throttled { 1 } else { 2 },
+        jobs: 2,
+        cap: 1.0,
+    })
+}
+
+/// [`finish_steps`], with a governor's report each second of each step: `here(step, second)`.
+pub fn finish_steps_with(
+    app: &mut App,
+    upto: usize,
+    t0: f64,
+    secs_each: f64,
+    gated: bool,
+    here: impl Fn(usize, usize) -> Option<RunEvent>,
+) -> f64 {
     let mut t = t0;
     for id in 0..upto {
         if gated {
@@ -254,6 +297,11 @@ pub fn finish_steps(app: &mut App, upto: usize, t0: f64, secs_each: f64, gated: 
                 },
             ],
         );
+        for sec in 0..secs_each.floor() as usize {
+            if let Some(ev) = here(id, sec) {
+                at(app, t + sec as f64 + 0.5, [ev]);
+            }
+        }
         t += secs_each;
         at(
             app,

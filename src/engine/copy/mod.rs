@@ -523,6 +523,9 @@ struct WorkerCtx<'a> {
     pace: &'a Pace,
 }
 
+/// A worker the governor holds back looks this often whether any work is left for it.
+const ADMIT_RECHECK: Duration = Duration::from_millis(500);
+
 /// One worker: a HERE session (in the shared snapshot, if any) and a THERE session, taking
 /// pieces until none is left or the run stops.
 async fn worker(
@@ -545,10 +548,17 @@ async fn worker(
         r = open_worker(here, there, snapshot) => r.map_err(Stop::Failed)?,
     };
     loop {
-        tokio::select! {
+        if queue.lock().map(|q| q.is_empty()).unwrap_or(true) {
+            break;
+        }
+        // Waits for the governor's word, looking again now and then whether work is left.
+        let admitted = tokio::select! {
             biased;
             _ = stop.cancelled() => return Err(Stop::Stopped),
-            () = pace.admit(index) => {}
+            r = tokio::time::timeout(ADMIT_RECHECK, pace.admit(index)) => r.is_ok(),
+        };
+        if !admitted {
+            continue;
         }
         let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
         let Some(piece) = next else { break };

@@ -132,10 +132,10 @@ async fn run(
             file_paused = exists;
         }
         if client.is_none() {
-            client = here.connect(Side::Here).await.ok();
+            client = connect(&here).await;
         }
         let sample = match &client {
-            Some(c) => sample(c, start, &pace).await,
+            Some((c, probe)) => sample(c, probe, start, &pace).await,
             None => None,
         };
         match sample {
@@ -177,9 +177,22 @@ async fn run(
     }
 }
 
-async fn sample(c: &tokio_postgres::Client, start: Instant, pace: &Pace) -> Option<Sample> {
+/// The governor's session, with the probe prepared once (the log shows it once, not four times
+/// a second).
+async fn connect(here: &ConnSpec) -> Option<(tokio_postgres::Client, tokio_postgres::Statement)> {
+    let c = here.connect(Side::Here).await.ok()?;
+    let probe = c.prepare(PROBE_SQL).await.ok()?;
+    Some((c, probe))
+}
+
+async fn sample(
+    c: &tokio_postgres::Client,
+    probe: &tokio_postgres::Statement,
+    start: Instant,
+    pace: &Pace,
+) -> Option<Sample> {
     let t0 = Instant::now();
-    let row = tokio::time::timeout(Duration::from_secs(5), c.query_one(PROBE_SQL, &[]))
+    let row = tokio::time::timeout(Duration::from_secs(5), c.query_one(probe, &[]))
         .await
         .ok()?
         .ok()?;

@@ -46,6 +46,12 @@ pub struct DoneState {
     pub health_checked_at: Option<Duration>,
     pub health_requested_at: Option<Duration>,
     pub health_pending: bool,
+    /// HERE's rate as a share of its baseline: per phase, and second by second with the phase's
+    /// initial (empty when the governor had no baseline).
+    pub here_by_phase: Vec<(String, f64)>,
+    pub here_series: Vec<(f64, char)>,
+    /// Worst second, seconds under half, the oldest snapshot held.
+    pub here_facts: Option<String>,
 }
 
 fn phase_of(kind: StepKind) -> &'static str {
@@ -65,6 +71,95 @@ fn phase_of(kind: StepKind) -> &'static str {
         StepKind::Enable | StepKind::Drain => "Go live",
         StepKind::Verify => "Verify",
     }
+}
+
+/// HERE over the run (see [`DoneState::here_series`]): the mean per phase and for the whole
+/// run under "Total", the series, and the facts line.
+type HereAccount = (Vec<(String, f64)>, Vec<(f64, char)>, Option<String>);
+
+fn here_account(run: &RunState) -> HereAccount {
+    let Some(base) = run
+        .here
+        .latest
+        .as_ref()
+        .and_then(|v| v.first_baseline)
+        .map(|b| b.rate)
+        .filter(|r| *r >= crate::engine::governor::MIN_STEERING_RATE)
+    else {
+        return (vec![], vec![], None);
+    };
+    let mut sums: Vec<(String, f64, usize)> = Vec::new();
+    let mut series = Vec::new();
+    for p in &run.here.points {
+        let pct = p.rate / base * 100.0;
+        let phase = p
+            .step
+            .and_then(|s| run.steps.get(s))
+            .map(|s| phase_of(s.kind))
+            .unwrap_or("Prepare THERE");
+        for name in [phase, "Total"] {
+            match sums.iter_mut().find(|(n, _, _)| n == name) {
+                Some((_, sum, n)) => {
+                    *sum += pct;
+                    *n += 1;
+                }
+                None => sums.push((name.to_string(), pct, 1)),
+            }
+        }
+        series.push((pct, phase.chars().next().unwrap_or('?')));
+    }
+    let by_phase = sums
+        .into_iter()
+        .map(|(n, sum, k)| (n, sum / k as f64))
+        .collect();
+    let facts = run.here.summary().map(|(_, worst, under)| {
+        let held = match run.here.max_held {
+            Some(h) => format!("oldest snapshot held {} s", h.secs),
+            None => "no snapshot held long enough to be seen".into(),
+        };
+        format!(
+            "HERE's tx/s against its {} tx/s baseline; worst second {}%, {under} s under half; {held}",
+            base.round() as i64,
+            worst.round() as i64
+        )
+    });
+    (by_phase, series, facts)
+}
+
+/// The run's seconds squeezed to `w` columns: a bar per column (the mean of its seconds, a full
+/// block at the baseline), and under it the initial of the phase most of them belong to.
+fn here_chart(series: &[(f64, char)], w: usize, t: theme::Theme) -> Vec<Line<'static>> {
+    const BARS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let cols = w.min(series.len()).max(1);
+    let mut bars = Vec::new();
+    let mut phases = String::new();
+    for c in 0..cols {
+        let from = c * series.len() / cols;
+        let to = ((c + 1) * series.len() / cols)
+            .max(from + 1)
+            .min(series.len());
+        let chunk = &series[from..to];
+        let mean = chunk.iter().map(|(p, _)| p).sum::<f64>() / chunk.len() as f64;
+        let level = ((mean / 100.0) * 8.0).round().clamp(1.0, 8.0) as usize;
+        let style = if mean < 50.0 {
+            t.fail()
+        } else if mean < 80.0 {
+            t.warn()
+        } else {
+            t.ok()
+        };
+        bars.push(Span::styled(BARS[level].to_string(), style));
+        let mut counts: Vec<(char, usize)> = Vec::new();
+        for (_, ph) in chunk {
+            match counts.iter_mut().find(|(c, _)| c == ph) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((*ph, 1)),
+            }
+        }
+        let top = counts.iter().max_by_key(|(_, n)| *n).map(|(c, _)| *c);
+        phases.push(top.unwrap_or(' '));
+    }
+    vec![Line::from(bars), Line::styled(phases, t.dim())]
 }
 
 impl DoneState {
@@ -89,6 +184,7 @@ impl DoneState {
                 None => phases.push((name.to_string(), e)),
             }
         }
+        let (here_by_phase, here_series, here_facts) = here_account(run);
         let watch = run.steps.iter().any(|s| {
             s.kind == StepKind::AddSync
                 && matches!(s.state, StepState::Done | StepState::AlreadyDone)
@@ -109,6 +205,9 @@ impl DoneState {
             health_checked_at: None,
             health_requested_at: None,
             health_pending: false,
+            here_by_phase,
+            here_series,
+            here_facts,
         }
     }
 
@@ -178,25 +277,41 @@ impl DoneState {
 
     fn phase_lines(&self, w: usize) -> Vec<Line<'static>> {
         let t = self.ui.theme;
+        let here = !self.here_series.is_empty();
+        let pct_w = if here { 10 } else { 0 };
+        let pct = |name: &str| -> String {
+            match self.here_by_phase.iter().find(|(p, _)| p == name) {
+                Some((_, v)) => format!("{:>10}", format!("HERE {}%", v.round() as i64)),
+                None => " ".repeat(pct_w),
+            }
+        };
         let mut out: Vec<Line> = self
             .phases
             .iter()
             .map(|(p, d)| {
                 Line::raw(format!(
-                    "{}{:>10}",
-                    fit(p, w.saturating_sub(10)),
-                    fmt_duration(*d)
+                    "{}{:>10}{}",
+                    fit(p, w.saturating_sub(10 + pct_w)),
+                    fmt_duration(*d),
+                    pct(p)
                 ))
             })
             .collect();
         out.push(Line::styled(
             format!(
-                "{}{:>10}",
-                fit("Total", w.saturating_sub(10)),
-                fmt_duration(self.total)
+                "{}{:>10}{}",
+                fit("Total", w.saturating_sub(10 + pct_w)),
+                fmt_duration(self.total),
+                pct("Total")
             ),
             t.bold(),
         ));
+        if here {
+            out.extend(here_chart(&self.here_series, w, t));
+            if let Some(f) = &self.here_facts {
+                out.extend(wrap(f, w).into_iter().map(|l| Line::styled(l, t.dim())));
+            }
+        }
         out
     }
 
@@ -404,7 +519,7 @@ impl Widget for &DoneState {
         let phases = self.phase_lines(lw);
         let [verify_area, phase_area] = Layout::vertical([
             Constraint::Min(3),
-            Constraint::Length((phases.len() as u16 + 2).min(left.height / 2)),
+            Constraint::Length((phases.len() as u16 + 2).min(left.height.saturating_sub(8))),
         ])
         .areas(left);
         let title = |s: &str| Span::styled(format!(" {s} "), t.bold());
@@ -416,11 +531,13 @@ impl Widget for &DoneState {
             )
             .render(verify_area, buf);
         Paragraph::new(phases)
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .title(title("Time per phase")),
-            )
+            .block(Block::default().borders(Borders::ALL).title(title(
+                if self.here_series.is_empty() {
+                    "Time per phase"
+                } else {
+                    "Time per phase · HERE"
+                },
+            )))
             .render(phase_area, buf);
 
         let health = self.health_lines(rw);

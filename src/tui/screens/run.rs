@@ -3,6 +3,7 @@
 //! progress bars with rate and ETA, log pane, gate overlay.
 
 use crate::engine::event::{ConfirmMode, GateReply, LogLevel, RunEvent};
+use crate::engine::governor::Mode;
 use crate::engine::plan::Plan;
 use crate::engine::runner::RunEnd;
 pub use crate::session::state::{RunState, StepState, TableProgress, TableStatus};
@@ -15,7 +16,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, LineGauge, Paragraph, Widget};
+use ratatui::widgets::{Block, Borders, LineGauge, Paragraph, Sparkline, Widget};
 use std::time::Duration;
 
 /// A run as the Run screen shows it.
@@ -369,6 +370,138 @@ impl RunView {
         }
     }
 
+    /// Rows the HERE panel takes: none until the governor reported.
+    fn here_height(&self) -> u16 {
+        if self.run.here.latest.is_some() {
+            4
+        } else {
+            0
+        }
+    }
+
+    /// HERE's health and the governor's state: transactions per second and probe round-trips
+    /// over the last minutes as sparklines (a full bar is the baseline), the oldest snapshot
+    /// the bootstrap holds there, and the keys that steer the governor.
+    fn render_here(&self, area: Rect, buf: &mut Buffer) {
+        let t = self.ui.theme;
+        let Some(v) = &self.run.here.latest else {
+            return;
+        };
+        let style = match v.mode {
+            Mode::Full | Mode::Off => t.ok(),
+            Mode::Measuring | Mode::Throttled => t.accent(),
+            Mode::Paused | Mode::Held => t.warn(),
+        };
+        let mut state = v.mode.word().to_string();
+        if v.mode == Mode::Throttled {
+            state.push_str(&format!(
+                " to {}%, {}/{} workers",
+                (v.duty * 100.0).round() as i64,
+                v.workers,
+                v.jobs
+            ));
+        }
+        if !v.why.is_empty() {
+            state.push_str(": ");
+            state.push_str(&v.why);
+        }
+        let title_w = area.width.saturating_sub(4) as usize;
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .title(Line::from(vec![
+                Span::styled(" HERE ", t.bold()),
+                Span::styled(
+                    format!("{} ", truncate(&state, title_w.saturating_sub(6))),
+                    style,
+                ),
+            ]));
+        let inner = block.inner(area);
+        block.render(area, buf);
+        if inner.height < 2 || inner.width < 30 {
+            return;
+        }
+        let [top, bottom] =
+            Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(inner);
+        let base = v.baseline.map(|b| b.rate).unwrap_or(0.0);
+        let rate = match v.rate_pct() {
+            Some(p) => format!(
+                " {}/s {}%",
+                text::fmt_thousands(v.rate.round() as i64),
+                p.round() as i64
+            ),
+            None => format!(" {}/s", text::fmt_thousands(v.rate.round() as i64)),
+        };
+        let probe = format!(" {:.1} ms", v.probe_ms);
+        let wide = inner.width >= 100;
+        let mut cols = vec![
+            Constraint::Length(5),
+            Constraint::Min(10),
+            Constraint::Length(rate.chars().count() as u16),
+        ];
+        if wide {
+            cols.extend([
+                Constraint::Length(8),
+                Constraint::Length(30),
+                Constraint::Length(probe.chars().count() as u16),
+            ]);
+        }
+        let areas = Layout::horizontal(cols).split(top);
+        Paragraph::new(Span::styled("tx/s ", t.dim())).render(areas[0], buf);
+        let n = areas[1].width as usize;
+        let rates: Vec<u64> = self
+            .run
+            .here
+            .recent_rates(n)
+            .iter()
+            .map(|r| r.round() as u64)
+            .collect();
+        Sparkline::default()
+            .data(&rates)
+            .max(base.round().max(1.0) as u64)
+            .style(style)
+            .render(areas[1], buf);
+        Paragraph::new(Span::styled(rate, style)).render(areas[2], buf);
+        if wide {
+            Paragraph::new(Span::styled("  probe ", t.dim())).render(areas[3], buf);
+            let probes: Vec<u64> = self
+                .run
+                .here
+                .recent_probes(areas[4].width as usize)
+                .iter()
+                .map(|p| (p * 1000.0).round() as u64)
+                .collect();
+            let pmax = probes.iter().copied().max().unwrap_or(1).max(1000);
+            Sparkline::default()
+                .data(&probes)
+                .max(pmax)
+                .style(t.dim())
+                .render(areas[4], buf);
+            Paragraph::new(Span::raw(probe.clone())).render(areas[5], buf);
+        }
+        let mut facts = Vec::new();
+        if let Some(b) = v.first_baseline {
+            facts.push(format!(
+                "full bar = baseline {}/s",
+                text::fmt_thousands(b.rate.round() as i64)
+            ));
+        }
+        if !wide {
+            facts.push(format!("probe{probe}"));
+        }
+        facts.push(match v.held {
+            Some(h) => format!("oldest snapshot held {} s", h.secs),
+            None => "no snapshot held".into(),
+        });
+        if let Some(l) = v.replica_lag_s {
+            facts.push(format!("standby lag {l:.0} s"));
+        }
+        Paragraph::new(Span::styled(
+            truncate(&facts.join(" · "), bottom.width as usize),
+            t.dim(),
+        ))
+        .render(bottom, buf);
+    }
+
     fn render_log(&self, area: Rect, buf: &mut Buffer) {
         let t = self.ui.theme;
         let rows = area.height.saturating_sub(2) as usize;
@@ -531,17 +664,20 @@ impl Widget for &RunView {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let banner = self.banner_lines(area.width as usize);
         let banner_h = banner.len() as u16;
-        let avail = area.height.saturating_sub(banner_h);
-        let log_h = (avail / 3).max(6);
+        let here_h = self.here_height();
+        let avail = area.height.saturating_sub(banner_h + here_h);
+        let log_h = (avail / 3).max(5);
         let copy_need = 4 + 2 * self.run.tables.len() as u16;
         let top_need = (self.run.steps.len() as u16 + 2).max(copy_need).max(8);
         let top_h = top_need.min(avail.saturating_sub(log_h));
-        let [banner_area, top, log_area] = Layout::vertical([
+        let [banner_area, top, here_area, log_area] = Layout::vertical([
             Constraint::Length(banner_h),
             Constraint::Length(top_h),
+            Constraint::Length(here_h),
             Constraint::Min(3),
         ])
         .areas(area);
+        self.render_here(here_area, buf);
         Paragraph::new(banner).render(banner_area, buf);
         let steps_w = (area.width * 2 / 5).max(30).min(area.width / 2);
         let [steps_area, copy_area] =
