@@ -208,3 +208,44 @@ async fn a_load_spike_on_here_pauses_the_heavy_work_until_here_recovers() {
     assert!(report.commits > 0);
     drop(sb);
 }
+
+/// Without a terminal: a `pause` file in the state directory holds the heavy work back (the run
+/// reaches the copy and waits there, THERE stays empty), and removing it lets the run finish.
+#[test]
+fn a_headless_run_waits_while_the_pause_file_exists() {
+    let sb = common::sandbox_with_widgets(1);
+    let state = common::state_dir(&sb);
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let pause = state.join("pause");
+    std::fs::write(&pause, "").unwrap();
+    let mut run = common::spawn_run(&sb, &[]);
+    let wait = Duration::from_secs(180);
+    assert!(
+        run.wait_for("remove it to resume", wait),
+        "{}",
+        run.seen.join("\n")
+    );
+    assert!(
+        run.wait_for("Copy the data", wait),
+        "{}",
+        run.seen.join("\n")
+    );
+    // The next periodic HERE line comes 15 s later: by then an unpaused copy of these tables
+    // would long be over.
+    assert!(
+        run.wait_for("governor paused by you", wait),
+        "{}",
+        run.seen.join("\n")
+    );
+    let there_rows = sb
+        .there
+        .psql("widgets", "SELECT count(*) FROM public.orders")
+        .unwrap();
+    assert_eq!(there_rows.trim(), "0", "nothing was copied while paused");
+    std::fs::remove_file(&pause).unwrap();
+    let (code, out) = run.finish();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("resumed by the operator"), "{out}");
+    assert!(out.contains("HERE during the bootstrap:"), "{out}");
+}
