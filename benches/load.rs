@@ -186,9 +186,13 @@ struct Run {
     end: f64,
     /// When the Bucardo daemon had gone, leaving HERE with its triggers alone.
     quiet: f64,
+    /// What the daemon was doing when `bucardo stop` did not stop it within 15 s.
+    forced: Option<String>,
     spans: Vec<Span>,
     /// The machine's 1-minute load average as the baseline began and as pgbench stopped.
     loadavg: (f64, f64),
+    /// [`hot_tables`] as the procedure ended and as pgbench stopped.
+    hot: (String, String),
 }
 
 /// Fresh sandbox, pgbench on HERE, baseline, the procedure, 10 s more.
@@ -222,16 +226,18 @@ fn measure(p: Procedure, opts: &Opts) -> Run {
         Procedure::Tool => tool(&sb, &opts.tool_args),
     };
     let end = now();
+    let bloat_end = hot_tables(&sb);
     // The last second of the steady state must be reported too.
     while load.last_t() < end + AFTER_S + 1.0 {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Then the triggers alone: the daemon stopped, HERE still logs every change as a delta.
-    let quiet = stop_bucardo(&sb);
+    let (quiet, forced) = stop_bucardo(&sb);
     while load.last_t() < quiet + AFTER_S + 1.0 {
         std::thread::sleep(Duration::from_millis(200));
     }
     let load_after = loadavg();
+    let bloat_quiet = hot_tables(&sb);
     let samples = load.stop();
     if opts.keep {
         eprintln!("  kept {}", sb.root.display());
@@ -242,9 +248,28 @@ fn measure(p: Procedure, opts: &Opts) -> Run {
         start,
         end,
         quiet,
+        forced,
         spans,
         loadavg: (load_before, load_after),
+        hot: (bloat_end, bloat_quiet),
     }
+}
+
+/// The dead row versions in pgbench's two hottest tables (20 branches and 200 tellers, each
+/// updated by every transaction), and the oldest snapshot any session on HERE holds: a long
+/// snapshot keeps vacuum from removing them, and every update then walks a longer chain.
+fn hot_tables(sb: &Sandbox) -> String {
+    sb.here
+        .psql(
+            DB,
+            "SELECT string_agg(format('%s %s dead, %s', relname, n_dead_tup, pg_size_pretty(pg_relation_size(relid))), '; ' ORDER BY relname) \
+             || '; oldest snapshot ' || coalesce((SELECT max(age(backend_xmin))::text || ' xids (' || string_agg(DISTINCT coalesce(nullif(usename, ''), 'autovacuum') || ' ' || left(coalesce(nullif(application_name, ''), backend_type), 24), ', ') || ')' \
+             FROM pg_stat_activity WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid() AND age(backend_xmin) > 1000), 'none over 1000 xids') \
+             FROM pg_stat_user_tables WHERE relname IN ('pgbench_branches', 'pgbench_tellers')",
+        )
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn loadavg() -> f64 {
@@ -255,27 +280,68 @@ fn loadavg() -> f64 {
 }
 
 /// `bucardo stop`, then waits until no session of Bucardo's role is left on HERE's cluster
-/// (where its control database is too); returns that moment.
-fn stop_bucardo(sb: &Sandbox) -> f64 {
+/// (where its control database is too); returns that moment. A daemon whose sync run does not
+/// end within 15 s is described (returned), then ended: SIGTERM to the PIDs in the sandbox's PID
+/// directory, and `pg_terminate_backend` for the sessions it leaves behind.
+fn stop_bucardo(sb: &Sandbox) -> (f64, Option<String>) {
     Bucardo::new(sb).run(&["stop", "load bench"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let n = sb
-            .here
+    let sessions = || {
+        sb.here
             .psql(
                 "postgres",
                 "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bucardo'",
             )
-            .expect("Bucardo's sessions");
-        if n.trim() == "0" {
-            return now();
+            .expect("Bucardo's sessions")
+            .trim()
+            .to_string()
+    };
+    let wait_gone = |secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if sessions() == "0" {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the Bucardo daemon did not stop within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+        false
+    };
+    if wait_gone(15) {
+        return (now(), None);
     }
+    let q = |c: &sandbox::Cluster, db: &str, sql: &str| c.psql(db, sql).unwrap_or_default();
+    let diag = format!(
+        "Bucardo's sessions on HERE (pid|db|state|xact age|query age|wait|query):\n{}\
+         sync runs (newest first: started|ended|inserts|deletes|status):\n{}\
+         Bucardo's delta and track tables on HERE (live rows, estimated):\n{}",
+        q(&sb.here, "postgres", "SELECT pid, datname, state, date_trunc('second', now() - xact_start), date_trunc('second', now() - query_start), wait_event_type || ':' || wait_event, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) FROM pg_stat_activity WHERE usename = 'bucardo'"),
+        q(&sb.here, "bucardo", "SELECT to_char(started, 'HH24:MI:SS'), to_char(ended, 'HH24:MI:SS'), inserts, deletes, left(status, 80) FROM bucardo.syncrun ORDER BY started DESC LIMIT 6"),
+        q(&sb.here, DB, "SELECT relname, n_live_tup FROM pg_stat_user_tables WHERE schemaname = 'bucardo' AND (relname LIKE 'delta%' OR relname LIKE 'track%') ORDER BY 1"),
+    );
+    // The daemon's own processes, by the PIDs its PID files name (this sandbox's daemon only).
+    for entry in fs::read_dir(&sb.piddir).into_iter().flatten().flatten() {
+        let pid: Option<i32> = fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse().ok());
+        if let Some(pid) = pid.filter(|p| *p > 1) {
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd)
+                .to_lowercase()
+                .contains("bucardo")
+            {
+                // SAFETY: kill(2) on a Bucardo process named by this sandbox's PID file.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+    }
+    for c in [&sb.here, &sb.there] {
+        q(
+            c,
+            "postgres",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'bucardo'",
+        );
+    }
+    assert!(wait_gone(30), "Bucardo's sessions did not end:\n{diag}");
+    (now(), Some(diag))
 }
 
 fn now() -> f64 {
@@ -607,6 +673,16 @@ fn print_run(p: Procedure, round: usize, run: &Run, s: &Summary, opts: &Opts) {
         run.loadavg.0,
         run.loadavg.1
     );
+    println!("  HERE as it ended: {}", run.hot.0);
+    println!("  HERE as pgbench stopped: {}", run.hot.1);
+    if let Some(diag) = &run.forced {
+        println!(
+            "  the daemon did not stop within 15 s of `bucardo stop` and was ended; it was doing:"
+        );
+        for l in diag.lines() {
+            println!("    {l}");
+        }
+    }
     // Per step, in order of first appearance: every second of the procedure is attributed once.
     let during = window(&run.samples, run.start, run.end);
     let mut labels: Vec<(String, f64, Vec<f64>)> = Vec::new();
@@ -952,6 +1028,8 @@ fn tool(sb: &Sandbox, extra: &[String]) -> Vec<Span> {
         .arg(&state)
         .args(["--kick-timeout", "120"])
         .args(extra)
+        // Settings of the tool's own (BUCARDO_BOOTSTRAP_LOG, the copy's knobs, ...) pass through.
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("BUCARDO_BOOTSTRAP_")))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
