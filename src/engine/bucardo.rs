@@ -364,6 +364,56 @@ pub async fn pending_before(
     Ok(out)
 }
 
+/// The oldest delta logged before `before` that is not replicated yet, over every table of the
+/// sync on this side (as text that casts back to timestamptz), or None when nothing is pending.
+pub async fn oldest_pending_before(
+    db: &Client,
+    side: Side,
+    sync: &str,
+    dbgroup: &str,
+    before: &str,
+) -> Result<Option<String>, EngineError> {
+    let names = db
+        .query(
+            "SELECT deltaname, trackname FROM bucardo.bucardo_delta_names WHERE sync = $1",
+            &[&sync],
+        )
+        .await
+        .map_err(|e| EngineError::sql(side, "reading bucardo_delta_names", &e))?;
+    let target = format!("dbgroup {dbgroup}");
+    let mut oldest: Option<String> = None;
+    for r in names {
+        let (delta, track): (String, String) = (r.get(0), r.get(1));
+        let sql = format!(
+            "SELECT min(d.txntime)::text FROM bucardo.{} d WHERE d.txntime < $1::text::timestamptz AND NOT EXISTS (SELECT 1 FROM bucardo.{} t WHERE t.txntime = d.txntime AND t.target = $2)",
+            stored_ident(&delta),
+            stored_ident(&track)
+        );
+        let t: Option<String> = db
+            .query_one(sql.as_str(), &[&before, &target])
+            .await
+            .map_err(|e| EngineError::sql(side, "finding the oldest pending delta", &e))?
+            .get(0);
+        if let Some(t) = t {
+            let older = match &oldest {
+                None => true,
+                Some(o) => db
+                    .query_one(
+                        "SELECT $1::text::timestamptz < $2::text::timestamptz",
+                        &[&t, o],
+                    )
+                    .await
+                    .map_err(|e| EngineError::sql(side, "comparing delta times", &e))?
+                    .get(0),
+            };
+            if older {
+                oldest = Some(t);
+            }
+        }
+    }
+    Ok(oldest)
+}
+
 /// Bucardo stores delta/track names already quoted when they need it.
 fn stored_ident(name: &str) -> String {
     if name.starts_with('"') {
