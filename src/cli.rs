@@ -63,14 +63,15 @@ pub enum Cmd {
         #[arg(long)]
         save: Option<PathBuf>,
     },
-    /// Compare HERE and THERE: exit 0 identical, 1 differences (listed), 2 error.
+    /// Compare HERE and THERE in chunks, at the governor's pace: exit 0 no difference (a table
+    /// still changing is said so), 1 differences (listed), 2 error.
     Verify {
         #[command(flatten)]
         conn: ConnArgs,
         /// Row counts only.
         #[arg(long, conflicts_with = "deep")]
         fast: bool,
-        /// Narrow differences down to key buckets, then rows, and print them.
+        /// Also print the differing rows, by key.
         #[arg(long)]
         deep: bool,
     },

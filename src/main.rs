@@ -231,9 +231,24 @@ async fn verify(s: &Settings, mode: VerifyMode) -> anyhow::Result<u8> {
     let (etx, mut erx) = tokio::sync::mpsc::channel(1024);
     let cancel = tokio_util::sync::CancellationToken::new();
     let drain = tokio::spawn(async move { while erx.recv().await.is_some() {} });
-    let report = exec::verify_command(s, &tables, mode, &etx, &cancel)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    // HERE is production: the comparison keeps to the governor like the bootstrap's does.
+    let governor_stop = tokio_util::sync::CancellationToken::new();
+    let pace = if s.governor.enabled {
+        bucardo_bootstrap::engine::governor::probe::spawn(
+            s.here.clone(),
+            s.governor,
+            1,
+            None,
+            etx.clone(),
+            governor_stop.clone(),
+        )
+        .pace
+    } else {
+        bucardo_bootstrap::engine::governor::Pace::unlimited()
+    };
+    let report = exec::verify_command(s, &tables, mode, &pace, &etx, &cancel).await;
+    governor_stop.cancel();
+    let report = report.map_err(|e| anyhow::anyhow!(e.one_line()))?;
     drop(etx);
     let _ = drain.await;
     print!("{}", report.text);

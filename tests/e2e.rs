@@ -67,9 +67,10 @@ async fn run_bootstraps_master_master_under_live_writes() {
     let last = stderr.lines().last().unwrap_or_default();
     assert!(
         last.starts_with("done: ")
-            && last.contains("replicating 6 tables, the same rows on both sides")
+            && last.contains("replicating 6 tables, the same rows on both sides; ")
+            && last.contains(" rows compared")
             && last.contains("1 left out (see above)"),
-        "the last line says what replicates and what does not: {last}"
+        "the last line says what replicates, how much of it was compared, and what does not: {last}"
     );
     assert!(
         stderr.contains("exit status 3: public.audit_log left out without --leave-out"),

@@ -382,13 +382,16 @@ fn done() {
         .iter()
         .map(|ti| {
             let rows = ti.est_rows + 37;
+            // public.orders kept changing under the application's writes; the rest compared.
+            let hot = ti.name.name == "orders";
             RunEvent::Verified(TableVerdict {
-                table: ti.name.clone(),
                 here_rows: rows,
                 there_rows: rows,
-                matches: true,
-                changing: false,
-                in_flight: if ti.name.name == "orders" { 3 } else { 0 },
+                compared: if hot { rows - 12 } else { rows },
+                replayed: if hot { 3 } else { 0 },
+                in_flight: if hot { 12 } else { 0 },
+                rounds: if hot { 4 } else { 0 },
+                ..TableVerdict::new(ti.name.clone())
             })
         })
         .collect();
@@ -397,7 +400,7 @@ fn done() {
         &mut app,
         Msg::Run(RunEvent::Finished {
             ok: true,
-            summary: "both databases replicate and hold the same rows".into(),
+            summary: "replicating 6 tables, the same rows on both sides; 99.98% of 127,222 rows compared, 1 table still changing (public.orders)".into(),
         }),
     );
     assert_eq!(fx.len(), 1, "the health view starts reading");

@@ -3,8 +3,10 @@
 //! step does is the [`StepExecutor`]'s business, so the runner is tested with a fake one.
 
 use crate::engine::error::EngineError;
-use crate::engine::event::{ConfirmMode, GateReply, LogLevel, RunEvent, StepId, StepOutcome};
-use crate::engine::plan::{Plan, Step};
+use crate::engine::event::{
+    ConfirmMode, GateReply, LogLevel, RunEvent, StepId, StepOutcome, TableVerdict,
+};
+use crate::engine::plan::{Plan, Step, StepKind};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -19,6 +21,11 @@ pub trait StepExecutor: Send + Sync {
         events: &mpsc::Sender<RunEvent>,
         cancel: &CancellationToken,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// The verdicts of this run's Verify step (none when it did not run).
+    fn verdicts(&self) -> Vec<TableVerdict> {
+        vec![]
+    }
 
     /// What the end of a completed run says besides the account of the tables (how often the
     /// bootstrap's locks gave way to the application).
@@ -198,7 +205,7 @@ pub async fn run<E: StepExecutor>(
     }
     let summary = match &result.end {
         RunEnd::Completed => {
-            let mut line = plan.coverage.line_with(", the same rows on both sides");
+            let mut line = plan.coverage.line_with(&verified_said(plan, &result, exec));
             for note in exec.closing_notes() {
                 line.push_str(&format!("; {note}"));
             }
@@ -214,6 +221,35 @@ pub async fn run<E: StepExecutor>(
         })
         .await;
     result
+}
+
+/// What the run's last line says about the rows, right after the replicated tables: only what
+/// this run's Verify step compared (see [`crate::engine::event::verification_summary`]).
+fn verified_said<E: StepExecutor>(plan: &Plan, result: &RunResult, exec: &E) -> String {
+    let Some(step) = plan.steps.iter().find(|s| s.kind == StepKind::Verify) else {
+        return String::new();
+    };
+    let outcome = result
+        .timings
+        .iter()
+        .find(|(id, _, _)| *id == step.id)
+        .map(|(_, o, _)| o);
+    match outcome {
+        Some(StepOutcome::Done) => {
+            let verdicts = exec.verdicts();
+            if verdicts.is_empty() {
+                ", no table compared".into()
+            } else {
+                format!(
+                    ", the same rows on both sides; {}",
+                    crate::engine::event::verification_summary(&verdicts)
+                )
+            }
+        }
+        Some(StepOutcome::AlreadyDone) => ", verified by an earlier run".into(),
+        Some(StepOutcome::Skipped) => ", not verified (the Verify step was skipped)".into(),
+        _ => String::new(),
+    }
 }
 
 async fn finish(

@@ -1,12 +1,15 @@
 //! Comparing HERE and THERE: a row count and an order-independent checksum of every row's text
-//! per table (sum of the first 64 bits of each row's md5), so no sort and no big aggregate string
-//! is needed on a large table. While replication is live a table can differ for a moment; the
-//! caller kicks and compares again before calling it different.
+//! (sum of the first 64 bits of each row's md5), so no sort and no big aggregate string is needed.
+//! A table with a key is compared in chunks, key ranges walked in the key's order (keyset), each
+//! in a short snapshot on each side; rows whose key changed meanwhile are left out of the chunk
+//! (their keys come from Bucardo's delta tables) and, like the rows of a chunk that differed,
+//! compared again by key later ([`rows_by_key`]). The orchestration is in
+//! `engine::exec::verification`.
 
 use crate::engine::catalog::TableInfo;
 use crate::engine::conn::Side;
 use crate::engine::error::EngineError;
-use crate::engine::ident::quote_ident;
+use crate::engine::ident::{quote_ident, quote_literal};
 use tokio_postgres::Client;
 
 /// The copied columns of `t` as `t."a", t."b"`, for `ROW(...)`. Generated columns are left out:
@@ -32,29 +35,6 @@ pub fn checksum_sql(t: &TableInfo) -> String {
         count_and_sum(&cols),
         t.name.sql()
     )
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TableSum {
-    pub rows: i64,
-    pub sum: String,
-}
-
-pub async fn table_sum(
-    client: &Client,
-    side: Side,
-    t: &TableInfo,
-) -> Result<TableSum, EngineError> {
-    let row = client
-        .query_one(checksum_sql(t).as_str(), &[])
-        .await
-        .map_err(|e| EngineError::sql(side, format!("checksumming {}", t.name), &e))?;
-    let v: String = row.get(0);
-    let (rows, sum) = v.split_once(':').unwrap_or(("0", "0"));
-    Ok(TableSum {
-        rows: rows.parse().unwrap_or(0),
-        sum: sum.to_string(),
-    })
 }
 
 /// Sets both sessions up alike so that every value prints the same way on both sides.
@@ -84,13 +64,333 @@ pub async fn has_deltas(client: &Client, side: Side) -> Result<bool, EngineError
         .map_err(|e| EngineError::sql(side, "looking for Bucardo's delta tables", &e))
 }
 
-/// Keys of `t` changed on this side since `since` (minus the margin), as the text of the key's
-/// row, read from Bucardo's delta table for it.
-pub async fn recent_keys(
+/// How thoroughly `verify` compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// Row counts (a chunk whose counts differ is compared by key presence).
+    Fast,
+    /// Row counts and a checksum of every row.
+    Checksum,
+    /// Checksums, and the differing rows themselves are listed.
+    Deep,
+}
+
+/// A key's value: the text of each key column, in the key's order.
+pub type Key = Vec<String>;
+
+/// `(7)`, `(1,2)`: a key for people.
+pub fn display_key(k: &Key) -> String {
+    format!("({})", k.join(","))
+}
+
+/// Each key column, quoted, with its type (`format_type`) to cast text back to.
+fn key_types(t: &TableInfo) -> Vec<(String, String)> {
+    t.key_columns
+        .iter()
+        .map(|k| {
+            let ty = t
+                .columns
+                .iter()
+                .find(|c| &c.name == k)
+                .map(|c| c.type_name.clone())
+                .unwrap_or_else(|| "text".into());
+            (quote_ident(k), ty)
+        })
+        .collect()
+}
+
+/// `a."k1", a."k2"`.
+fn key_list(t: &TableInfo, alias: &str) -> String {
+    key_types(t)
+        .iter()
+        .map(|(k, _)| format!("{alias}.{k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `a."k1"::text, a."k2"::text`.
+fn key_texts(t: &TableInfo, alias: &str) -> String {
+    key_types(t)
+        .iter()
+        .map(|(k, _)| format!("{alias}.{k}::text"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `('1'::integer, 'x'::text)`: a key as a typed row, to compare the key columns with.
+fn key_literal(t: &TableInfo, key: &Key) -> String {
+    let vals: Vec<String> = key_types(t)
+        .iter()
+        .zip(key)
+        .map(|((_, ty), v)| format!("{}::{ty}", quote_literal(v)))
+        .collect();
+    format!("({})", vals.join(", "))
+}
+
+/// The keys passed as one `text[]` parameter per key column, from `$first` on, as a relation
+/// `(k1, k2, ..., hit)` of the key's types.
+fn keys_relation(t: &TableInfo, first: usize) -> String {
+    let types = key_types(t);
+    let cols: Vec<String> = (1..=types.len()).map(|i| format!("c{i}")).collect();
+    let args: Vec<String> = (0..types.len())
+        .map(|i| format!("${}::text[]", first + i))
+        .collect();
+    let casts: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ty))| format!("u.c{}::{ty} AS k{}", i + 1, i + 1))
+        .collect();
+    format!(
+        "(SELECT {}, true AS hit FROM unnest({}) AS u({}))",
+        casts.join(", "),
+        args.join(", "),
+        cols.join(", ")
+    )
+}
+
+/// `a."k1" = s.k1 AND a."k2" = s.k2`.
+fn key_join(t: &TableInfo, alias: &str) -> String {
+    key_types(t)
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| format!("{alias}.{k} = s.k{}", i + 1))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// `keys` column by column, the parameters of [`keys_relation`].
+fn key_params(t: &TableInfo, keys: &[Key]) -> Vec<Vec<String>> {
+    (0..t.key_columns.len())
+        .map(|i| {
+            keys.iter()
+                .map(|k| k.get(i).cloned().unwrap_or_default())
+                .collect()
+        })
+        .collect()
+}
+
+/// A chunk of a table: the keys `lo < key <= hi` in the key's order, either bound open. A table
+/// without a key is one chunk with both bounds open.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chunk {
+    pub lo: Option<Key>,
+    pub hi: Option<Key>,
+}
+
+impl Chunk {
+    /// The `WHERE` condition of this chunk on the table (or a delta table) aliased `alias`.
+    pub fn predicate(&self, t: &TableInfo, alias: &str) -> String {
+        let k = format!("({})", key_list(t, alias));
+        let mut out = Vec::new();
+        if let Some(lo) = &self.lo {
+            out.push(format!("{k} > {}", key_literal(t, lo)));
+        }
+        if let Some(hi) = &self.hi {
+            out.push(format!("{k} <= {}", key_literal(t, hi)));
+        }
+        if out.is_empty() {
+            "true".into()
+        } else {
+            out.join(" AND ")
+        }
+    }
+}
+
+/// The last key of the chunk that starts after `lo` and holds `rows` rows, read in the caller's
+/// snapshot; None when fewer rows are left (the chunk then runs to the end).
+pub async fn chunk_end(
     client: &Client,
     side: Side,
     t: &TableInfo,
-    since: &str,
+    lo: Option<&Key>,
+    rows: i64,
+) -> Result<Option<Key>, EngineError> {
+    let from = Chunk {
+        lo: lo.cloned(),
+        hi: None,
+    };
+    let sql = format!(
+        "SELECT {} FROM ONLY {} t WHERE {} ORDER BY {} OFFSET {} LIMIT 1",
+        key_texts(t, "t"),
+        t.name.sql(),
+        from.predicate(t, "t"),
+        key_list(t, "t"),
+        (rows - 1).max(0)
+    );
+    let row = client
+        .query_opt(sql.as_str(), &[])
+        .await
+        .map_err(|e| EngineError::sql(side, format!("walking the keys of {}", t.name), &e))?;
+    Ok(row.map(|r| (0..t.key_columns.len()).map(|i| r.get(i)).collect()))
+}
+
+/// A chunk's figures on one side: all its rows, and the count and checksum of those not left
+/// out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkSum {
+    pub rows: i64,
+    pub kept: i64,
+    pub sum: String,
+}
+
+fn params<'a>(
+    lead: &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)],
+    cols: &'a [Vec<String>],
+) -> Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> {
+    let mut out: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = lead.to_vec();
+    out.extend(
+        cols.iter()
+            .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync)),
+    );
+    out
+}
+
+/// Count and checksum of `chunk` leaving out the rows whose key is in `skip`, in whatever
+/// transaction `client` has open. With `fast`, the checksum is left out.
+pub async fn chunk_sum(
+    client: &Client,
+    side: Side,
+    t: &TableInfo,
+    chunk: &Chunk,
+    skip: &[Key],
+    fast: bool,
+) -> Result<ChunkSum, EngineError> {
+    let digest = if fast {
+        "0::numeric".to_string()
+    } else {
+        row_digest(t)
+    };
+    let (join, kept) = if skip.is_empty() || t.key_columns.is_empty() {
+        (String::new(), "true")
+    } else {
+        (
+            format!(
+                " LEFT JOIN {} s ON {}",
+                keys_relation(t, 1),
+                key_join(t, "t")
+            ),
+            "s.hit IS NULL",
+        )
+    };
+    let sql = format!(
+        "SELECT count(*)::bigint, (count(*) FILTER (WHERE {kept}))::bigint, \
+         coalesce(sum({digest}) FILTER (WHERE {kept}), 0)::text \
+         FROM ONLY {} t{join} WHERE {}",
+        t.name.sql(),
+        chunk.predicate(t, "t")
+    );
+    let cols = if join.is_empty() {
+        vec![]
+    } else {
+        key_params(t, skip)
+    };
+    let row = client
+        .query_one(sql.as_str(), &params(&[], &cols))
+        .await
+        .map_err(|e| EngineError::sql(side, format!("checksumming {}", t.name), &e))?;
+    Ok(ChunkSum {
+        rows: row.get(0),
+        kept: row.get(1),
+        sum: row.get(2),
+    })
+}
+
+/// The first 64 bits of a row's md5, as a number to sum.
+fn row_digest(t: &TableInfo) -> String {
+    format!(
+        "('x' || substr(md5(ROW({})::text), 1, 16))::bit(64)::bigint::numeric",
+        row_columns(t)
+    )
+}
+
+fn row_md5(t: &TableInfo, fast: bool) -> String {
+    if fast {
+        "''".into()
+    } else {
+        format!("md5(ROW({})::text)", row_columns(t))
+    }
+}
+
+/// Each row of `chunk` not in `skip`, as (key, md5 of the row), in the caller's transaction.
+pub async fn chunk_rows(
+    client: &Client,
+    side: Side,
+    t: &TableInfo,
+    chunk: &Chunk,
+    skip: &[Key],
+    fast: bool,
+) -> Result<Vec<(Key, String)>, EngineError> {
+    let (join, kept) = if skip.is_empty() {
+        (String::new(), "true")
+    } else {
+        (
+            format!(
+                " LEFT JOIN {} s ON {}",
+                keys_relation(t, 1),
+                key_join(t, "t")
+            ),
+            "s.hit IS NULL",
+        )
+    };
+    let sql = format!(
+        "SELECT {}, {} FROM ONLY {} t{join} WHERE {} AND {kept}",
+        key_texts(t, "t"),
+        row_md5(t, fast),
+        t.name.sql(),
+        chunk.predicate(t, "t")
+    );
+    let cols = if skip.is_empty() {
+        vec![]
+    } else {
+        key_params(t, skip)
+    };
+    let rows = client
+        .query(sql.as_str(), &params(&[], &cols))
+        .await
+        .map_err(|e| EngineError::sql(side, format!("reading the rows of {}", t.name), &e))?;
+    Ok(keyed(t, &rows))
+}
+
+fn keyed(t: &TableInfo, rows: &[tokio_postgres::Row]) -> Vec<(Key, String)> {
+    let n = t.key_columns.len();
+    rows.iter()
+        .map(|r| ((0..n).map(|i| r.get(i)).collect(), r.get(n)))
+        .collect()
+}
+
+/// The rows of `keys` that exist on this side, as (key, md5 of the row), in the caller's
+/// transaction; through the key's index.
+pub async fn rows_by_key(
+    client: &Client,
+    side: Side,
+    t: &TableInfo,
+    keys: &[Key],
+    fast: bool,
+) -> Result<Vec<(Key, String)>, EngineError> {
+    if keys.is_empty() {
+        return Ok(vec![]);
+    }
+    let sql = format!(
+        "SELECT {}, {} FROM ONLY {} t JOIN {} s ON {}",
+        key_texts(t, "t"),
+        row_md5(t, fast),
+        t.name.sql(),
+        keys_relation(t, 1),
+        key_join(t, "t")
+    );
+    let cols = key_params(t, keys);
+    let rows = client
+        .query(sql.as_str(), &params(&[], &cols))
+        .await
+        .map_err(|e| EngineError::sql(side, format!("reading rows of {} by key", t.name), &e))?;
+    Ok(keyed(t, &rows))
+}
+
+/// Bucardo's delta tables of `t` on this side, quoted (`bucardo."delta_..."`).
+pub async fn delta_tables(
+    client: &Client,
+    side: Side,
+    t: &TableInfo,
 ) -> Result<Vec<String>, EngineError> {
     let names = client
         .query(
@@ -99,206 +399,171 @@ pub async fn recent_keys(
         )
         .await
         .map_err(|e| EngineError::sql(side, format!("finding the delta table of {}", t.name), &e))?;
-    let key = key_row(t, "d");
+    Ok(names
+        .iter()
+        .map(|r| {
+            let d: String = r.get(0);
+            if d.starts_with('"') {
+                format!("bucardo.{d}")
+            } else {
+                format!("bucardo.{}", quote_ident(&d))
+            }
+        })
+        .collect())
+}
+
+/// Keys of `t` changed on this side since `since` (minus [`IN_FLIGHT_MARGIN_S`]), from its
+/// delta tables `deltas`: those in `chunk`, or among `among`.
+pub async fn changed_keys(
+    client: &Client,
+    side: Side,
+    t: &TableInfo,
+    deltas: &[String],
+    since: &str,
+    within: Within<'_>,
+) -> Result<Vec<Key>, EngineError> {
     let mut out = Vec::new();
-    for r in names {
-        let delta: String = r.get(0);
-        let delta = if delta.starts_with('"') {
-            delta
-        } else {
-            quote_ident(&delta)
+    for delta in deltas {
+        let (join, filter, cols) = match within {
+            Within::Chunk(c) => (String::new(), c.predicate(t, "d"), vec![]),
+            Within::Keys(keys) => {
+                if keys.is_empty() {
+                    continue;
+                }
+                (
+                    format!(" JOIN {} s ON {}", keys_relation(t, 2), key_join(t, "d")),
+                    "true".to_string(),
+                    key_params(t, keys),
+                )
+            }
         };
         let sql = format!(
-            "SELECT DISTINCT {key}::text FROM bucardo.{delta} d WHERE d.txntime >= $1::text::timestamptz - make_interval(secs => {IN_FLIGHT_MARGIN_S})"
+            "SELECT DISTINCT {} FROM {delta} d{join} WHERE d.txntime >= $1::text::timestamptz - make_interval(secs => {IN_FLIGHT_MARGIN_S}) AND {filter}",
+            key_texts(t, "d")
         );
-        for row in client.query(sql.as_str(), &[&since]).await.map_err(|e| {
-            EngineError::sql(side, format!("reading recent changes of {}", t.name), &e)
-        })? {
-            out.push(row.get(0));
-        }
+        let rows = client
+            .query(sql.as_str(), &params(&[&since], &cols))
+            .await
+            .map_err(|e| {
+                EngineError::sql(side, format!("reading recent changes of {}", t.name), &e)
+            })?;
+        let n = t.key_columns.len();
+        out.extend(
+            rows.iter()
+                .map(|r| (0..n).map(|i| r.get::<_, String>(i)).collect::<Key>()),
+        );
     }
     Ok(out)
 }
 
-fn key_row(t: &TableInfo, alias: &str) -> String {
-    let cols: Vec<String> = t
-        .key_columns
-        .iter()
-        .map(|c| format!("{alias}.{}", quote_ident(c)))
-        .collect();
-    format!("ROW({}, NULL)", cols.join(", "))
+/// Which changed keys [`changed_keys`] reads.
+#[derive(Clone, Copy, Debug)]
+pub enum Within<'a> {
+    Chunk(&'a Chunk),
+    Keys(&'a [Key]),
 }
 
-/// Count and checksum of the rows whose key is not in `skip`, inside whatever transaction
-/// `client` has open (a snapshot taken before `skip` was read).
-pub async fn table_sum_except(
-    client: &Client,
-    side: Side,
-    t: &TableInfo,
-    skip: &[String],
-) -> Result<TableSum, EngineError> {
-    let base = checksum_sql(t);
-    let sql = format!(
-        "{base} WHERE NOT ({} = ANY($1::text[]))",
-        format_args!("{}::text", key_row(t, "t"))
-    );
-    let row = client
-        .query_one(sql.as_str(), &[&skip])
-        .await
-        .map_err(|e| EngineError::sql(side, format!("checksumming {}", t.name), &e))?;
-    let v: String = row.get(0);
-    let (rows, sum) = v.split_once(':').unwrap_or(("0", "0"));
-    Ok(TableSum {
-        rows: rows.parse().unwrap_or(0),
-        sum: sum.to_string(),
-    })
+/// How two sides' rows of the same keys compare.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Keys whose row is the same on both sides.
+    pub same: Vec<Key>,
+    /// Keys whose row differs, and how.
+    pub differ: Vec<(Key, &'static str)>,
 }
 
-/// How thoroughly `verify` compares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VerifyMode {
-    /// Row counts.
-    Fast,
-    /// Row counts and a checksum of every row.
-    Checksum,
-    /// Checksums, then per key bucket, then the differing rows themselves.
-    Deep,
-}
-
-/// Buckets a deep verify splits a table into (by a hash of the key, so any key type works).
-pub const DEEP_BUCKETS: i32 = 256;
-
-fn bucket_expr(t: &TableInfo) -> String {
-    format!(
-        "(abs(hashtext({}::text)) % {DEEP_BUCKETS})",
-        key_row(t, "t")
-    )
-}
-
-/// Per bucket: (bucket, count, checksum) of the rows not in `skip`.
-pub async fn bucket_sums(
-    client: &Client,
-    side: Side,
-    t: &TableInfo,
-    skip: &[String],
-) -> Result<Vec<(i32, String)>, EngineError> {
-    let cols = row_columns(t);
-    let sql = format!(
-        "SELECT {b} AS bucket, {sum} FROM ONLY {tn} t WHERE NOT ({k}::text = ANY($1::text[])) GROUP BY 1 ORDER BY 1",
-        sum = count_and_sum(&cols),
-        b = bucket_expr(t),
-        tn = t.name.sql(),
-        k = key_row(t, "t"),
-    );
-    let rows = client
-        .query(sql.as_str(), &[&skip])
-        .await
-        .map_err(|e| EngineError::sql(side, format!("bucketing {}", t.name), &e))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-/// The keys and row digests of one bucket.
-pub async fn bucket_rows(
-    client: &Client,
-    side: Side,
-    t: &TableInfo,
-    bucket: i32,
-    skip: &[String],
-) -> Result<Vec<(String, String)>, EngineError> {
-    let cols = row_columns(t);
-    let sql = format!(
-        "SELECT {k}::text, md5(ROW({cols})::text) FROM ONLY {tn} t WHERE {b} = $1 AND NOT ({k}::text = ANY($2::text[])) ORDER BY 1",
-        k = key_row(t, "t"),
-        tn = t.name.sql(),
-        b = bucket_expr(t),
-    );
-    let rows = client
-        .query(sql.as_str(), &[&bucket, &skip])
-        .await
-        .map_err(|e| EngineError::sql(side, format!("reading a bucket of {}", t.name), &e))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-/// A row that differs: its key as `(k1, k2, ...)` and how.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RowDiff {
-    pub key: String,
-    pub what: &'static str,
-}
-
-/// Compares two sorted (key, digest) lists.
-pub fn diff_rows(here: &[(String, String)], there: &[(String, String)]) -> Vec<RowDiff> {
-    let h: std::collections::BTreeMap<&str, &str> =
-        here.iter().map(|(k, d)| (k.as_str(), d.as_str())).collect();
-    let t: std::collections::BTreeMap<&str, &str> = there
-        .iter()
-        .map(|(k, d)| (k.as_str(), d.as_str()))
-        .collect();
-    let mut out = Vec::new();
+/// Compares two sides' (key, digest) lists; a key on neither side is in neither list.
+pub fn diff_rows(here: &[(Key, String)], there: &[(Key, String)]) -> Diff {
+    let h: std::collections::BTreeMap<&Key, &str> =
+        here.iter().map(|(k, d)| (k, d.as_str())).collect();
+    let t: std::collections::BTreeMap<&Key, &str> =
+        there.iter().map(|(k, d)| (k, d.as_str())).collect();
+    let mut out = Diff::default();
     for (k, d) in &h {
         match t.get(k) {
-            None => out.push(RowDiff {
-                key: display_key(k),
-                what: "missing on THERE",
-            }),
-            Some(d2) if d2 != d => out.push(RowDiff {
-                key: display_key(k),
-                what: "different",
-            }),
-            _ => {}
+            None => out.differ.push(((*k).clone(), "missing on THERE")),
+            Some(d2) if d2 != d => out.differ.push(((*k).clone(), "different")),
+            _ => out.same.push((*k).clone()),
         }
     }
     for k in t.keys() {
         if !h.contains_key(k) {
-            out.push(RowDiff {
-                key: display_key(k),
-                what: "missing on HERE",
-            });
+            out.differ.push(((*k).clone(), "missing on HERE"));
         }
     }
     out
 }
 
-/// `(5,)` (a one-column key with the NULL pad of [`key_row`]) shown as `(5)`.
-fn display_key(k: &str) -> String {
-    k.strip_suffix(",)")
-        .map(|s| format!("{s})"))
-        .unwrap_or_else(|| k.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::catalog::Column;
+    use crate::engine::ident::TableName;
+
+    fn k(v: &[&str]) -> Key {
+        v.iter().map(|s| s.to_string()).collect()
+    }
 
     #[test]
     fn row_diffs_name_each_kind() {
         let h = vec![
-            ("(1,)".to_string(), "a".to_string()),
-            ("(2,)".into(), "b".into()),
-            ("(3,)".into(), "c".into()),
+            (k(&["1"]), "a".to_string()),
+            (k(&["2"]), "b".into()),
+            (k(&["3"]), "c".into()),
         ];
         let t = vec![
-            ("(1,)".to_string(), "a".to_string()),
-            ("(2,)".into(), "X".into()),
-            ("(4,)".into(), "d".into()),
+            (k(&["1"]), "a".to_string()),
+            (k(&["2"]), "X".into()),
+            (k(&["4"]), "d".into()),
         ];
         let d = diff_rows(&h, &t);
+        assert_eq!(d.same, vec![k(&["1"])]);
         assert_eq!(
-            d,
+            d.differ,
             vec![
-                RowDiff {
-                    key: "(2)".into(),
-                    what: "different"
-                },
-                RowDiff {
-                    key: "(3)".into(),
-                    what: "missing on THERE"
-                },
-                RowDiff {
-                    key: "(4)".into(),
-                    what: "missing on HERE"
-                },
+                (k(&["2"]), "different"),
+                (k(&["3"]), "missing on THERE"),
+                (k(&["4"]), "missing on HERE"),
             ]
+        );
+        assert_eq!(display_key(&k(&["1", "x y"])), "(1,x y)");
+    }
+
+    #[test]
+    fn chunks_are_typed_key_ranges() {
+        let mut t = TableInfo {
+            name: TableName::new("Sales", "Order Items"),
+            key_columns: vec!["Order ID".into(), "Line No".into()],
+            ..TableInfo::default()
+        };
+        for (n, ty) in [
+            ("Order ID", "bigint"),
+            ("Line No", "integer"),
+            ("SKU", "text"),
+        ] {
+            t.columns.push(Column {
+                name: n.into(),
+                type_name: ty.into(),
+                not_null: true,
+                generated: false,
+            });
+        }
+        let c = Chunk {
+            lo: Some(k(&["5", "1"])),
+            hi: Some(k(&["9", "it's"])),
+        };
+        assert_eq!(
+            c.predicate(&t, "t"),
+            r#"(t."Order ID", t."Line No") > ('5'::bigint, '1'::integer) AND (t."Order ID", t."Line No") <= ('9'::bigint, 'it''s'::integer)"#
+        );
+        assert_eq!(Chunk::default().predicate(&t, "t"), "true");
+        assert_eq!(
+            keys_relation(&t, 2),
+            "(SELECT u.c1::bigint AS k1, u.c2::integer AS k2, true AS hit FROM unnest($2::text[], $3::text[]) AS u(c1, c2))"
+        );
+        assert_eq!(
+            key_params(&t, &[k(&["1", "2"]), k(&["3", "4"])]),
+            vec![k(&["1", "3"]), k(&["2", "4"])]
         );
     }
 }

@@ -4,7 +4,7 @@
 //! call these, so an operator reads the same words whichever front end they use.
 
 use crate::engine::copy::format::Format;
-use crate::engine::event::{CopyEvent, LogLevel, RunEvent, StepId, StepOutcome};
+use crate::engine::event::{CopyEvent, LogLevel, RunEvent, StepId, StepOutcome, VerdictState};
 use crate::engine::governor::{Mode, View};
 use crate::engine::ident::TableName;
 use crate::engine::journal::JournalData;
@@ -225,7 +225,24 @@ pub fn db_state(run: &RunState) -> String {
     let sync = &run.sync;
     let onward = ONWARD;
     if run.done(StepKind::Verify) {
-        format!("Both databases replicate through sync {sync} and were verified identical.")
+        let changing: Vec<String> = run
+            .verdicts
+            .iter()
+            .filter(|v| v.state() == VerdictState::Changing)
+            .map(|v| v.table.to_string())
+            .collect();
+        match changing.len() {
+            0 => {
+                format!("Both databases replicate through sync {sync} and were verified identical.")
+            }
+            1 => format!(
+                "Both databases replicate through sync {sync}; {} was still changing.",
+                changing[0]
+            ),
+            n => format!(
+                "Both databases replicate through sync {sync}; {n} tables were still changing."
+            ),
+        }
     } else if run.done(StepKind::Enable) {
         "The sync is active: Bucardo replicates both ways. Deltas logged during the copy may still be replaying; watch `bucardo-bootstrap status`, then run `bucardo-bootstrap verify`.".into()
     } else if run.done(StepKind::CopyData) {

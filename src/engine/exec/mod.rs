@@ -41,8 +41,8 @@ use prepare::*;
 pub use prepare::{prepare, probe, resolve_tables, resuming, select_tables, state_paths};
 use replay::*;
 pub use verification::{
-    verify_command, verify_tables, verify_tables_mode, VerifyReport, DEEP_ROWS_SHOWN,
-    VERIFY_ATTEMPTS,
+    verify_command, verify_tables, verify_tables_mode, Differences, VerifyReport, CHUNK_ROWS,
+    DEEP_ROWS_SHOWN, VERIFY_ROUNDS,
 };
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
@@ -62,6 +62,8 @@ pub struct LiveExecutor {
     gave_way: std::sync::atomic::AtomicU32,
     /// The pace the heavy work on HERE keeps ([`crate::engine::governor`]).
     governed: Governed,
+    /// What the Verify step found, for the run's last line.
+    verdicts: std::sync::Mutex<Vec<TableVerdict>>,
 }
 
 impl LiveExecutor {
@@ -107,6 +109,7 @@ impl LiveExecutor {
             journal: std::sync::Mutex::new(journal),
             gave_way: Default::default(),
             governed: Governed::unlimited(),
+            verdicts: Default::default(),
         })
     }
 
@@ -363,6 +366,10 @@ impl StepExecutor for LiveExecutor {
     ) -> Result<(), EngineError> {
         self.execute_step(plan, step, events, cancel).await?;
         self.record_step(step.kind)
+    }
+
+    fn verdicts(&self) -> Vec<TableVerdict> {
+        self.verdicts.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     fn closing_notes(&self) -> Vec<String> {

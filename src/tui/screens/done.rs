@@ -4,7 +4,7 @@
 //! seconds while the screen is open.
 
 use crate::engine::daemon::Daemon;
-use crate::engine::event::TableVerdict;
+use crate::engine::event::{TableVerdict, VerdictState};
 use crate::engine::plan::StepKind;
 use crate::engine::runner::RunEnd;
 use crate::engine::status::SyncStatus;
@@ -243,17 +243,20 @@ impl DoneState {
             t.bold(),
         )];
         for v in &self.verdicts {
-            let (sym, style) = if v.matches {
-                (theme::OK, t.ok())
-            } else if v.changing {
-                (theme::WARN, t.warn())
-            } else {
-                (theme::FAIL, t.fail())
+            let (sym, style) = match v.state() {
+                VerdictState::Identical => (theme::OK, t.ok()),
+                VerdictState::Changing => (theme::WARN, t.warn()),
+                VerdictState::Different => (theme::FAIL, t.fail()),
             };
-            let word = if v.matches && v.in_flight > 0 && verdict_w >= 20 {
-                format!("same ({} in flight)", v.in_flight)
-            } else {
-                v.word().to_string()
+            let word = match v.state() {
+                VerdictState::Changing if v.in_flight > 0 && verdict_w >= 20 => {
+                    format!("changing ({} rows)", v.in_flight)
+                }
+                VerdictState::Changing if verdict_w < v.word().len() => "changing".into(),
+                VerdictState::Different if verdict_w >= 20 => {
+                    format!("DIFFERENT ({} rows)", v.differing)
+                }
+                _ => v.word().to_string(),
             };
             let mut spans = vec![
                 Span::styled(format!("{sym} "), style),
