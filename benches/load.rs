@@ -193,6 +193,82 @@ struct Run {
     loadavg: (f64, f64),
     /// [`hot_tables`] as the procedure ended and as pgbench stopped.
     hot: (String, String),
+    /// What the procedure's own sessions held on HERE ([`Held`]).
+    held: Held,
+}
+
+/// Snapshots the procedure's sessions held on HERE, read from `pg_stat_activity` twice a
+/// second: the oldest one seen (age in seconds and in transactions, and what it was running),
+/// and the longest single COPY statement, which is one piece of the tool's copy.
+#[derive(Default, Clone)]
+struct Held {
+    oldest_s: f64,
+    oldest_xids: i64,
+    oldest_query: String,
+    longest_copy_s: f64,
+    samples: usize,
+}
+
+impl Held {
+    fn line(&self) -> String {
+        if self.samples == 0 {
+            return "no sample of HERE's sessions".into();
+        }
+        format!(
+            "oldest snapshot the procedure held on HERE: {:.1} s ({} xids) running `{}`; longest single COPY on HERE: {:.1} s ({} samples)",
+            self.oldest_s,
+            self.oldest_xids,
+            truncate(&self.oldest_query, 60),
+            self.longest_copy_s,
+            self.samples
+        )
+    }
+}
+
+/// Samples HERE until `stop` is set; `who` is the procedure's sessions' filter.
+fn watch_held(
+    sb: &Sandbox,
+    who: &'static str,
+    stop: Arc<Mutex<bool>>,
+) -> std::thread::JoinHandle<Held> {
+    let cfg = sb.here.pg_config(DB);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let mut held = Held::default();
+            let Ok((client, conn)) = cfg.connect(tokio_postgres::NoTls).await else {
+                return held;
+            };
+            tokio::spawn(conn);
+            let sql = format!(
+                "SELECT extract(epoch FROM now() - coalesce(xact_start, query_start))::float8, \
+                        age(backend_xmin)::bigint, query, extract(epoch FROM now() - query_start)::float8 \
+                   FROM pg_stat_activity WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid() AND {who}"
+            );
+            while !*stop.lock().unwrap() {
+                if let Ok(rows) = client.query(sql.as_str(), &[]).await {
+                    held.samples += 1;
+                    for r in rows {
+                        let (age, xids, q, q_age): (f64, i64, String, f64) =
+                            (r.get(0), r.get(1), r.get(2), r.get(3));
+                        if age > held.oldest_s {
+                            held.oldest_s = age;
+                            held.oldest_xids = xids;
+                            held.oldest_query = q.clone();
+                        }
+                        if q.trim_start().to_ascii_uppercase().starts_with("COPY") {
+                            held.longest_copy_s = held.longest_copy_s.max(q_age);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            held
+        })
+    })
 }
 
 /// Fresh sandbox, pgbench on HERE, baseline, the procedure, 10 s more.
@@ -221,11 +297,23 @@ fn measure(p: Procedure, opts: &Opts) -> Run {
     let load_before = loadavg();
     load.wait_for_samples(WARMUP_S + BASELINE_S as usize);
     let start = now();
+    let stop_watch = Arc::new(Mutex::new(false));
+    let watcher = watch_held(
+        &sb,
+        match p {
+            // pg_dump's session, or the tool's own.
+            Procedure::Seed => "application_name = 'pg_dump'",
+            Procedure::Tool => "application_name = 'bucardo-bootstrap'",
+        },
+        stop_watch.clone(),
+    );
     let spans = match p {
         Procedure::Seed => seed(&sb),
         Procedure::Tool => tool(&sb, &opts.tool_args),
     };
     let end = now();
+    *stop_watch.lock().unwrap() = true;
+    let held = watcher.join().unwrap_or_default();
     let bloat_end = hot_tables(&sb);
     // The last second of the steady state must be reported too.
     while load.last_t() < end + AFTER_S + 1.0 {
@@ -252,6 +340,7 @@ fn measure(p: Procedure, opts: &Opts) -> Run {
         spans,
         loadavg: (load_before, load_after),
         hot: (bloat_end, bloat_quiet),
+        held,
     }
 }
 
@@ -673,6 +762,7 @@ fn print_run(p: Procedure, round: usize, run: &Run, s: &Summary, opts: &Opts) {
         run.loadavg.0,
         run.loadavg.1
     );
+    println!("  {}", run.held.line());
     println!("  HERE as it ended: {}", run.hot.0);
     println!("  HERE as pgbench stopped: {}", run.hot.1);
     if let Some(diag) = &run.forced {
