@@ -252,8 +252,14 @@ fn watch_held(
                 if let Ok(rows) = client.query(sql.as_str(), &[]).await {
                     held.samples += 1;
                     for r in rows {
-                        let (age, xids, q, q_age): (f64, i64, String, f64) =
+                        let (age, xids, q, q_age): (Option<f64>, Option<i64>, Option<String>, Option<f64>) =
                             (r.get(0), r.get(1), r.get(2), r.get(3));
+                        let (age, xids, q, q_age) = (
+                            age.unwrap_or(0.0),
+                            xids.unwrap_or(0),
+                            q.unwrap_or_default(),
+                            q_age.unwrap_or(0.0),
+                        );
                         if age > held.oldest_s {
                             held.oldest_s = age;
                             held.oldest_xids = xids;

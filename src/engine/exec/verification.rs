@@ -122,6 +122,9 @@ struct Cx<'a> {
     live: bool,
     here_t0: String,
     there_t0: String,
+    /// Bucardo had not replicated everything logged before the verification began: the start of
+    /// its backlog on each side (see [`bucardo::oldest_pending_before`]).
+    backlog: Option<(String, String)>,
     kick: Option<&'a Invocation>,
     fast: bool,
     pace: &'a Pace,
@@ -220,6 +223,7 @@ pub async fn verify_tables_mode(
         && verify::has_deltas(&there, Side::There).await?;
     let mut here_t0 = bucardo::server_now(&here, Side::Here).await?;
     let mut there_t0 = bucardo::server_now(&there, Side::There).await?;
+    let mut backlog = None;
     if live {
         if let Some(k) = kick {
             let _ = process::run(k, Duration::from_secs(60)).await;
@@ -254,6 +258,7 @@ pub async fn verify_tables_mode(
                 {
                     there_t0 = t;
                 }
+                backlog = Some((here_t0.clone(), there_t0.clone()));
                 let _ = events
                     .send(RunEvent::Log {
                         level: LogLevel::Notice,
@@ -275,6 +280,7 @@ pub async fn verify_tables_mode(
         live,
         here_t0,
         there_t0,
+        backlog,
         kick,
         fast: mode == verify::VerifyMode::Fast,
         pace,
@@ -433,7 +439,12 @@ async fn verify_table(
             cx.breathe(started.elapsed()).await?;
         }
     }
-    // What still differs: changing if it changed since the rounds began, else a difference.
+    // What still differs: changing if it changed since the rounds began (or since the start of
+    // a backlog Bucardo had not cleared: its replay is still to come), else a difference.
+    let (here_since, there_since) = match &cx.backlog {
+        Some((h, t)) => (h.clone(), t.clone()),
+        None => (here_since, there_since),
+    };
     let left: Vec<Key> = again.into_iter().collect();
     let mut changing: BTreeSet<Key> = BTreeSet::new();
     if cx.live {

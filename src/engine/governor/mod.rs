@@ -115,7 +115,9 @@ pub const ADJUST_EVERY: Duration = Duration::from_secs(1);
 pub const REBASE_AFTER: Duration = Duration::from_secs(6);
 /// The slowest the work goes short of a pause, and where it restarts after one.
 pub const MIN_DUTY: f64 = 0.05;
-pub const RESTART_DUTY: f64 = 0.25;
+pub const RESTART_DUTY: f64 = 0.1;
+/// With headroom the duty grows by this much a second.
+pub const SPEED_STEP: f64 = 0.1;
 /// A heavy phase starts at this duty with one worker, and speeds up from there.
 pub const START_DUTY: f64 = 0.5;
 /// No heavy work for this long: the next phase starts slowly again.
@@ -654,7 +656,7 @@ impl Governor {
                 self.stuck_since = None;
                 self.why.clear();
                 if self.duty < 1.0 {
-                    self.duty = (self.duty + 0.15).min(1.0);
+                    self.duty = (self.duty + SPEED_STEP).min(1.0);
                     self.last_adjust = now;
                 } else if self.workers < self.jobs {
                     self.workers += 1;
