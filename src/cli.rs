@@ -168,11 +168,11 @@ pub struct ConnArgs {
     #[arg(long = "convert-generated", global = true)]
     pub convert_generated: bool,
     /// The governor: slow the copy and verification down when HERE's transaction rate drops
-    /// this much below its baseline (percent, default 20), or `off` to run them at full speed.
+    /// this much below its baseline (percent, default 35), or `off` to run them at full speed.
     #[arg(long = "max-load", global = true, value_name = "PERCENT|off")]
     pub max_load: Option<String>,
     /// Pause them when HERE's transaction rate drops this much below its baseline (percent,
-    /// default 35), until HERE recovers.
+    /// default 45), until HERE recovers.
     #[arg(long = "critical-load", global = true, value_name = "PERCENT")]
     pub critical_load: Option<String>,
 }

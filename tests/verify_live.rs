@@ -217,3 +217,59 @@ async fn a_hot_table_is_still_changing_never_identical_and_every_verdict_counts_
         "{text}"
     );
 }
+
+/// Bucardo behind: with the daemon stopped, rows changed on HERE after the bootstrap are never
+/// replicated. `verify` waits its bounded while for the backlog, then counts those rows as not
+/// replicated yet, still changing, never DIFFERENT; the rest is compared as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_bucardo_has_not_replicated_is_in_flight_never_different() {
+    let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(1))
+        .await
+        .unwrap();
+    let (code, log) = tokio::task::block_in_place(|| run_to_end(&sb, &[]));
+    assert_eq!(code, 0, "{log}");
+    let mut stop = std::process::Command::new("bucardo");
+    stop.args(["--no-bucardorc", "--dbhost", "127.0.0.1", "--dbport"])
+        .arg(sb.here.port.to_string())
+        .args(["--dbname", "bucardo", "--dbuser", "bucardo", "--piddir"])
+        .arg(&sb.piddir)
+        .arg("--log-destination")
+        .arg(&sb.logdir)
+        .arg("stop")
+        .env("PGPASSFILE", state_dir(&sb).join("bucardo.pgpass"))
+        .current_dir(&sb.piddir);
+    let out = tokio::task::block_in_place(|| stop.output()).unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    // The daemon is gone once its PID file is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sb.piddir.join("bucardo.mcp.pid").exists() {
+        assert!(std::time::Instant::now() < deadline, "the daemon stops");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sb.here
+        .psql(
+            "widgets",
+            "UPDATE public.foo SET name = name || '-behind' WHERE id IN (SELECT id FROM public.foo ORDER BY id LIMIT 40)",
+        )
+        .unwrap();
+    let (code, text, shown) = verify_out(&sb);
+    assert_eq!(code, 0, "nothing is DIFFERENT:\n{shown}");
+    assert!(
+        shown.contains("still to replicate"),
+        "the backlog is named:\n{shown}"
+    );
+    let foo = text
+        .lines()
+        .find(|l| l.starts_with("public.foo"))
+        .unwrap_or_else(|| panic!("a line for public.foo:\n{text}"));
+    assert!(
+        foo.contains("still changing") && !foo.contains("DIFFERENT"),
+        "{foo}"
+    );
+    // The other tables were compared as usual.
+    let orders = text
+        .lines()
+        .find(|l| l.starts_with("public.orders"))
+        .unwrap_or_else(|| panic!("a line for public.orders:\n{text}"));
+    assert!(orders.contains("identical"), "{orders}");
+}

@@ -404,7 +404,14 @@ async fn verify_table(
     }
     let here_since = bucardo::server_now(&cx.here_keys, Side::Here).await?;
     let there_since = bucardo::server_now(&cx.there_keys, Side::There).await?;
-    while !again.is_empty() && v.rounds < VERIFY_ROUNDS {
+    // Behind a backlog Bucardo had not cleared, replays take longer than rounds wait: one round
+    // catches what did replay, the rest counts as in flight.
+    let rounds = if cx.backlog.is_some() {
+        1
+    } else {
+        VERIFY_ROUNDS
+    };
+    while !again.is_empty() && v.rounds < rounds {
         v.rounds += 1;
         if v.rounds > 1 {
             cx.kick().await;

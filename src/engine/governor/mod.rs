@@ -43,8 +43,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             enabled: true,
-            max_load: 20,
-            critical_load: 35,
+            max_load: 35,
+            critical_load: 45,
         }
     }
 }

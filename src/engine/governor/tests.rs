@@ -4,6 +4,15 @@ use super::*;
 
 const TICK: Duration = Duration::from_millis(250);
 
+/// The limits the figures below are written for (not the defaults, which may move).
+fn limits() -> Limits {
+    Limits {
+        enabled: true,
+        max_load: 20,
+        critical_load: 35,
+    }
+}
+
 /// HERE as the governor sees it: a transaction counter advancing at `rate` per second.
 struct Sim {
     g: Governor,
@@ -56,14 +65,14 @@ impl Sim {
 }
 
 fn baseline_sim(jobs: usize) -> Sim {
-    let mut s = Sim::new(Limits::default(), jobs);
+    let mut s = Sim::new(limits(), jobs);
     s.run(3.5, 1000.0, false);
     s
 }
 
 #[test]
 fn the_heavy_work_waits_while_the_baseline_is_measured() {
-    let mut s = Sim::new(Limits::default(), 2);
+    let mut s = Sim::new(limits(), 2);
     s.run(2.0, 1000.0, false);
     assert_eq!(s.g.mode(), Mode::Measuring);
     assert!(s.control().paused);
@@ -240,7 +249,7 @@ fn off_means_full_speed_and_no_waiting_for_a_baseline() {
 
 #[test]
 fn a_read_mostly_here_is_steered_by_its_commit_rate() {
-    let mut s = Sim::new(Limits::default(), 1);
+    let mut s = Sim::new(limits(), 1);
     // No transaction id consumed: only read-only commits.
     s.run_with(3.5, 400.0, false, |x| x.xid = 1000);
     assert!(s.g.view().baseline.unwrap().by_commits);
