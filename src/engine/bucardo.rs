@@ -336,6 +336,54 @@ pub async fn pending_before(
     dbgroup: &str,
     before: &str,
 ) -> Result<Vec<(String, i64)>, EngineError> {
+    Ok(pending_deltas(db, side, sync, dbgroup, before)
+        .await?
+        .into_iter()
+        .map(|p| (p.table, p.count))
+        .collect())
+}
+
+/// The oldest delta logged before `before` that is not replicated yet, over every table of the
+/// sync on this side (as text that casts back to timestamptz), or None when nothing is pending.
+pub async fn oldest_pending_before(
+    db: &Client,
+    side: Side,
+    sync: &str,
+    dbgroup: &str,
+    before: &str,
+) -> Result<Option<String>, EngineError> {
+    let times: Vec<String> = pending_deltas(db, side, sync, dbgroup, before)
+        .await?
+        .into_iter()
+        .filter_map(|p| p.oldest)
+        .collect();
+    if times.is_empty() {
+        return Ok(None);
+    }
+    db.query_one(
+        "SELECT min(t::timestamptz)::text FROM unnest($1::text[]) AS t",
+        &[&times],
+    )
+    .await
+    .map(|r| r.get(0))
+    .map_err(|e| EngineError::sql(side, "finding the oldest pending delta", &e))
+}
+
+/// One table's deltas not replicated yet: how many, and the oldest one's time.
+struct Pending {
+    table: String,
+    count: i64,
+    oldest: Option<String>,
+}
+
+/// [`Pending`] per table of the sync that has any, before `before`.
+async fn pending_deltas(
+    db: &Client,
+    side: Side,
+    sync: &str,
+    dbgroup: &str,
+    before: &str,
+) -> Result<Vec<Pending>, EngineError> {
     let names = db
         .query(
             "SELECT tablename::regclass::text, deltaname, trackname FROM bucardo.bucardo_delta_names WHERE sync = $1",
@@ -348,70 +396,26 @@ pub async fn pending_before(
     for r in names {
         let (table, delta, track): (String, String, String) = (r.get(0), r.get(1), r.get(2));
         let sql = format!(
-            "SELECT count(*) FROM bucardo.{} d WHERE d.txntime < $1::text::timestamptz AND NOT EXISTS (SELECT 1 FROM bucardo.{} t WHERE t.txntime = d.txntime AND t.target = $2)",
+            "SELECT count(*), min(d.txntime)::text FROM bucardo.{} d WHERE d.txntime < $1::text::timestamptz AND NOT EXISTS (SELECT 1 FROM bucardo.{} t WHERE t.txntime = d.txntime AND t.target = $2)",
             stored_ident(&delta),
             stored_ident(&track)
         );
-        let n: i64 = db
+        let row = db
             .query_one(sql.as_str(), &[&before, &target])
             .await
-            .map_err(|e| EngineError::sql(side, format!("counting pending deltas of {table}"), &e))?
-            .get(0);
-        if n > 0 {
-            out.push((table, n));
+            .map_err(|e| {
+                EngineError::sql(side, format!("counting pending deltas of {table}"), &e)
+            })?;
+        let count: i64 = row.get(0);
+        if count > 0 {
+            out.push(Pending {
+                table,
+                count,
+                oldest: row.get(1),
+            });
         }
     }
     Ok(out)
-}
-
-/// The oldest delta logged before `before` that is not replicated yet, over every table of the
-/// sync on this side (as text that casts back to timestamptz), or None when nothing is pending.
-pub async fn oldest_pending_before(
-    db: &Client,
-    side: Side,
-    sync: &str,
-    dbgroup: &str,
-    before: &str,
-) -> Result<Option<String>, EngineError> {
-    let names = db
-        .query(
-            "SELECT deltaname, trackname FROM bucardo.bucardo_delta_names WHERE sync = $1",
-            &[&sync],
-        )
-        .await
-        .map_err(|e| EngineError::sql(side, "reading bucardo_delta_names", &e))?;
-    let target = format!("dbgroup {dbgroup}");
-    let mut oldest: Option<String> = None;
-    for r in names {
-        let (delta, track): (String, String) = (r.get(0), r.get(1));
-        let sql = format!(
-            "SELECT min(d.txntime)::text FROM bucardo.{} d WHERE d.txntime < $1::text::timestamptz AND NOT EXISTS (SELECT 1 FROM bucardo.{} t WHERE t.txntime = d.txntime AND t.target = $2)",
-            stored_ident(&delta),
-            stored_ident(&track)
-        );
-        let t: Option<String> = db
-            .query_one(sql.as_str(), &[&before, &target])
-            .await
-            .map_err(|e| EngineError::sql(side, "finding the oldest pending delta", &e))?
-            .get(0);
-        if let Some(t) = t {
-            let older = match &oldest {
-                None => true,
-                Some(o) => db
-                    .query_one(
-                        "SELECT $1::text::timestamptz < $2::text::timestamptz",
-                        &[&t, o],
-                    )
-                    .await
-                    .map_err(|e| EngineError::sql(side, "comparing delta times", &e))?
-                    .get(0),
-            };
-            if older {
-                oldest = Some(t);
-            }
-        }
-    }
-    Ok(oldest)
 }
 
 /// Bucardo stores delta/track names already quoted when they need it.

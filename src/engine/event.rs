@@ -259,12 +259,15 @@ pub fn verification_summary(verdicts: &[TableVerdict]) -> String {
     } else if rows == 0 {
         out.push_str("every table empty");
     } else if compared >= rows {
-        out.push_str(&format!("all {} rows compared", thousands(rows)));
+        out.push_str(&format!(
+            "all {} rows compared",
+            crate::engine::plan::thousands(rows)
+        ));
     } else {
         out.push_str(&format!(
             "{} of {} rows compared",
             share(compared, rows),
-            thousands(rows)
+            crate::engine::plan::thousands(rows)
         ));
     }
     for (state, what) in [
@@ -292,23 +295,6 @@ fn share(part: i64, whole: i64) -> String {
     let hundredths = ((part.max(0) as i128 * 10_000) / whole as i128).min(9_999);
     let s = format!("{}.{:02}", hundredths / 100, hundredths % 100);
     format!("{}%", s.trim_end_matches('0').trim_end_matches('.'))
-}
-
-/// `2,000,120`.
-fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -462,6 +448,6 @@ mod tests {
         );
         assert_eq!(share(1_999_999, 2_000_000), "99.99%");
         assert_eq!(share(1, 2), "50%");
-        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(crate::engine::plan::thousands(1234567), "1,234,567");
     }
 }

@@ -514,19 +514,7 @@ pub fn fmt_count(n: u64) -> String {
 
 /// `1,234,567`.
 pub fn fmt_thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
+    crate::engine::plan::thousands(n)
 }
 
 pub fn fmt_bytes(b: u64) -> String {
