@@ -9,7 +9,7 @@
 use super::*;
 use crate::engine::event::VerdictState;
 use crate::engine::governor::Pace;
-use crate::engine::verify::{Chunk, Key, Within};
+use crate::engine::verify::{Chunk, Digest, Key, Within};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl LiveExecutor {
@@ -127,6 +127,8 @@ struct Cx<'a> {
     backlog: Option<(String, String)>,
     kick: Option<&'a Invocation>,
     fast: bool,
+    /// How chunks are summed: see [`verify::Digest`].
+    digest: Digest,
     pace: &'a Pace,
     cancel: &'a CancellationToken,
     chunk_rows: i64,
@@ -187,6 +189,16 @@ impl Cx<'_> {
             self.there.batch_execute("COMMIT")
         );
         r
+    }
+
+    /// A table without a key is never compared row by row, so its sum must mean the same on
+    /// both servers whatever their byte order.
+    fn keyless_digest(&self) -> Digest {
+        if self.fast {
+            Digest::Count
+        } else {
+            Digest::Md5
+        }
     }
 
     async fn kick(&self) {
@@ -272,6 +284,15 @@ pub async fn verify_tables_mode(
             }
         }
     }
+    let digest = if mode == verify::VerifyMode::Fast {
+        Digest::Count
+    } else if catalog::server_info(&here, Side::Here).await?.version_num >= verify::HASH_SINCE
+        && catalog::server_info(&there, Side::There).await?.version_num >= verify::HASH_SINCE
+    {
+        Digest::Hash
+    } else {
+        Digest::Md5
+    };
     let cx = Cx {
         here,
         there,
@@ -283,33 +304,60 @@ pub async fn verify_tables_mode(
         backlog,
         kick,
         fast: mode == verify::VerifyMode::Fast,
+        digest,
         pace,
         cancel,
         chunk_rows: chunk_rows(),
     };
-    let mut out = Vec::new();
-    let mut differences = Vec::new();
-    for t in tables {
+    let mut done: Vec<Option<(TableVerdict, Differences)>> = vec![None; tables.len()];
+    let mut open = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
         if cancel.is_cancelled() {
             return Err(EngineError::Aborted);
         }
-        let (v, d) = if t.key_columns.is_empty() {
-            (verify_keyless(&cx, t).await?, vec![])
+        if t.key_columns.is_empty() {
+            let v = verify_keyless(&cx, t).await?;
+            let _ = events.send(RunEvent::Verified(v.clone())).await;
+            done[i] = Some((v, vec![]));
+            continue;
+        }
+        let o = walk_chunks(&cx, i, t).await?;
+        if o.again.is_empty() {
+            let _ = events.send(RunEvent::Verified(o.v.clone())).await;
+            done[i] = Some((o.v, vec![]));
         } else {
-            verify_table(&cx, t).await?
-        };
-        let _ = events.send(RunEvent::Verified(v.clone())).await;
-        out.push(v);
-        differences.push(d);
+            open.push(o);
+        }
     }
-    Ok((out, differences))
+    compare_again(&cx, &mut open).await?;
+    for o in open {
+        let i = o.index;
+        let (v, d) = settle(&cx, o).await?;
+        let _ = events.send(RunEvent::Verified(v.clone())).await;
+        done[i] = Some((v, d));
+    }
+    Ok(done.into_iter().flatten().unzip())
 }
 
-/// A table with a key: its chunks, then the rounds.
-async fn verify_table(
+/// A keyed table whose chunks are read, with keys to compare again.
+struct Open<'t> {
+    index: usize,
+    t: &'t TableInfo,
+    v: TableVerdict,
+    here_deltas: Vec<String>,
+    there_deltas: Vec<String>,
+    /// Keys to compare again: changed while their chunk was read, or differing in it.
+    again: BTreeSet<Key>,
+    /// How each differing key differed when last compared.
+    how: BTreeMap<Key, &'static str>,
+}
+
+/// A table with a key: its chunks, each in its own snapshot pair.
+async fn walk_chunks<'t>(
     cx: &Cx<'_>,
-    t: &TableInfo,
-) -> Result<(TableVerdict, Differences), EngineError> {
+    index: usize,
+    t: &'t TableInfo,
+) -> Result<Open<'t>, EngineError> {
     let mut v = TableVerdict::new(t.name.clone());
     let (here_deltas, there_deltas) = if cx.live {
         (
@@ -319,7 +367,6 @@ async fn verify_table(
     } else {
         (vec![], vec![])
     };
-    // Keys to compare again: changed while their chunk was read, or differing in it.
     let mut again: BTreeSet<Key> = BTreeSet::new();
     let mut how: BTreeMap<Key, &'static str> = BTreeMap::new();
     let mut suspects = 0usize;
@@ -360,8 +407,8 @@ async fn verify_table(
                     skip.dedup();
                 }
                 let (a, b) = tokio::try_join!(
-                    verify::chunk_sum(&cx.here, Side::Here, t, &chunk, &skip, cx.fast),
-                    verify::chunk_sum(&cx.there, Side::There, t, &chunk, &skip, cx.fast)
+                    verify::chunk_sum(&cx.here, Side::Here, t, &chunk, &skip, cx.digest),
+                    verify::chunk_sum(&cx.there, Side::There, t, &chunk, &skip, cx.digest)
                 )?;
                 let diff = if a.kept != b.kept || a.sum != b.sum {
                     let (hr, tr) = tokio::try_join!(
@@ -399,56 +446,85 @@ async fn verify_table(
             None => break,
         }
     }
-    if again.is_empty() {
-        return Ok((v, vec![]));
-    }
-    // Behind a backlog Bucardo had not cleared, replays take longer than rounds wait: one round
-    // catches what did replay, the rest counts as in flight.
+    Ok(Open {
+        index,
+        t,
+        v,
+        here_deltas,
+        there_deltas,
+        again,
+        how,
+    })
+}
+
+/// The rounds, over every open table at once: each round waits (and from the second on kicks)
+/// once for all of them, so the waits do not add up table by table. Behind a backlog Bucardo
+/// had not cleared, replays take longer than rounds wait: one round catches what did replay,
+/// the rest counts as in flight.
+async fn compare_again(cx: &Cx<'_>, open: &mut [Open<'_>]) -> Result<(), EngineError> {
     let rounds = if cx.backlog.is_some() {
         1
     } else {
         VERIFY_ROUNDS
     };
-    while !again.is_empty() && v.rounds < rounds {
-        v.rounds += 1;
-        if v.rounds > 1 {
+    for round in 1..=rounds {
+        if open.iter().all(|o| o.again.is_empty()) {
+            break;
+        }
+        if round > 1 {
             cx.kick().await;
         }
         cx.sleep(ROUND_WAIT).await?;
-        let keys: Vec<Key> = again.iter().cloned().collect();
-        for batch in keys.chunks(ROUND_BATCH) {
-            cx.admit().await?;
-            let started = std::time::Instant::now();
-            let (hr, tr) = cx
-                .in_snapshots(async {
-                    tokio::try_join!(
-                        verify::rows_by_key(&cx.here, Side::Here, t, batch, cx.fast),
-                        verify::rows_by_key(&cx.there, Side::There, t, batch, cx.fast)
-                    )
-                })
-                .await?;
-            let d = verify::diff_rows(&hr, &tr);
-            // A key on neither side any more: no row to compare.
-            for k in batch {
-                again.remove(k);
+        for o in open.iter_mut().filter(|o| !o.again.is_empty()) {
+            o.v.rounds += 1;
+            let keys: Vec<Key> = o.again.iter().cloned().collect();
+            for batch in keys.chunks(ROUND_BATCH) {
+                cx.admit().await?;
+                let started = std::time::Instant::now();
+                let t = o.t;
+                let (hr, tr) = cx
+                    .in_snapshots(async {
+                        tokio::try_join!(
+                            verify::rows_by_key(&cx.here, Side::Here, t, batch, cx.fast),
+                            verify::rows_by_key(&cx.there, Side::There, t, batch, cx.fast)
+                        )
+                    })
+                    .await?;
+                let d = verify::diff_rows(&hr, &tr);
+                // A key on neither side any more: no row to compare.
+                for k in batch {
+                    o.again.remove(k);
+                }
+                for k in d.same {
+                    o.v.compared += 1;
+                    o.v.replayed += 1;
+                    o.how.remove(&k);
+                }
+                for (k, what) in d.differ {
+                    o.how.insert(k.clone(), what);
+                    o.again.insert(k);
+                }
+                cx.breathe(started.elapsed()).await?;
             }
-            for k in d.same {
-                v.compared += 1;
-                v.replayed += 1;
-                how.remove(&k);
-            }
-            for (k, what) in d.differ {
-                how.insert(k.clone(), what);
-                again.insert(k);
-            }
-            cx.breathe(started.elapsed()).await?;
         }
     }
-    // What still differs: in flight if it changed since the verification began (or since the
-    // start of a backlog Bucardo had not cleared): its replay may still be to come, as the
-    // rounds' kicks do not wait for a sync run. A row that differs with no change since then
-    // is a difference: everything logged before was replicated.
-    let (here_since, there_since) = (cx.here_t0.clone(), cx.there_t0.clone());
+    Ok(())
+}
+
+/// What still differs after the rounds: in flight if it changed since the verification began
+/// (or since the start of a backlog Bucardo had not cleared): its replay may still be to come,
+/// as the rounds' kicks do not wait for a sync run. A row that differs with no change since then
+/// is a difference: everything logged before was replicated.
+async fn settle(cx: &Cx<'_>, o: Open<'_>) -> Result<(TableVerdict, Differences), EngineError> {
+    let Open {
+        t,
+        mut v,
+        here_deltas,
+        there_deltas,
+        again,
+        how,
+        ..
+    } = o;
     let left: Vec<Key> = again.into_iter().collect();
     let mut changing: BTreeSet<Key> = BTreeSet::new();
     if cx.live {
@@ -460,7 +536,7 @@ async fn verify_table(
                     Side::Here,
                     t,
                     &here_deltas,
-                    &here_since,
+                    &cx.here_t0,
                     within,
                 )
                 .await?,
@@ -471,7 +547,7 @@ async fn verify_table(
                     Side::There,
                     t,
                     &there_deltas,
-                    &there_since,
+                    &cx.there_t0,
                     within,
                 )
                 .await?,
@@ -503,8 +579,8 @@ async fn verify_keyless(cx: &Cx<'_>, t: &TableInfo) -> Result<TableVerdict, Engi
         let (a, b) = cx
             .in_snapshots(async {
                 tokio::try_join!(
-                    verify::chunk_sum(&cx.here, Side::Here, t, &whole, &[], cx.fast),
-                    verify::chunk_sum(&cx.there, Side::There, t, &whole, &[], cx.fast)
+                    verify::chunk_sum(&cx.here, Side::Here, t, &whole, &[], cx.keyless_digest()),
+                    verify::chunk_sum(&cx.there, Side::There, t, &whole, &[], cx.keyless_digest())
                 )
             })
             .await?;

@@ -10,7 +10,8 @@
 //! The signals, from HERE itself: the rate of write transactions (the transaction id counter,
 //! real-time; `pg_stat_database`'s commit counter when HERE writes too little to steer by), a
 //! tiny probe query's round-trip, lock-waiting backends, and the replay lag of HERE's standbys.
-//! The first seconds give the baseline. When the rate drops more than `max_load` below it the
+//! The first seconds give the baseline; it rises when HERE, resting from the heavy work, does
+//! better over a whole window (the first seconds may have caught the bootstrap's own DDL). When the rate drops more than `max_load` below it the
 //! work slows down (duty halved, fewer workers); past `critical_load` it pauses until HERE
 //! recovers. With headroom it speeds up again, a step at a time (additive increase,
 //! multiplicative decrease, as TCP does).
@@ -122,6 +123,8 @@ pub const SPEED_STEP: f64 = 0.1;
 pub const START_DUTY: f64 = 0.5;
 /// No heavy work for this long: the next phase starts slowly again.
 pub const IDLE_RESET: Duration = Duration::from_secs(3);
+/// Resting, HERE must beat its baseline by this share before the baseline rises.
+pub const RAISE_MARGIN: f64 = 0.1;
 /// A write rate under this (per second) is too little to steer by; the commit rate is used.
 pub const MIN_STEERING_RATE: f64 = 5.0;
 
@@ -317,6 +320,8 @@ pub struct Governor {
     /// Since when it has been paused, or throttled to the floor, without recovering.
     stuck_since: Option<Duration>,
     last_work: Option<Duration>,
+    /// When the baseline last rose: the next rise is measured on samples after it.
+    raised_at: Option<Duration>,
 }
 
 impl Governor {
@@ -341,6 +346,7 @@ impl Governor {
             last_adjust: Duration::ZERO,
             stuck_since: None,
             last_work: None,
+            raised_at: None,
         }
     }
 
@@ -429,8 +435,53 @@ impl Governor {
         match self.mode {
             Mode::Off | Mode::Held => None,
             Mode::Measuring => self.take_baseline(now),
-            _ => self.decide(now),
+            _ => {
+                let raised = self.maybe_raise(now);
+                self.decide(now).or(raised)
+            }
         }
+    }
+
+    /// HERE did better than its baseline over a whole window without the heavy work: the
+    /// baseline was taken in a bad moment (the bootstrap's own DDL, a dip in the traffic), so it
+    /// rises to what HERE does now. It never falls this way; only a re-base lowers it.
+    fn maybe_raise(&mut self, now: Duration) -> Option<Note> {
+        let first_at = self.samples.front()?.at;
+        if now.saturating_sub(first_at) < BASELINE_WINDOW
+            || self.samples.iter().any(|s| s.working)
+            || self.raised_at.is_some_and(|r| first_at < r)
+        {
+            return None;
+        }
+        let by_commits = self.baseline?.by_commits;
+        let mut rates: Vec<f64> = (0..self.samples.len())
+            .filter_map(|i| self.rates_at(i))
+            .map(|(w, c)| if by_commits { c } else { w })
+            .collect();
+        if rates.is_empty() {
+            return None;
+        }
+        let rate = median(&mut rates);
+        let b = self.baseline.as_mut()?;
+        if rate < b.rate * (1.0 + RAISE_MARGIN) || rate < MIN_STEERING_RATE {
+            return None;
+        }
+        let before = b.rate;
+        b.rate = rate;
+        self.raised_at = Some(now);
+        if let Some(f) = self.first.as_mut() {
+            if rate >= f.rate {
+                f.rate = rate;
+                self.rebased = false;
+            }
+        }
+        Some(Note(format!(
+            "governor: HERE does {} tx/s without the bootstrap's heavy work, more than its baseline of {}: \
+             measuring against {} from now on",
+            rate.round() as i64,
+            before.round() as i64,
+            rate.round() as i64
+        )))
     }
 
     fn take_baseline(&mut self, now: Duration) -> Option<Note> {
