@@ -37,7 +37,9 @@ pub async fn run(plan: Plan, settings: Settings, log_path: &str) -> Result<u8, E
         .collect();
     let for_hint = settings.clone();
     let mut run = launch::start(plan, settings, ConfirmMode::Automatic, Interrupt::CtrlC)?;
-    eprintln!("{}", launch::steer_by_signals(&for_hint, run.steer.clone()));
+    if let Some(hint) = launch::steer_by_signals(&for_hint, run.steer.clone()) {
+        eprintln!("{hint}");
+    }
     let mut copy = CopyLines::default();
     let mut here = HereLines::default();
     while let Some(ev) = run.events.recv().await {

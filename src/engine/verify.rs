@@ -245,6 +245,36 @@ fn params<'a>(
     out
 }
 
+/// Leaving the rows whose key is in `skip` out of a query on the table aliased `t`: the join
+/// (`$1...` carry the keys, column by column), the condition a kept row meets, and the
+/// parameters.
+struct LeftOut {
+    join: String,
+    kept: &'static str,
+    cols: Vec<Vec<String>>,
+}
+
+impl LeftOut {
+    fn new(t: &TableInfo, skip: &[Key]) -> LeftOut {
+        if skip.is_empty() || t.key_columns.is_empty() {
+            return LeftOut {
+                join: String::new(),
+                kept: "true",
+                cols: vec![],
+            };
+        }
+        LeftOut {
+            join: format!(
+                " LEFT JOIN {} s ON {}",
+                keys_relation(t, 1),
+                key_join(t, "t")
+            ),
+            kept: "s.hit IS NULL",
+            cols: key_params(t, skip),
+        }
+    }
+}
+
 /// Count and checksum of `chunk` leaving out the rows whose key is in `skip`, in whatever
 /// transaction `client` has open, each row summed as `digest` says.
 pub async fn chunk_sum(
@@ -256,18 +286,7 @@ pub async fn chunk_sum(
     digest: Digest,
 ) -> Result<ChunkSum, EngineError> {
     let digest = row_digest(t, digest);
-    let (join, kept) = if skip.is_empty() || t.key_columns.is_empty() {
-        (String::new(), "true")
-    } else {
-        (
-            format!(
-                " LEFT JOIN {} s ON {}",
-                keys_relation(t, 1),
-                key_join(t, "t")
-            ),
-            "s.hit IS NULL",
-        )
-    };
+    let LeftOut { join, kept, cols } = LeftOut::new(t, skip);
     let sql = format!(
         "SELECT count(*)::bigint, (count(*) FILTER (WHERE {kept}))::bigint, \
          coalesce(sum({digest}) FILTER (WHERE {kept}), 0)::text \
@@ -275,11 +294,6 @@ pub async fn chunk_sum(
         t.name.sql(),
         chunk.predicate(t, "t")
     );
-    let cols = if join.is_empty() {
-        vec![]
-    } else {
-        key_params(t, skip)
-    };
     let row = client
         .query_one(sql.as_str(), &params(&[], &cols))
         .await
@@ -336,18 +350,7 @@ pub async fn chunk_rows(
     skip: &[Key],
     fast: bool,
 ) -> Result<Vec<(Key, String)>, EngineError> {
-    let (join, kept) = if skip.is_empty() {
-        (String::new(), "true")
-    } else {
-        (
-            format!(
-                " LEFT JOIN {} s ON {}",
-                keys_relation(t, 1),
-                key_join(t, "t")
-            ),
-            "s.hit IS NULL",
-        )
-    };
+    let LeftOut { join, kept, cols } = LeftOut::new(t, skip);
     let sql = format!(
         "SELECT {}, {} FROM ONLY {} t{join} WHERE {} AND {kept}",
         key_texts(t, "t"),
@@ -355,11 +358,6 @@ pub async fn chunk_rows(
         t.name.sql(),
         chunk.predicate(t, "t")
     );
-    let cols = if skip.is_empty() {
-        vec![]
-    } else {
-        key_params(t, skip)
-    };
     let rows = client
         .query(sql.as_str(), &params(&[], &cols))
         .await

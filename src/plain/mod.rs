@@ -210,7 +210,9 @@ async fn run_plan(plan: Plan, settings: Settings, mode: ConfirmMode) -> anyhow::
     let mut state = RunState::new(&plan, mode, &settings.names.sync, Duration::ZERO);
     let mut run = launch::start(plan, settings.clone(), mode, Interrupt::CtrlC)
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
-    eprintln!("{}", launch::steer_by_signals(&settings, run.steer.clone()));
+    if let Some(hint) = launch::steer_by_signals(&settings, run.steer.clone()) {
+        eprintln!("{hint}");
+    }
     let mut copy = CopyLines::default();
     let mut here = text::HereLines::default();
     while let Some(ev) = run.events.recv().await {

@@ -6,7 +6,7 @@
 use crate::engine::error::EngineError;
 use crate::engine::event::{ConfirmMode, GateReply, RunEvent};
 use crate::engine::exec::{self, LiveExecutor};
-use crate::engine::governor::{self, Limits, Steer};
+use crate::engine::governor::{self, Steer};
 use crate::engine::ident::TableName;
 use crate::engine::journal::{Journal, JournalData};
 use crate::engine::plan::{self, Plan, StepKind};
@@ -162,8 +162,11 @@ pub fn pause_file(settings: &Settings) -> std::path::PathBuf {
 }
 
 /// For the text front ends: SIGUSR1 pauses the heavy work on HERE, SIGUSR2 resumes it. Returns
-/// the line that tells the operator so.
-pub fn steer_by_signals(settings: &Settings, steer: mpsc::UnboundedSender<Steer>) -> String {
+/// the line that tells the operator so (none with the governor off: its sampler says that).
+pub fn steer_by_signals(
+    settings: &Settings,
+    steer: mpsc::UnboundedSender<Steer>,
+) -> Option<String> {
     use tokio::signal::unix::{signal, SignalKind};
     for (kind, s) in [
         (SignalKind::user_defined1(), Steer::Pause),
@@ -180,15 +183,15 @@ pub fn steer_by_signals(settings: &Settings, steer: mpsc::UnboundedSender<Steer>
             });
         }
     }
-    if !settings.governor.enabled {
-        return Limits::off().describe();
-    }
-    format!(
-        "    {}. To pause the copy and verification on HERE: touch {} (remove it to resume), or kill -USR1 {} (-USR2 resumes)",
-        settings.governor.describe(),
-        pause_file(settings).display(),
-        std::process::id()
-    )
+    // Turned off, the governor's sampler says so itself.
+    settings.governor.enabled.then(|| {
+        format!(
+            "    {}. To pause the copy and verification on HERE: touch {} (remove it to resume), or kill -USR1 {} (-USR2 resumes)",
+            settings.governor.describe(),
+            pause_file(settings).display(),
+            std::process::id()
+        )
+    })
 }
 
 /// Starts `plan`: opens its journal, builds the live executor and spawns the runner.
