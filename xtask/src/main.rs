@@ -45,7 +45,26 @@ fn run(args: Vec<String>) -> Result<(), String> {
     }
     if build && binary.is_none() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
+        let mut cmd = Command::new(cargo);
+        // `cargo run` gave this process the variables of its own package. A build script that
+        // tracks one of them (ring's tracks CARGO_MANIFEST_DIR) would see it change between
+        // this build and a plain `cargo build --release`, and each would rebuild everything
+        // above it.
+        for (key, _) in std::env::vars() {
+            let run_var = key.starts_with("CARGO_PKG_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                ]
+                .contains(&key.as_str());
+            if run_var {
+                cmd.env_remove(key);
+            }
+        }
+        let status = cmd
             .current_dir(&root)
             .args([
                 "build",
