@@ -22,8 +22,8 @@ const VERSION: &str = concat!(
     ")"
 );
 
-/// The command line with the full version. It is set here rather than in the library so that
-/// a new commit relinks only this binary.
+/// The command line with the full version: what this binary parses, and what its man pages
+/// and completions are generated from.
 fn command() -> clap::Command {
     Cli::command().version(VERSION)
 }
