@@ -3,6 +3,11 @@
 //! libpq's (`PGPORT PGUSER PGPASSWORD PGPASSFILE PGSSLMODE ...`), then to defaults. The result is a
 //! [`Draft`]: plain, editable strings that the wizard's Connect screen edits too, and that
 //! [`Draft::build`] turns into engine [`Settings`] with passwords resolved.
+//!
+//! The fallbacks are [`Draft::from_args`]'s, not clap's `env`: most flags are assembled from
+//! several variables (`--here` from `PGHOST`, `PGPORT`, ...), so each flag's help says in words
+//! which variables and which default it falls back to. The help never shows a variable's value.
+//! Every `--help` ends with examples, which the man pages render as their EXAMPLES section.
 
 use crate::engine::conn::{default_passfile, ConnDefaults, ConnSpec, Env, SslMode};
 use crate::engine::governor::Limits;
@@ -15,56 +20,149 @@ use crate::engine::settings::{
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+const WIZARD_AFTER_HELP: &str = "\
+Environment:
+  PGHOST                 HERE's host (and the control database's)
+  PGPORT, PGDATABASE     the port and the database, on HERE and THERE
+  PGSUPERUSER or PGUSER  the superuser, on HERE and THERE
+  PGSSLMODE              sslmode, for every connection
+  PGHOST2                THERE's host
+  BUCARDOUSER            Bucardo's role
+  PGPASSWORD             the superuser's password (or PGPASSFILE, ~/.pgpass)
+  BUCARDOPASS            Bucardo's password (or PGPASSFILE, ~/.pgpass)
+  HERE, THERE            Bucardo's database names: $HERE<db>, $THERE<db>
+  XDG_STATE_HOME         state directory: $XDG_STATE_HOME/bucardo-bootstrap
+  BUCARDO_BIN            the bucardo program (default: bucardo on PATH)
+  BUCARDO_BOOTSTRAP_LOG  the log filter (default: info,tokio_postgres=warn)
+
+Examples:
+  The wizard, with the blog post's variables:
+    PGHOST=here.example.com PGHOST2=there.example.com PGDATABASE=widgets \\
+      bucardo-bootstrap
+  Plain prompts instead of the full-screen wizard:
+    bucardo-bootstrap --plain --here postgres://postgres@here.example.com/widgets \\
+      --there postgres://postgres@there.example.com/widgets";
+
+const RUN_AFTER_HELP: &str = "\
+Examples:
+  Every table Bucardo can replicate, without questions:
+    bucardo-bootstrap run --yes --tables all \\
+      --here postgres://postgres@here.example.com/widgets \\
+      --there postgres://postgres@there.example.com/widgets
+  Replay a plan reviewed and saved earlier (the same command resumes it):
+    bucardo-bootstrap run --yes --config boot.toml";
+
+const CHECK_AFTER_HELP: &str = "\
+Examples:
+  Preflight every table, with the blog post's variables:
+    PGHOST=here.example.com PGHOST2=there.example.com PGDATABASE=widgets \\
+      bucardo-bootstrap check --tables all
+  Two tables, one left out knowingly:
+    bucardo-bootstrap check --tables public.orders,public.items \\
+      --leave-out public.audit";
+
+const PLAN_AFTER_HELP: &str = "\
+Examples:
+  The exact commands, and a bash script that does the same:
+    bucardo-bootstrap plan --tables all --script boot.sh
+  Save the plan for `run --config`:
+    bucardo-bootstrap plan --tables public.orders,public.items --save boot.toml";
+
+const VERIFY_AFTER_HELP: &str = "\
+Examples:
+  Checksum the sync's tables (from Bucardo's control database or the journal):
+    bucardo-bootstrap verify
+  Also list the rows that differ, by key:
+    bucardo-bootstrap verify --deep --tables public.orders";
+
+const COPY_AFTER_HELP: &str = "\
+Examples:
+  Re-seed two tables that are empty on THERE:
+    bucardo-bootstrap copy --tables public.orders,public.items
+  Every table, with 4 workers and no governor:
+    bucardo-bootstrap copy --tables all --jobs 4 --max-load off";
+
+const CLEANUP_AFTER_HELP: &str = "\
+Examples:
+  Remove Bucardo's objects, triggers, delta tables and sequence increments:
+    bucardo-bootstrap cleanup
+  Also THERE's rows, the daemon, the control database and the roles:
+    bucardo-bootstrap cleanup --drop-data --all --yes";
+
+const STATUS_AFTER_HELP: &str = "\
+Examples:
+  The default sync's health (exit 0 when healthy, 1 otherwise):
+    bucardo-bootstrap status
+  Another sync, on another control database:
+    bucardo-bootstrap status --sync shopsync \\
+      --bucardo-db postgres://bucardo@here.example.com/bucardo";
+
+const DEMO_AFTER_HELP: &str = "\
+Examples:
+  The demo, removed on exit:
+    bucardo-bootstrap demo
+  A larger sample with plain prompts, kept for a look afterwards:
+    bucardo-bootstrap demo --plain --scale 4 --keep";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "bucardo-bootstrap",
     version,
-    about = "Bootstrap Bucardo master/master replication from a live PostgreSQL database to a new one, with no downtime and no lost row."
+    about = "Bootstrap Bucardo master/master replication from a live PostgreSQL database to a new one, with no downtime and no lost row.",
+    long_about = "Bootstrap Bucardo master/master replication from a live PostgreSQL database (HERE) to a new, empty one (THERE), with no downtime and no lost row.\n\nWithout a subcommand it opens the full-screen wizard (or plain prompts with --plain). Every flag falls back to the environment variables of the blog post Bootstrapping Bucardo Master/Master Replication, then to libpq's, then to a default.",
+    after_help = WIZARD_AFTER_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Cmd>,
     #[command(flatten)]
     pub conn: ConnArgs,
-    /// Use plain prompts instead of the full-screen wizard.
+    /// Use plain prompts instead of the full-screen wizard, for terminals where a full-screen UI
+    /// is impractical. [default: the full-screen wizard]
     #[arg(long, global = true)]
     pub plain: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
-    /// Carry out the bootstrap headless.
+    /// Carry out the bootstrap headless: preflight, schema, Bucardo, copy, sequences, enable,
+    /// verify. Run it again after an interruption to finish it.
+    #[command(after_help = RUN_AFTER_HELP)]
     Run {
         #[command(flatten)]
         conn: ConnArgs,
         /// Do not ask for confirmation (required without a terminal).
         #[arg(long)]
         yes: bool,
-        /// Replay a plan file written by the wizard or `plan --save`.
-        #[arg(long)]
+        /// Replay a plan file written by the wizard or `plan --save`, instead of the connection
+        /// and table flags. [default: none, the flags and the environment]
+        #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Forget what an earlier run of this plan finished, and start over.
         #[arg(long)]
         restart: bool,
     },
     /// Run every preflight check and print the findings with their fixes; exit 0 when none fails.
+    #[command(after_help = CHECK_AFTER_HELP)]
     Check {
         #[command(flatten)]
         conn: ConnArgs,
     },
     /// Print the steps and exact commands, secrets masked.
+    #[command(after_help = PLAN_AFTER_HELP)]
     Plan {
         #[command(flatten)]
         conn: ConnArgs,
-        /// Also write an equivalent standalone bash script.
-        #[arg(long)]
+        /// Also write an equivalent standalone bash script. [default: none]
+        #[arg(long, value_name = "FILE")]
         script: Option<PathBuf>,
-        /// Also write a plan file for `run --config`.
-        #[arg(long)]
+        /// Also write a plan file for `run --config`. [default: none]
+        #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
     },
     /// Compare HERE and THERE in chunks, at the governor's pace: exit 0 no difference (a table
     /// still changing is said so), 1 differences (listed), 2 error.
+    #[command(after_help = VERIFY_AFTER_HELP)]
     Verify {
         #[command(flatten)]
         conn: ConnArgs,
@@ -77,12 +175,14 @@ pub enum Cmd {
     },
     /// Copy the data alone into existing, empty tables on THERE (no Bucardo involved): the
     /// fast copy of `run`, for re-seeding tables and for benchmarks.
+    #[command(after_help = COPY_AFTER_HELP)]
     Copy {
         #[command(flatten)]
         conn: ConnArgs,
     },
     /// Remove what the bootstrap created: Bucardo's objects, its triggers and delta tables on
     /// both sides, the interleaved sequence increments (and, with --drop-data, THERE's rows).
+    #[command(after_help = CLEANUP_AFTER_HELP)]
     Cleanup {
         #[command(flatten)]
         conn: ConnArgs,
@@ -98,81 +198,108 @@ pub enum Cmd {
         yes: bool,
     },
     /// The sync's health, read from SQL: daemon, state, last runs, conflicts, pending deltas.
+    #[command(after_help = STATUS_AFTER_HELP)]
     Status {
         #[command(flatten)]
         conn: ConnArgs,
     },
-    /// Start throwaway clusters with a sample database and a writer, and open the wizard.
+    /// Start throwaway clusters with a sample database and a writer, and open the wizard. Needs
+    /// PostgreSQL's server on this machine (postgresql-15 and postgresql-plperl-15; PG_BINDIR
+    /// overrides where) as well as Bucardo.
+    #[command(after_help = DEMO_AFTER_HELP)]
     Demo {
         /// Keep the clusters and files on exit.
         #[arg(long)]
         keep: bool,
         /// Size of the sample database (1 = about 125k rows).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_name = "N")]
         scale: u32,
     },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SeqArg {
+    /// Odd values on HERE, even ones on THERE, so that two masters never hand out the same key.
     Interleave,
+    /// Leave the sequences alone.
     Keep,
 }
 
 /// Connection and naming flags shared by every subcommand. Empty means "from the environment".
 #[derive(Args, Debug, Clone, Default)]
 pub struct ConnArgs {
-    /// HERE, the live database: postgres://user@host:port/db (default from PGHOST, PGPORT, PGDATABASE, PGSUPERUSER/PGUSER).
-    #[arg(long, global = true)]
+    /// HERE, the live database, as postgres://user@host:port/db; its password comes from
+    /// PGPASSWORD, PGPASSFILE or ~/.pgpass, else a masked prompt.
+    /// [env: PGHOST, PGPORT, PGDATABASE, PGSUPERUSER or PGUSER, PGSSLMODE]
+    /// [default: postgres://postgres@localhost:5432/widgets]
+    #[arg(long, global = true, value_name = "URI")]
     pub here: Option<String>,
-    /// THERE, the new database (default: PGHOST2 with HERE's port, database and user).
-    #[arg(long, global = true)]
+    /// THERE, the new database, with the same superuser and password as HERE.
+    /// [env: PGHOST2 for its host, PGPORT, PGDATABASE, PGSUPERUSER or PGUSER, PGSSLMODE]
+    /// [default: none: without PGHOST2 it is HERE's default, which is refused]
+    #[arg(long, global = true, value_name = "URI")]
     pub there: Option<String>,
-    /// Bucardo's control database (default: bucardo@HERE's server/bucardo).
-    #[arg(long = "bucardo-db", global = true)]
+    /// Bucardo's control database, installed if missing (its server needs PL/PerlU; the daemon
+    /// runs where it is); the password comes from BUCARDOPASS, PGPASSFILE or ~/.pgpass, else a
+    /// prompt when the server asks for one. [env: BUCARDOUSER, PGHOST, PGPORT, PGSSLMODE]
+    /// [default: postgres://bucardo@localhost:5432/bucardo]
+    #[arg(long = "bucardo-db", global = true, value_name = "URI")]
     pub bucardo_db: Option<String>,
-    #[arg(long = "bucardo-piddir", global = true)]
+    /// The PID directory of the Bucardo daemon the tool starts (`bucardo start --piddir`), where
+    /// it also looks for a running one. [default: <log-dir>/bucardo/run]
+    #[arg(long = "bucardo-piddir", global = true, value_name = "DIR")]
     pub bucardo_piddir: Option<PathBuf>,
-    #[arg(long = "bucardo-logdir", global = true)]
+    /// Where the Bucardo daemon the tool starts writes its log, log.bucardo
+    /// (`bucardo start --log-destination`). [default: <log-dir>/bucardo/log]
+    #[arg(long = "bucardo-logdir", global = true, value_name = "DIR")]
     pub bucardo_logdir: Option<PathBuf>,
-    /// Where logs and state go (default: ~/.local/state/bucardo-bootstrap).
-    #[arg(long = "log-dir", global = true)]
+    /// Where the tool's logs, journal and passfiles go: a private directory (0700, created if
+    /// missing). [env: XDG_STATE_HOME/bucardo-bootstrap]
+    /// [default: ~/.local/state/bucardo-bootstrap]
+    #[arg(long = "log-dir", global = true, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
-    /// public.foo,public.bar or all.
-    #[arg(long, global = true)]
+    /// The tables to replicate: schema.table,... or all (every table Bucardo can replicate; a
+    /// partitioned table through its leaf partitions). [default: none: run, check, plan and copy
+    /// need it; status, verify and cleanup take the sync's tables, else the journal's]
+    #[arg(long, global = true, value_name = "LIST")]
     pub tables: Option<String>,
     /// Tables to leave out knowingly (schema.table,...): with `--tables all`, they are not
     /// replicated; a foreign key between one of them and a replicated table is allowed.
-    #[arg(long = "leave-out", global = true)]
+    /// [default: none]
+    #[arg(long = "leave-out", global = true, value_name = "LIST")]
     pub leave_out: Option<String>,
-    #[arg(long, global = true)]
+    /// The name of Bucardo's sync. [default: mysync]
+    #[arg(long, global = true, value_name = "NAME")]
     pub sync: Option<String>,
-    #[arg(long, global = true)]
+    /// The name of Bucardo's relgroup, the replicated tables. [default: myrels]
+    #[arg(long, global = true, value_name = "NAME")]
     pub relgroup: Option<String>,
-    #[arg(long, global = true)]
+    /// The name of Bucardo's dbgroup, HERE and THERE as sources. [default: mydbs]
+    #[arg(long, global = true, value_name = "NAME")]
     pub dbgroup: Option<String>,
     /// Copy roles with pg_dumpall --roles-only first.
     #[arg(long = "copy-roles", global = true)]
     pub copy_roles: bool,
-    /// interleave (default): odd ids on HERE, even on THERE; keep: leave sequences alone.
-    #[arg(long, value_enum, global = true)]
+    /// What becomes of the sequences that feed the chosen tables. [default: interleave]
+    #[arg(long, value_enum, global = true, value_name = "MODE")]
     pub sequences: Option<SeqArg>,
-    /// Parallel copy workers.
-    #[arg(long, global = true)]
+    /// Parallel copy workers, 1 to 64. [default: one per core, at least 2, at most 8]
+    #[arg(long, global = true, value_name = "N")]
     pub jobs: Option<usize>,
-    /// Seconds to wait for the interim deltas after the kick.
-    #[arg(long = "kick-timeout", global = true)]
+    /// Seconds to wait for the interim deltas after the kick. [default: 600]
+    #[arg(long = "kick-timeout", global = true, value_name = "SECONDS")]
     pub kick_timeout: Option<u64>,
     /// Make tables with STORED generated columns replicable: each such column becomes a plain
     /// column that a BEFORE INSERT OR UPDATE trigger computes, on both sides (`cleanup` undoes it).
     #[arg(long = "convert-generated", global = true)]
     pub convert_generated: bool,
     /// The governor: slow the copy and verification down when HERE's transaction rate drops
-    /// this much below its baseline (percent, default 35), or `off` to run them at full speed.
+    /// this much below its baseline (percent), or `off` to run them at full speed.
+    /// [default: 35]
     #[arg(long = "max-load", global = true, value_name = "PERCENT|off")]
     pub max_load: Option<String>,
-    /// Pause them when HERE's transaction rate drops this much below its baseline (percent,
-    /// default 45), until HERE recovers.
+    /// Pause them when HERE's transaction rate drops this much below its baseline (percent),
+    /// until HERE recovers. [default: 45, or --max-load + 15 (at most 95) when that is higher]
     #[arg(long = "critical-load", global = true, value_name = "PERCENT")]
     pub critical_load: Option<String>,
 }

@@ -9,10 +9,12 @@
 //! - [`tui`] is the full-screen ratatui wizard, [`plain`] the inquire-based prompts, and
 //!   [`headless`] the `run --yes` printer. All three drive runs through [`session`].
 //! - [`sandbox`] starts throwaway local clusters for the demo and the tests.
+//! - [`docs`] generates the man pages and shell completions from [`cli`]'s definitions.
 
 pub mod cli;
 pub mod copy_cmd;
 pub mod demo;
+pub mod docs;
 pub mod engine;
 pub mod headless;
 pub mod logging;

@@ -10,12 +10,43 @@ use bucardo_bootstrap::engine::settings::Settings;
 use bucardo_bootstrap::engine::verify::VerifyMode;
 use bucardo_bootstrap::session::{existing, launch, text, undo};
 use bucardo_bootstrap::{headless, logging};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+/// `--version`: the package's version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BUCARDO_BOOTSTRAP_COMMIT"),
+    ")"
+);
+
+/// The command line with the full version: what this binary parses, and what its man pages
+/// and completions are generated from.
+fn command() -> clap::Command {
+    Cli::command().version(VERSION)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = command()
+        .subcommand(bucardo_bootstrap::docs::generate_subcommand())
+        .get_matches();
+    if let Some(("generate", m)) = matches.subcommand() {
+        return match bucardo_bootstrap::docs::generate(command(), m) {
+            Ok(written) => {
+                for path in written {
+                    println!("{}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
