@@ -61,7 +61,7 @@ impl LiveExecutor {
 
 /// How long the verification waits for Bucardo to replicate what was logged before it began,
 /// and how often it looks.
-const BACKLOG_WAIT: Duration = Duration::from_secs(10);
+const BACKLOG_WAIT: Duration = Duration::from_secs(5);
 const BACKLOG_POLL: Duration = Duration::from_secs(1);
 
 /// Rows per chunk (`BUCARDO_BOOTSTRAP_VERIFY_CHUNK_ROWS` overrides it): each chunk is read in its

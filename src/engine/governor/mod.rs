@@ -111,9 +111,12 @@ pub const BASELINE_WINDOW: Duration = Duration::from_secs(3);
 pub const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// At most one speed change per this long, so that each change shows its effect first.
 pub const ADJUST_EVERY: Duration = Duration::from_secs(1);
-/// Paused this long, or throttled to the floor this long, without HERE recovering: what HERE
-/// does without the heavy work becomes the reference.
+/// Paused this long without HERE recovering: what HERE does without the heavy work becomes the
+/// reference.
 pub const REBASE_AFTER: Duration = Duration::from_secs(6);
+/// Throttled to the slowest pace this long without HERE recovering: the same, at once (the
+/// work at [`MIN_DUTY`] costs HERE next to nothing, so no pause is needed to measure it).
+pub const FLOOR_REBASE_AFTER: Duration = Duration::from_secs(2);
 /// The slowest the work goes short of a pause, and where it restarts after one.
 pub const MIN_DUTY: f64 = 0.05;
 pub const RESTART_DUTY: f64 = 0.1;
@@ -685,13 +688,11 @@ impl Governor {
                 self.why = why.clone();
                 if self.duty <= MIN_DUTY && self.workers == 1 {
                     let since = *self.stuck_since.get_or_insert(now);
-                    if now.saturating_sub(since) >= REBASE_AFTER {
-                        // Nothing slower is left to try: measure HERE without the work.
-                        self.mode = Mode::Paused;
-                        self.stuck_since = Some(now);
-                        return Some(Note(format!(
-                            "governor: still {why} at the slowest pace; pausing to measure HERE without the bootstrap's work"
-                        )));
+                    if now.saturating_sub(since) >= FLOOR_REBASE_AFTER {
+                        // At the slowest pace the work costs HERE next to nothing: the loss
+                        // that stays is not its doing. Waiting longer only makes the work, and
+                        // the whole bootstrap with Bucardo's load behind it, last longer.
+                        return self.rebase(now, &why);
                     }
                     return None;
                 }
@@ -730,6 +731,12 @@ impl Governor {
         if now.saturating_sub(since) < REBASE_AFTER {
             return None;
         }
+        let why = self.why.clone();
+        self.rebase(now, &why)
+    }
+
+    /// HERE's level now, with the heavy work paused or at its slowest, becomes the reference.
+    fn rebase(&mut self, now: Duration, why: &str) -> Option<Note> {
         let rate = self.rate()?;
         let b = self.baseline.as_mut()?;
         let before = b.rate;
@@ -746,7 +753,7 @@ impl Governor {
         self.last_adjust = now;
         self.stuck_since = None;
         Some(Note(format!(
-            "governor: with the bootstrap's heavy work paused HERE stays at {} tx/s ({}% of its {} tx/s before): \
+            "governor: {why} with the bootstrap's heavy work paused or at its slowest: HERE stays at {} tx/s ({}% of its {} tx/s before), \
              the cost of Bucardo's triggers and sync, which no throttle removes. Measuring against it from now on, \
              allowing half the load on top",
             rate.round() as i64,
