@@ -114,6 +114,10 @@ pub const ADJUST_EVERY: Duration = Duration::from_secs(1);
 /// Paused this long without HERE recovering: what HERE does without the heavy work becomes the
 /// reference.
 pub const REBASE_AFTER: Duration = Duration::from_secs(6);
+/// Consecutive samples (a quarter second apart, each the rate over the second before it) whose
+/// rate must be past `critical_load` before the work pauses: the first and the last window do
+/// not overlap, so one bad second throttles but does not pause.
+pub const CRITICAL_HOLD_SAMPLES: usize = 5;
 /// Throttled to the slowest pace this long without HERE recovering: the same, at once (the
 /// work at [`MIN_DUTY`] costs HERE next to nothing, so no pause is needed to measure it).
 pub const FLOOR_REBASE_AFTER: Duration = Duration::from_secs(2);
@@ -456,15 +460,7 @@ impl Governor {
         {
             return None;
         }
-        let by_commits = self.baseline?.by_commits;
-        let mut rates: Vec<f64> = (0..self.samples.len())
-            .filter_map(|i| self.rates_at(i))
-            .map(|(w, c)| if by_commits { c } else { w })
-            .collect();
-        if rates.is_empty() {
-            return None;
-        }
-        let rate = median(&mut rates);
+        let rate = self.window_rate()?;
         let b = self.baseline.as_mut()?;
         if rate < b.rate * (1.0 + RAISE_MARGIN) || rate < MIN_STEERING_RATE {
             return None;
@@ -550,17 +546,26 @@ impl Governor {
         ))
     }
 
-    /// The current rate in the baseline's unit.
-    fn rate(&self) -> Option<f64> {
-        let b = self.baseline?;
-        let (w, c) = self.rates_at(self.samples.len().checked_sub(1)?)?;
-        Some(if b.by_commits { c } else { w })
+    /// The median rate over the samples kept, in the baseline's unit.
+    fn window_rate(&self) -> Option<f64> {
+        let by_commits = self.baseline?.by_commits;
+        let mut rates: Vec<f64> = (0..self.samples.len())
+            .filter_map(|i| self.rates_at(i))
+            .map(|(w, c)| if by_commits { c } else { w })
+            .collect();
+        (!rates.is_empty()).then(|| median(&mut rates))
     }
 
     /// The share of the baseline lost now, with the allowed limits.
     fn loss(&self) -> Option<(f64, f64, f64)> {
+        self.loss_at(self.samples.len().checked_sub(1)?)
+    }
+
+    /// [`Self::loss`] as of sample `i`.
+    fn loss_at(&self, i: usize) -> Option<(f64, f64, f64)> {
         let b = self.baseline?;
-        let r = self.rate()?;
+        let (w, c) = self.rates_at(i)?;
+        let r = if b.by_commits { c } else { w };
         let (max, crit) = if self.rebased {
             (
                 self.limits.max_share() / 2.0,
@@ -594,7 +599,16 @@ impl Governor {
                     if self.rebased { "re-based " } else { "" }
                 )
             };
-            if loss >= crit {
+            // A rate is noisy: one window past the critical limit throttles, a loss that
+            // holds for CRITICAL_HOLD pauses.
+            let held = (1..=CRITICAL_HOLD_SAMPLES).all(|back| {
+                self.samples
+                    .len()
+                    .checked_sub(back)
+                    .and_then(|i| self.loss_at(i))
+                    .is_some_and(|(l, _, c)| l >= c)
+            });
+            if loss >= crit && held {
                 raise(Severity::Critical, why());
             } else if loss >= max {
                 raise(Severity::High, why());
@@ -737,7 +751,8 @@ impl Governor {
 
     /// HERE's level now, with the heavy work paused or at its slowest, becomes the reference.
     fn rebase(&mut self, now: Duration, why: &str) -> Option<Note> {
-        let rate = self.rate()?;
+        // The window's median, not the last second's: one dip must not become the reference.
+        let rate = self.window_rate()?;
         let b = self.baseline.as_mut()?;
         let before = b.rate;
         b.rate = rate.max(MIN_STEERING_RATE);

@@ -175,8 +175,14 @@ fn a_loss_between_half_and_all_of_max_load_holds_the_pace() {
 fn past_critical_load_it_pauses_at_once_and_resumes_slowly_when_here_recovers() {
     let mut s = baseline_sim(2);
     s.run(8.0, 1000.0, true);
-    s.run(1.25, 500.0, true);
-    assert_eq!(s.g.mode(), Mode::Paused);
+    s.run(1.0, 500.0, true);
+    assert_eq!(s.g.mode(), Mode::Throttled, "throttled first");
+    s.run(0.75, 500.0, true);
+    assert_eq!(
+        s.g.mode(),
+        Mode::Paused,
+        "paused once the loss held a second"
+    );
     assert!(s.control().paused);
     assert!(s.notes.last().unwrap().contains("pausing"));
     let v = s.g.view();
@@ -191,6 +197,24 @@ fn past_critical_load_it_pauses_at_once_and_resumes_slowly_when_here_recovers() 
     assert!(!c.paused);
     assert_eq!((c.duty, c.workers), (RESTART_DUTY, 1));
     assert!(s.notes.last().unwrap().contains("recovered"));
+}
+
+#[test]
+fn one_bad_second_past_critical_load_throttles_without_pausing() {
+    let mut s = baseline_sim(2);
+    s.run(8.0, 1000.0, true);
+    // Half a second with no transaction at all: three one-second windows see 50 % lost.
+    s.run(0.5, 0.0, true);
+    for _ in 0..8 {
+        s.run(0.25, 1000.0, true);
+        assert_ne!(s.g.mode(), Mode::Paused, "{:?}", s.notes);
+    }
+    assert!(
+        s.notes.iter().any(|n| n.contains("throttling")),
+        "{:?}",
+        s.notes
+    );
+    assert!(!s.notes.iter().any(|n| n.contains("pausing")));
 }
 
 #[test]
