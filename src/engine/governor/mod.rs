@@ -11,15 +11,16 @@
 //! real-time; `pg_stat_database`'s commit counter when HERE writes too little to steer by), a
 //! tiny probe query's round-trip, lock-waiting backends, and the replay lag of HERE's standbys.
 //! The first seconds give the baseline, refined by every second until the heavy work begins.
-//! When the rate drops more than `max_load` below it the
-//! work slows down (duty halved, fewer workers); past `critical_load` it pauses until HERE
-//! recovers. With headroom it speeds up again, a step at a time (additive increase,
-//! multiplicative decrease, as TCP does).
+//! When the rate drops more than `max_load` below it the work slows down (duty halved, fewer
+//! workers); past `critical_load` for a whole second it pauses until HERE recovers. With
+//! headroom it speeds up again, a step at a time (additive increase, multiplicative decrease, as
+//! TCP does).
 //!
 //! Some of HERE's loss is not the governor's to remove: Bucardo's triggers make every
-//! application write cost more for as long as replication runs. When HERE stays below the limit
-//! while the heavy work is paused, that level becomes the reference ("re-based", said in the
-//! log), and half the operator's budget is allowed on top of it.
+//! application write cost more for as long as replication runs, and its sync runs hold
+//! snapshots on HERE. When HERE stays below the limit while the heavy work is paused, that level
+//! becomes the reference ("re-based", said in the log), and half the operator's budget is
+//! allowed on top of it.
 
 pub mod probe;
 
@@ -111,16 +112,13 @@ pub const BASELINE_WINDOW: Duration = Duration::from_secs(3);
 pub const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// At most one speed change per this long, so that each change shows its effect first.
 pub const ADJUST_EVERY: Duration = Duration::from_secs(1);
-/// Paused this long without HERE recovering: what HERE does without the heavy work becomes the
-/// reference.
+/// Paused this long, or throttled to the floor this long, without HERE recovering: what HERE
+/// does without the heavy work becomes the reference.
 pub const REBASE_AFTER: Duration = Duration::from_secs(6);
 /// Consecutive samples (a quarter second apart, each the rate over the second before it) whose
 /// rate must be past `critical_load` before the work pauses: the first and the last window do
 /// not overlap, so one bad second throttles but does not pause.
 pub const CRITICAL_HOLD_SAMPLES: usize = 5;
-/// Throttled to the slowest pace this long without HERE recovering: the same, at once (the
-/// work at [`MIN_DUTY`] costs HERE next to nothing, so no pause is needed to measure it).
-pub const FLOOR_REBASE_AFTER: Duration = Duration::from_secs(2);
 /// The slowest the work goes short of a pause, and where it restarts after one.
 pub const MIN_DUTY: f64 = 0.05;
 pub const RESTART_DUTY: f64 = 0.1;
@@ -609,7 +607,7 @@ impl Governor {
                 )
             };
             // A rate is noisy: one window past the critical limit throttles, a loss that
-            // holds for CRITICAL_HOLD pauses.
+            // holds for CRITICAL_HOLD_SAMPLES pauses.
             let held = (1..=CRITICAL_HOLD_SAMPLES).all(|back| {
                 self.samples
                     .len()
@@ -711,11 +709,13 @@ impl Governor {
                 self.why = why.clone();
                 if self.duty <= MIN_DUTY && self.workers == 1 {
                     let since = *self.stuck_since.get_or_insert(now);
-                    if now.saturating_sub(since) >= FLOOR_REBASE_AFTER {
-                        // At the slowest pace the work costs HERE next to nothing: the loss
-                        // that stays is not its doing. Waiting longer only makes the work, and
-                        // the whole bootstrap with Bucardo's load behind it, last longer.
-                        return self.rebase(now, &why);
+                    if now.saturating_sub(since) >= REBASE_AFTER {
+                        // Nothing slower is left to try: measure HERE without the work.
+                        self.mode = Mode::Paused;
+                        self.stuck_since = Some(now);
+                        return Some(Note(format!(
+                            "governor: still {why} at the slowest pace; pausing to measure HERE without the bootstrap's work"
+                        )));
                     }
                     return None;
                 }
@@ -755,11 +755,6 @@ impl Governor {
             return None;
         }
         let why = self.why.clone();
-        self.rebase(now, &why)
-    }
-
-    /// HERE's level now, with the heavy work paused or at its slowest, becomes the reference.
-    fn rebase(&mut self, now: Duration, why: &str) -> Option<Note> {
         // The window's median, not the last second's: one dip must not become the reference.
         let rate = self.window_rate()?;
         let b = self.baseline.as_mut()?;
@@ -777,7 +772,7 @@ impl Governor {
         self.last_adjust = now;
         self.stuck_since = None;
         Some(Note(format!(
-            "governor: {why} with the bootstrap's heavy work paused or at its slowest: HERE stays at {} tx/s ({}% of its {} tx/s before), \
+            "governor: {why} with the bootstrap's heavy work paused: HERE stays at {} tx/s ({}% of its {} tx/s before), \
              the cost of Bucardo's triggers and sync, which no throttle removes. Measuring against it from now on, \
              allowing half the load on top",
             rate.round() as i64,
