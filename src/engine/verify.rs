@@ -1,5 +1,6 @@
 //! Comparing HERE and THERE: a row count and an order-independent checksum of every row's text
-//! (sum of the first 64 bits of each row's md5), so no sort and no big aggregate string is needed.
+//! (the sum of a 64-bit digest of each row, see [`Digest`]), so no sort and no big aggregate
+//! string is needed.
 //! A table with a key is compared in chunks, key ranges walked in the key's order (keyset), each
 //! in a short snapshot on each side; rows whose key changed meanwhile are left out of the chunk
 //! (their keys come from Bucardo's delta tables) and, like the rows of a chunk that differed,

@@ -3,8 +3,9 @@
 //! chunk), at the governor's pace. Keys changed since the start (read from Bucardo's delta
 //! tables after the chunk's snapshots, so no change slips between them) are left out of their
 //! chunk; they, and the rows of a chunk that differed, are compared again by key in a few rounds
-//! once Bucardo has had time to replay them. What keeps changing through every round is counted,
-//! never called identical; what differs and does not change is DIFFERENT.
+//! (over all tables at once, after every table's chunks) once Bucardo has had time to replay
+//! them. What keeps changing through every round is counted, never called identical; what
+//! differs and does not change is DIFFERENT.
 
 use super::*;
 use crate::engine::event::VerdictState;
