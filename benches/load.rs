@@ -29,14 +29,18 @@
 //! - `LOAD_BENCH_KEEP=1`: keep each sandbox directory (the tool's timestamped output is in
 //!   `tool-stderr.log` there, Bucardo's log in `bucardo-log/`).
 
+#[allow(dead_code)]
+mod common;
+
 use bucardo_bootstrap::sandbox::{self, Sandbox, SandboxOptions};
+use common::{median, now, Span};
 use std::fs;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const DB: &str = "bench";
 const SCALE: u32 = 20;
@@ -154,14 +158,6 @@ impl Procedure {
             Procedure::Tool => "tool",
         }
     }
-}
-
-/// A step of a procedure, in wall-clock epoch seconds.
-#[derive(Clone, Debug)]
-struct Span {
-    label: String,
-    start: f64,
-    end: f64,
 }
 
 /// One of pgbench's per-second reports: the interval ends at `t` (epoch seconds).
@@ -439,13 +435,6 @@ fn stop_bucardo(sb: &Sandbox) -> (f64, Option<String>) {
     (now(), Some(diag))
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
-}
-
 /// pgbench's tables on HERE, every one with a primary key; vacuumed, analyzed, checkpointed.
 fn prepare_here(sb: &Sandbox) {
     sb.here
@@ -630,20 +619,6 @@ fn window(samples: &[Sample], from: f64, to: f64) -> Vec<Sample> {
 
 fn tps(samples: &[Sample]) -> Vec<f64> {
     samples.iter().map(|s| s.tps).collect()
-}
-
-fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -1100,87 +1075,9 @@ fn seed(sb: &Sandbox) -> Vec<Span> {
 // Procedure 2: the tool, headless, with the test suite's flags.
 
 fn tool(sb: &Sandbox, extra: &[String]) -> Vec<Span> {
-    let state = sb.root.join("state");
-    let home = sb.root.join("home");
-    fs::create_dir_all(&home).expect("home");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucardo-bootstrap"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("PGPASSWORD", &sb.password)
-        .env("BUCARDOPASS", BUCARDO_PASS)
-        .args(["run", "--yes", "--tables", "all"])
-        .args(["--here", &sb.here.uri(DB), "--there", &sb.there.uri(DB)])
-        .arg("--bucardo-db")
-        .arg(format!(
-            "postgres://bucardo@{}:{}/bucardo",
-            sb.here.host, sb.here.port
-        ))
-        .arg("--bucardo-piddir")
-        .arg(&sb.piddir)
-        .arg("--bucardo-logdir")
-        .arg(&sb.logdir)
-        .arg("--log-dir")
-        .arg(&state)
-        .args(["--kick-timeout", "120"])
-        .args(extra)
-        // Settings of the tool's own (BUCARDO_BOOTSTRAP_LOG, the copy's knobs, ...) pass through.
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("BUCARDO_BOOTSTRAP_")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("bucardo-bootstrap starts");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let mut log = fs::File::create(sb.root.join("tool-stderr.log")).expect("tool log");
-    let mut lines: Vec<(f64, String)> = Vec::new();
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        let t = now();
-        let _ = writeln!(log, "{t:.3} {line}");
-        lines.push((t, line));
-    }
-    let status = child.wait().expect("bucardo-bootstrap");
-    assert!(
-        status.success(),
-        "bucardo-bootstrap run failed ({status}):\n{}",
-        lines
-            .iter()
-            .map(|(_, l)| l.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    let spans = step_spans(&lines);
-    for s in &spans {
+    let run = common::run_tool(sb, DB, BUCARDO_PASS, extra);
+    for s in &run.spans {
         eprintln!("  tool: {} {:.1} s", s.label, s.end - s.start);
     }
-    spans
-}
-
-/// The headless step lines: `[3/13] Title ...` opens step 3, the next `[3/13] Title ...` line
-/// that does not end in `...` (`done in`, `skipped`, `FAILED`) closes it.
-fn step_spans(lines: &[(f64, String)]) -> Vec<Span> {
-    let mut spans: Vec<Span> = Vec::new();
-    let mut open: Vec<(String, String, f64)> = Vec::new();
-    for (t, line) in lines {
-        let Some(rest) = line.strip_prefix('[') else {
-            continue;
-        };
-        let Some((num, title)) = rest.split_once("] ") else {
-            continue;
-        };
-        if !num.contains('/') || !num.chars().all(|c| c.is_ascii_digit() || c == '/') {
-            continue;
-        }
-        let id = num.split('/').next().unwrap_or_default().to_string();
-        if let Some(title) = title.strip_suffix(" ...") {
-            open.push((id.clone(), format!("{id} {title}"), *t));
-        } else if let Some(i) = open.iter().position(|(x, _, _)| *x == id) {
-            let (_, label, start) = open.remove(i);
-            spans.push(Span {
-                label,
-                start,
-                end: *t,
-            });
-        }
-    }
-    spans
+    run.spans
 }

@@ -233,3 +233,46 @@ async fn ctrl_c_while_the_triggers_wait_leaves_no_setting_and_no_gate_on_here() 
         .unwrap();
     assert_eq!(left.trim(), "0 0", "{}", show(&out));
 }
+
+/// Past one batch (2 tables per batch here; 200 on PostgreSQL's default lock table), Bucardo's
+/// triggers go in batch by batch while the application writes: each batch says how many tables
+/// have their triggers and how long HERE's tables were locked, the kick triggers go in batch by
+/// batch too, every table ends with exactly one trigger of each kind on both sides, no
+/// application transaction fails, and both sides converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn past_one_batch_the_triggers_go_in_batch_by_batch_under_writes() {
+    let (sb, w) = widgets_with_writer(1).await;
+    let r = spawn_run_env(&sb, &[], &[("BUCARDO_BOOTSTRAP_TRIGGER_BATCH", "2")]);
+    let (code, out) = tokio::task::block_in_place(|| r.finish());
+    assert_eq!(code, 0, "{out}");
+    let n = REPLICATED.len();
+    let b = n.div_ceil(2);
+    for line in [
+        format!("Bucardo knows {n} of {n} tables"),
+        format!("Bucardo's triggers are on 2 of {n} tables (batch 1 of {b})"),
+        format!("Bucardo's triggers are on {n} of {n} tables (batch {b} of {b})"),
+        format!("in {b} transactions of at most 2 tables"),
+        format!(
+            "[HERE] kick triggers: batch {b} of {b} in place; its tables were locked for at most"
+        ),
+        format!("the kick triggers are on all {n} tables of both sides"),
+    ] {
+        assert!(out.contains(&line), "{line:?} missing:\n{out}");
+    }
+    assert!(
+        out.contains("HERE's tables were locked (writes waited, reads went on) while Bucardo installed their triggers: at most"),
+        "{out}"
+    );
+    for c in [&sb.here, &sb.there] {
+        let counts = c
+            .psql(
+                "widgets",
+                "SELECT count(*) FILTER (WHERE tgname = 'bucardo_delta') || ' ' || count(*) FILTER (WHERE tgname = 'bucardo_kick_mysync') || ' ' || count(DISTINCT tgrelid) FROM pg_trigger WHERE tgname IN ('bucardo_delta', 'bucardo_kick_mysync')",
+            )
+            .unwrap();
+        assert_eq!(counts.trim(), format!("{n} {n} {n}"), "{}", c.name);
+    }
+    let report = w.stop().await;
+    assert_eq!(report.failed, 0, "no application transaction failed");
+    assert_converged(&sb, &report).await;
+}

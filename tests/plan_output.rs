@@ -164,3 +164,81 @@ fn script_quotes_every_word_and_reads_passwords_from_the_environment() {
     );
     insta::assert_snapshot!("plan_script", filtered(&script));
 }
+
+/// 450 tables on servers with PostgreSQL's default lock tables (64 × 100 slots): Bucardo's
+/// triggers go in 3 transactions of at most 200 tables, never one over all of them.
+#[test]
+fn past_one_batch_the_triggers_go_in_batch_by_batch() {
+    use bucardo_bootstrap::engine::plan::{Command, StepKind};
+    let tables: Vec<TableInfo> = (1..=450)
+        .map(|i| table("public", &format!("t{i:03}"), &["id"], None))
+        .collect();
+    let facts = Facts {
+        lock_slots: Some(64 * 100),
+        ..Facts::default()
+    };
+    let plan = Plan::build(&settings(), tables, coverage(), &facts);
+    let step = |k: StepKind| plan.steps.iter().find(|s| s.kind == k).unwrap();
+    let argv = |c: &Command| match c {
+        Command::Run(inv) => inv.argv.join(" "),
+        other => panic!("not a command: {other:?}"),
+    };
+    let add = step(StepKind::AddTables);
+    assert_eq!(add.commands.len(), 3);
+    let first = argv(&add.commands[0]);
+    assert!(first.contains("add table public.t001") && first.contains(" public.t200 relgroup="));
+    assert!(!first.contains("public.t201"));
+    let second = argv(&add.commands[1]);
+    assert!(second.contains("add table public.t201") && !second.contains("relgroup="));
+
+    let sync = step(StepKind::AddSync);
+    let words: Vec<String> = sync.commands.iter().map(argv).collect();
+    assert_eq!(words.len(), 5, "{words:#?}");
+    assert!(words[0].contains("add sync"));
+    assert!(words[1].contains("add table public.t201") && words[1].contains("relgroup="));
+    assert!(words[2].ends_with("validate bootstrap_sync") || words[2].contains(" validate "));
+    assert!(words[3].contains("add table public.t401") && words[3].contains(" public.t450 "));
+    assert!(
+        sync.why.contains("3 transactions of at most 200 tables"),
+        "{}",
+        sync.why
+    );
+
+    let enable = step(StepKind::Enable);
+    let sql: Vec<&str> = enable
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Sql { sql, .. } => Some(sql.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sql.len(), 6, "a batch on each side");
+    assert!(sql[0].contains("LOCK TABLE ONLY \"public\".\"t001\""));
+    assert!(sql[0].contains("CREATE TRIGGER \"bucardo_kick_"));
+    assert!(!sql[0].contains("t201"));
+    assert!(argv(enable.commands.last().unwrap()).contains("reload"));
+    assert!(!plan.script(&settings()).contains("plan-test-secret"));
+
+    // One batch's worth stays as it was: one `add table`, one `add sync`, no kick SQL.
+    let few: Vec<TableInfo> = (1..=200)
+        .map(|i| table("public", &format!("t{i:03}"), &["id"], None))
+        .collect();
+    let plan = Plan::build(&settings(), few, coverage(), &facts);
+    let n = |k: StepKind| {
+        plan.steps
+            .iter()
+            .find(|s| s.kind == k)
+            .unwrap()
+            .commands
+            .len()
+    };
+    assert_eq!(
+        (
+            n(StepKind::AddTables),
+            n(StepKind::AddSync),
+            n(StepKind::Enable)
+        ),
+        (1, 1, 2)
+    );
+}

@@ -4,7 +4,7 @@
 
 use crate::engine::conn::{ConnSpec, Side};
 use crate::engine::error::EngineError;
-use crate::engine::ident::TableName;
+use crate::engine::ident::{quote_ident, quote_literal, TableName};
 use crate::engine::process::{Invocation, PassfileRef};
 use crate::engine::settings::Settings;
 use std::path::PathBuf;
@@ -35,6 +35,16 @@ pub enum BucardoCmd {
         tables: Vec<TableName>,
         relgroup: String,
         db: String,
+    },
+    /// Tables known to Bucardo (`goat`) but in no relgroup yet: the batches after the first.
+    RegisterTables {
+        tables: Vec<TableName>,
+        db: String,
+    },
+    /// `validate`: creates what the sync lacks on every database (delta tables, triggers) for
+    /// the relgroup's members that do not have them yet.
+    Validate {
+        sync: String,
     },
     AddDbgroup {
         name: String,
@@ -156,6 +166,15 @@ impl BucardoCli {
                 a.push(format!("relgroup={relgroup}"));
                 a.push(format!("db={db}"));
             }
+            BucardoCmd::RegisterTables { tables, db } => {
+                a.extend(s(&["add", "table"]));
+                a.extend(tables.iter().map(TableName::raw));
+                a.push(format!("db={db}"));
+            }
+            BucardoCmd::Validate { sync } => {
+                a.push("validate".into());
+                a.push(sync.clone());
+            }
             BucardoCmd::AddDbgroup { name, sources } => {
                 a.extend(s(&["add", "dbgroup"]));
                 a.push(name.clone());
@@ -232,6 +251,94 @@ pub fn needs_daemon(argv: &[String]) -> bool {
         return false;
     };
     matches!(argv.get(i + 2).map(String::as_str), Some("reload" | "kick"))
+}
+
+/// What one table costs one of Bucardo's trigger transactions in PostgreSQL's shared lock
+/// table: `add sync` and `validate` create a delta, a track and a stage table with an index
+/// each, and triggers on the table itself; the lock gate locks the table once more.
+pub const LOCKS_PER_TABLE: u64 = 8;
+
+/// One transaction of Bucardo's may fill this share of a server's lock table; the application
+/// keeps the rest.
+const LOCK_TABLE_SHARE: u64 = 4;
+
+/// Tables per trigger transaction when the servers' lock tables are unknown (PostgreSQL's
+/// defaults give the same).
+pub const DEFAULT_TRIGGER_BATCH: usize = 200;
+
+/// How many tables one of Bucardo's trigger transactions covers on servers whose shared lock
+/// tables hold `slots` locks. Bucardo installs its triggers on every table of a sync in one
+/// transaction per database, which runs out of shared memory from about 1,000 tables on a
+/// server with PostgreSQL's defaults (measured) and holds every table's lock until it commits;
+/// past this size the bootstrap grows the relgroup batch by batch instead.
+/// `BUCARDO_BOOTSTRAP_TRIGGER_BATCH` sets the size instead (the tests' small batches).
+pub fn trigger_batch(slots: Option<u64>) -> usize {
+    if let Some(n) = std::env::var("BUCARDO_BOOTSTRAP_TRIGGER_BATCH")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return n;
+    }
+    match slots {
+        None => DEFAULT_TRIGGER_BATCH,
+        Some(n) => ((n / LOCK_TABLE_SHARE / LOCKS_PER_TABLE) as usize).clamp(25, 1000),
+    }
+}
+
+/// The size of a server's shared lock table, as PostgreSQL sizes it for regular backends
+/// (`max_locks_per_transaction` × (`max_connections` + `max_prepared_transactions`)).
+pub async fn lock_slots(c: &Client, side: Side) -> Result<u64, EngineError> {
+    let n: i64 = c
+        .query_one(
+            "SELECT current_setting('max_locks_per_transaction')::bigint
+                    * (current_setting('max_connections')::bigint
+                       + current_setting('max_prepared_transactions')::bigint)",
+            &[],
+        )
+        .await
+        .map_err(|e| EngineError::sql(side, "reading the size of the lock table", &e))?
+        .get(0);
+    Ok(n.max(0) as u64)
+}
+
+/// The name Bucardo gives a sync's kick trigger and function (`validate_sync`'s `$kickfunc`);
+/// None for a name so long that Bucardo picks a random one.
+pub fn kick_trigger(sync: &str) -> Option<String> {
+    match sync.len() {
+        n if n <= 48 => Some(format!("bucardo_kick_{sync}")),
+        n if n <= 62 => Some(format!("bkick_{sync}")),
+        _ => None,
+    }
+}
+
+/// One transaction that creates the sync's kick trigger, as `validate_sync` writes it, on each
+/// of `tables` that lacks it, after locking them all at once: what `update sync autokick=1`
+/// does on every table in one transaction, batch by batch. `validate_sync` then finds every
+/// trigger in place and creates none.
+pub fn kick_triggers_sql(kick: &str, tables: &[TableName]) -> String {
+    let mut names: Vec<&TableName> = tables.iter().collect();
+    names.sort();
+    let list = names
+        .iter()
+        .map(|t| format!("ONLY {}", t.sql()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut body = format!(
+        "DO $kick$ BEGIN\n  EXECUTE {};\n",
+        quote_literal(&format!("LOCK TABLE {list} IN SHARE ROW EXCLUSIVE MODE"))
+    );
+    for t in names {
+        body.push_str(&format!(
+            "  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = {rel}::regclass AND tgname = {name}) THEN\n    CREATE TRIGGER {trig} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE PROCEDURE bucardo.{trig}();\n  END IF;\n",
+            rel = quote_literal(&t.sql()),
+            name = quote_literal(kick),
+            trig = quote_ident(kick),
+            table = t.sql(),
+        ));
+    }
+    body.push_str("END $kick$");
+    body
 }
 
 /// Is Bucardo's schema installed in the control database?
@@ -423,7 +530,7 @@ fn stored_ident(name: &str) -> String {
     if name.starts_with('"') {
         name.to_string()
     } else {
-        crate::engine::ident::quote_ident(name)
+        quote_ident(name)
     }
 }
 

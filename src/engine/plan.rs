@@ -2,7 +2,7 @@
 //! settings, the chosen tables and a few probed facts. The same plan renders the review text
 //! (secrets masked) and a standalone bash script that reads its passwords from the environment.
 
-use crate::engine::bucardo::{BucardoCli, BucardoCmd};
+use crate::engine::bucardo::{self as bucardo_cli, BucardoCli, BucardoCmd};
 use crate::engine::catalog::TableInfo;
 use crate::engine::conn::{ConnSpec, Side};
 use crate::engine::coverage::Coverage;
@@ -31,6 +31,9 @@ pub struct Facts {
     pub here_db_encoding: String,
     pub here_db_collate: String,
     pub here_db_ctype: String,
+    /// The smaller of HERE's and THERE's shared lock tables, in locks: how many tables one of
+    /// Bucardo's trigger transactions may cover ([`bucardo_cli::trigger_batch`]).
+    pub lock_slots: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -293,15 +296,41 @@ impl Plan {
                 },
             ],
         );
+        // Bucardo installs its triggers in one transaction per database over the whole
+        // relgroup: past one batch the relgroup starts with the first batch and grows batch by
+        // batch when the triggers go in.
+        let batch = bucardo_cli::trigger_batch(facts.lock_slots);
+        let batches: Vec<Vec<TableName>> = if names.is_empty() {
+            vec![vec![]]
+        } else {
+            names.chunks(batch).map(<[TableName]>::to_vec).collect()
+        };
+        let batched = batches.len() > 1;
+        let mut add_tables = vec![bucardo(BucardoCmd::AddTables {
+            tables: batches[0].clone(),
+            relgroup: s.names.relgroup.clone(),
+            db: s.names.here_db.clone(),
+        })];
+        add_tables.extend(batches[1..].iter().map(|b| {
+            bucardo(BucardoCmd::RegisterTables {
+                tables: b.clone(),
+                db: s.names.here_db.clone(),
+            })
+        }));
         push(
             StepKind::AddTables,
             "Add the tables to the relgroup",
-            format!("{} tables into relgroup {}", names.len(), s.names.relgroup),
-            vec![bucardo(BucardoCmd::AddTables {
-                tables: names.clone(),
-                relgroup: s.names.relgroup.clone(),
-                db: s.names.here_db.clone(),
-            })],
+            if batched {
+                format!(
+                    "{} tables known to Bucardo in {} batches of at most {batch}; the first batch into relgroup {}, the others join it as their triggers go in",
+                    names.len(),
+                    batches.len(),
+                    s.names.relgroup
+                )
+            } else {
+                format!("{} tables into relgroup {}", names.len(), s.names.relgroup)
+            },
+            add_tables,
         );
         push(
             StepKind::AddDbgroup,
@@ -312,16 +341,35 @@ impl Plan {
                 sources: vec![s.names.here_db.clone(), s.names.there_db.clone()],
             })],
         );
+        let mut add_sync = vec![bucardo(BucardoCmd::AddSync {
+            name: s.names.sync.clone(),
+            relgroup: s.names.relgroup.clone(),
+            dbgroup: s.names.dbgroup.clone(),
+        })];
+        for b in &batches[1..] {
+            add_sync.push(bucardo(BucardoCmd::AddTables {
+                tables: b.clone(),
+                relgroup: s.names.relgroup.clone(),
+                db: s.names.here_db.clone(),
+            }));
+            add_sync.push(bucardo(BucardoCmd::Validate {
+                sync: s.names.sync.clone(),
+            }));
+        }
         push(
             StepKind::AddSync,
             "Create the sync (inactive, autokick off)",
-            "installs Bucardo's triggers on both sides: from this commit on every change is a delta"
-                .into(),
-            vec![bucardo(BucardoCmd::AddSync {
-                name: s.names.sync.clone(),
-                relgroup: s.names.relgroup.clone(),
-                dbgroup: s.names.dbgroup.clone(),
-            })],
+            if batched {
+                format!(
+                    "installs Bucardo's triggers on both sides in {} transactions of at most {batch} tables (one over all {} would overflow the servers' lock tables and lock every table until it commits): from each commit on every change to its tables is a delta",
+                    batches.len(),
+                    names.len()
+                )
+            } else {
+                "installs Bucardo's triggers on both sides: from this commit on every change is a delta"
+                    .into()
+            },
+            add_sync,
         );
         let mut copy_cmds = vec![Command::Internal(format!(
             "export one snapshot on HERE (taken after the triggers committed); {} workers stream \
@@ -395,16 +443,38 @@ impl Plan {
                 cmds,
             );
         }
+        // autokick=1 creates a kick trigger on every table in one transaction; past one batch
+        // they go in batch by batch first, and Bucardo then finds them in place.
+        let kick = bucardo_cli::kick_trigger(&s.names.sync).filter(|_| batched);
+        let mut enable: Vec<Command> = Vec::new();
+        if let Some(kick) = &kick {
+            for b in &batches {
+                for (side, target) in [(Side::Here, here), (Side::There, there)] {
+                    enable.push(Command::Sql {
+                        side,
+                        target: target.clone(),
+                        sql: bucardo_cli::kick_triggers_sql(kick, b),
+                        secret: SqlSecret::None,
+                    });
+                }
+            }
+        }
+        enable.push(bucardo(BucardoCmd::ActivateSync {
+            name: s.names.sync.clone(),
+        }));
+        enable.push(bucardo(BucardoCmd::ReloadConfig));
         push(
             StepKind::Enable,
             "Enable the sync",
-            "autokick on, status active, and the daemon reloads its configuration".into(),
-            vec![
-                bucardo(BucardoCmd::ActivateSync {
-                    name: s.names.sync.clone(),
-                }),
-                bucardo(BucardoCmd::ReloadConfig),
-            ],
+            if kick.is_some() {
+                format!(
+                    "the kick triggers in {} transactions of at most {batch} tables on each side, then autokick on, status active, and the daemon reloads its configuration",
+                    batches.len()
+                )
+            } else {
+                "autokick on, status active, and the daemon reloads its configuration".into()
+            },
+            enable,
         );
         push(
             StepKind::Drain,

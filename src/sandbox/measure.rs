@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
 /// Runs `cmd` with its stdout and stderr captured; returns its output and its peak RSS in kB.
 pub fn output_with_peak_rss(cmd: &mut Command) -> std::io::Result<(Output, u64)> {
@@ -19,6 +19,18 @@ pub fn output_with_peak_rss(cmd: &mut Command) -> std::io::Result<(Output, u64)>
     };
     let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
     let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let (status, peak_kb) = wait_with_peak_rss(&mut child)?;
+    let output = Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    };
+    Ok((output, peak_kb))
+}
+
+/// Waits for `child` (spawned, not yet waited for) and returns its exit status and peak RSS in
+/// kB; its pipes are the caller's to drain.
+pub fn wait_with_peak_rss(child: &mut Child) -> std::io::Result<(ExitStatus, u64)> {
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     // SAFETY: a zeroed rusage is a valid value; wait4 only writes into the two locals.
@@ -34,12 +46,10 @@ pub fn output_with_peak_rss(cmd: &mut Command) -> std::io::Result<(Output, u64)>
             return Err(e);
         }
     }
-    let output = Output {
-        status: ExitStatus::from_raw(status),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    };
-    Ok((output, u64::try_from(usage.ru_maxrss).unwrap_or(0)))
+    Ok((
+        ExitStatus::from_raw(status),
+        u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    ))
 }
 
 #[cfg(test)]

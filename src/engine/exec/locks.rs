@@ -11,7 +11,8 @@ impl LiveExecutor {
     /// Runs Bucardo `commands` that take strong locks on HERE's tables (`add sync` creates a
     /// trigger on each, `update sync autokick=1` more): while they run, the sessions Bucardo
     /// opens as its role in HERE's database give way to the application (settings on the role,
-    /// reset after). A try that lost a lock is retried after a growing pause.
+    /// reset after). A try that lost a lock is retried after a growing pause. Returns the
+    /// longest time Bucardo held a lock on HERE's tables that blocks their writes, as sampled.
     pub(super) async fn give_way_while(
         &self,
         what: &str,
@@ -19,9 +20,11 @@ impl LiveExecutor {
         tables: &[TableName],
         events: &mpsc::Sender<RunEvent>,
         cancel: &CancellationToken,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Duration, EngineError> {
         let s = &self.settings;
         let here = s.here.connect(Side::Here).await?;
+        let sampler = s.here.connect(Side::Here).await?;
+        let held = std::sync::Mutex::new(Held::default());
         let limits = giveway::Limits::read(&here, Side::Here).await?;
         let (role, db) = (&s.bucardo.user, &s.here.dbname);
         here.batch_execute(&giveway::role_set_sql(limits, role, db))
@@ -38,7 +41,12 @@ impl LiveExecutor {
         };
         let mut result = Err(EngineError::Timeout(format!("{what} never ran")));
         for attempt in 1..=attempts {
-            let watch = watch_blockers(&here, role, events);
+            let watch = async {
+                tokio::join!(
+                    watch_blockers(&here, role, events),
+                    watch_table_locks(&sampler, role, &held)
+                );
+            };
             let run = self.run_commands(commands, events);
             tokio::pin!(run);
             result = tokio::select! {
@@ -106,7 +114,7 @@ impl LiveExecutor {
                 }
             ))),
             (_, Err(e)) if result.is_ok() => Err(e),
-            _ => result,
+            _ => result.map(|()| held.lock().map(|h| h.longest).unwrap_or_default()),
         }
     }
 
@@ -142,6 +150,52 @@ pub(super) const BLOCKER_POLL: Duration = Duration::from_millis(200);
 
 pub(super) fn unreachable_watch() -> Result<(), EngineError> {
     Err(EngineError::Io("the lock watcher stopped".into()))
+}
+
+/// How often [`watch_table_locks`] looks at `pg_locks`.
+pub(super) const LOCK_SAMPLE: Duration = Duration::from_millis(100);
+
+/// The spans during which Bucardo's sessions held a lock on HERE's tables.
+#[derive(Default)]
+pub(super) struct Held {
+    since: Option<std::time::Instant>,
+    pub longest: Duration,
+}
+
+/// Samples, every [`LOCK_SAMPLE`], whether `role`'s sessions hold a lock that blocks writes on
+/// one of the database's own tables (not Bucardo's new ones) and records the longest span, one
+/// sample interval added for what fell between samples. Never returns.
+pub(super) async fn watch_table_locks(
+    c: &tokio_postgres::Client,
+    role: &str,
+    held: &std::sync::Mutex<Held>,
+) {
+    const SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks l
+                         JOIN pg_stat_activity a ON a.pid = l.pid
+                         JOIN pg_class c ON c.oid = l.relation
+                         JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE a.usename = $1 AND l.granted AND l.locktype = 'relation'
+                          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                          AND c.relkind IN ('r', 'p')
+                          AND n.nspname NOT IN ('bucardo', 'pg_catalog', 'information_schema')
+                          AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'))";
+    loop {
+        let locked = matches!(c.query_one(SQL, &[&role]).await, Ok(r) if r.get::<_, bool>(0));
+        let now = std::time::Instant::now();
+        if let Ok(mut h) = held.lock() {
+            match (locked, h.since) {
+                (true, None) => h.since = Some(now),
+                (true, Some(t)) | (false, Some(t)) => {
+                    h.longest = h.longest.max(now - t + LOCK_SAMPLE);
+                    if !locked {
+                        h.since = None;
+                    }
+                }
+                (false, None) => {}
+            }
+        }
+        tokio::time::sleep(LOCK_SAMPLE).await;
+    }
 }
 
 /// Reports the sessions that block `role`'s sessions on this server (pid, user, transaction age,

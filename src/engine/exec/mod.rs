@@ -406,16 +406,8 @@ impl LiveExecutor {
                 self.add_tables(plan, step, events).await
             }
             StepKind::AddSync => {
-                if !self.existing_matches(plan, step, events).await? {
-                    self.give_way_while(
-                        "installing its triggers",
-                        &step.commands,
-                        &table_names(plan),
-                        events,
-                        cancel,
-                    )
-                    .await?;
-                }
+                let exists = self.existing_matches(plan, step, events).await?;
+                self.add_sync(plan, step, exists, events, cancel).await?;
                 self.check_triggers(plan, events).await
             }
             StepKind::CopyData => self.copy_data(plan, events, cancel).await,
@@ -449,18 +441,7 @@ impl LiveExecutor {
             }
             StepKind::Enable => {
                 self.ensure_daemon(events).await?;
-                // autokick=1 makes Bucardo create its kick triggers on every table of HERE; the
-                // reload after it only reconnects, with the role's settings back to normal.
-                let (activate, reload) = step.commands.split_at(1.min(step.commands.len()));
-                self.give_way_while(
-                    "enabling the sync",
-                    activate,
-                    &table_names(plan),
-                    events,
-                    cancel,
-                )
-                .await?;
-                self.run_commands(reload, events).await
+                self.enable(plan, step, events, cancel).await
             }
             StepKind::CreateDatabase
             | StepKind::CopySchema

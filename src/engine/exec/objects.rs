@@ -10,6 +10,8 @@ impl LiveExecutor {
         step: &Step,
         events: &mpsc::Sender<RunEvent>,
     ) -> Result<(), EngineError> {
+        let (total, mut known) = (plan.tables.len(), 0);
+        let batches = step.commands.len();
         for c in &step.commands {
             if let Command::Run(inv) = c {
                 let out = self.run_ok(inv, events).await?;
@@ -20,26 +22,36 @@ impl LiveExecutor {
                         stderr_tail: out.tail(),
                     });
                 }
+                if batches > 1 {
+                    known += tables_named(inv, plan).len();
+                    log(
+                        events,
+                        LogLevel::Notice,
+                        format!("Bucardo knows {known} of {total} tables"),
+                    )
+                    .await;
+                }
             }
         }
         let ctl = self.control_as_bucardo().connect(Side::Control).await?;
         let rows = ctl
             .query(
-                "SELECT g.schemaname || '.' || g.tablename, coalesce(g.pkey, '') FROM bucardo.goat g JOIN bucardo.herdmap h ON h.goat = g.id WHERE h.herd = $1 AND g.reltype = 'table'",
-                &[&self.settings.names.relgroup],
+                "SELECT schemaname || '.' || tablename, coalesce(pkey, '') FROM bucardo.goat WHERE db = $1 AND reltype = 'table'",
+                &[&self.settings.names.here_db],
             )
             .await
-            .map_err(|e| EngineError::sql(Side::Control, "reading the relgroup", &e))?;
-        let registered: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            .map_err(|e| EngineError::sql(Side::Control, "reading Bucardo's tables", &e))?;
+        let registered: std::collections::HashMap<String, String> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         for t in &plan.tables {
-            match registered.iter().find(|(n, _)| *n == t.name.raw()) {
+            match registered.get(&t.name.raw()) {
                 None => {
                     return Err(EngineError::Refused(format!(
-                        "Bucardo did not register {} in relgroup {}",
+                        "Bucardo did not register {} (relgroup {})",
                         t.name, self.settings.names.relgroup
                     )))
                 }
-                Some((_, pk)) if pk.is_empty() => {
+                Some(pk) if pk.is_empty() => {
                     return Err(EngineError::Refused(format!(
                         "Bucardo found no key for {}",
                         t.name
@@ -113,7 +125,14 @@ impl LiveExecutor {
                 have.sort();
                 let mut want: Vec<String> = plan.tables.iter().map(|t| t.name.raw()).collect();
                 want.sort();
-                if have != want || rows.iter().any(|r| r.get::<_, String>(1) != n.here_db) {
+                let ours = rows.iter().all(|r| r.get::<_, String>(1) == n.here_db)
+                    && have.iter().all(|h| want.binary_search(h).is_ok());
+                // Batch by batch the relgroup grows to the plan's tables: an earlier run that
+                // stopped half-way is carried on (adding a table twice changes nothing).
+                if ours && have != want {
+                    return Ok(false);
+                }
+                if have != want || !ours {
                     return Err(EngineError::Refused(format!(
                         "relgroup {} exists with other tables ({}); remove it (`bucardo remove relgroup {}`) or choose another --relgroup",
                         n.relgroup,
@@ -248,5 +267,226 @@ impl LiveExecutor {
             }
         }
         Ok(())
+    }
+}
+
+/// The plan's tables named in a `bucardo add table` invocation.
+fn tables_named(inv: &Invocation, plan: &Plan) -> Vec<TableName> {
+    let args: std::collections::HashSet<&str> = inv.argv.iter().map(String::as_str).collect();
+    plan.tables
+        .iter()
+        .filter(|t| args.contains(t.name.raw().as_str()))
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+impl LiveExecutor {
+    /// `add sync` over the relgroup's first batch, then each further batch joins the relgroup
+    /// and `validate` installs its triggers, each behind the lock gate. Says, batch by batch, how
+    /// many tables have their triggers and how long HERE's tables were locked.
+    pub(super) async fn add_sync(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        exists: bool,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let total = plan.tables.len();
+        let (first, rest) = step.commands.split_at(1.min(step.commands.len()));
+        let later: Vec<(Vec<TableName>, &[Command])> = rest
+            .chunks(2)
+            .map(|pair| match pair.first() {
+                Some(Command::Run(inv)) => (tables_named(inv, plan), pair),
+                _ => (vec![], pair),
+            })
+            .collect();
+        let in_later: std::collections::HashSet<&TableName> =
+            later.iter().flat_map(|(t, _)| t.iter()).collect();
+        let first_batch: Vec<TableName> = table_names(plan)
+            .into_iter()
+            .filter(|t| !in_later.contains(t))
+            .collect();
+        let batches = 1 + later.len();
+        let mut done = first_batch.len();
+        let mut longest = Duration::ZERO;
+        if !exists {
+            let held = self
+                .give_way_while(
+                    "installing its triggers",
+                    first,
+                    &first_batch,
+                    events,
+                    cancel,
+                )
+                .await?;
+            longest = longest.max(held);
+            self.triggers_progress(done, total, 1, batches, held, events)
+                .await;
+        }
+        for (i, (tables, pair)) in later.iter().enumerate() {
+            let (join, validate) = pair.split_at(1);
+            self.run_commands(join, events).await?;
+            let held = self
+                .give_way_while("installing its triggers", validate, tables, events, cancel)
+                .await?;
+            longest = longest.max(held);
+            done += tables.len();
+            self.triggers_progress(done, total, i + 2, batches, held, events)
+                .await;
+        }
+        if batches > 1 {
+            log(
+                events,
+                LogLevel::Notice,
+                format!(
+                    "HERE's tables were locked (writes waited, reads went on) while Bucardo installed their triggers: at most {} for any table, in {batches} transactions of at most {} tables",
+                    secs(longest),
+                    first_batch.len().max(later.iter().map(|(t, _)| t.len()).max().unwrap_or(0))
+                ),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn triggers_progress(
+        &self,
+        done: usize,
+        total: usize,
+        batch: usize,
+        batches: usize,
+        held: Duration,
+        events: &mpsc::Sender<RunEvent>,
+    ) {
+        let of = if batches > 1 {
+            format!(" (batch {batch} of {batches})")
+        } else {
+            String::new()
+        };
+        log(
+            events,
+            LogLevel::Notice,
+            format!(
+                "Bucardo's triggers are on {done} of {total} tables{of}; their locks on HERE were held {}",
+                if held.is_zero() {
+                    "too briefly to be sampled".to_string()
+                } else {
+                    format!("for at most {} (sampled every {} ms)", secs(held), super::locks::LOCK_SAMPLE.as_millis())
+                }
+            ),
+        )
+        .await;
+    }
+
+    /// The kick triggers batch by batch on both sides (when the plan has them), then
+    /// `update sync autokick=1 status=active` behind the lock gate, then the reload.
+    pub(super) async fn enable(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let kicks: Vec<(Side, &ConnSpec, &str)> = step
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Sql {
+                    side, target, sql, ..
+                } => Some((*side, target, sql.as_str())),
+                _ => None,
+            })
+            .collect();
+        let runs: Vec<Command> = step
+            .commands
+            .iter()
+            .filter(|c| matches!(c, Command::Run(_)))
+            .cloned()
+            .collect();
+        if !kicks.is_empty() {
+            let mut sessions = Vec::new();
+            for side in [Side::Here, Side::There] {
+                let spec = if side == Side::Here {
+                    &self.settings.here
+                } else {
+                    &self.settings.there
+                };
+                let c = self.connect_as(side, spec).await?;
+                crate::engine::giveway::prepare_session(&c, side).await?;
+                sessions.push((side, c));
+            }
+            let batches = kicks.iter().filter(|(s, _, _)| *s == Side::Here).count();
+            let (mut longest, mut n) = (Duration::ZERO, 0);
+            for (side, _, sql) in &kicks {
+                let Some((_, c)) = sessions.iter().find(|(s, _)| s == side) else {
+                    continue;
+                };
+                if cancel.is_cancelled() {
+                    return Err(EngineError::Aborted);
+                }
+                let started = std::time::Instant::now();
+                let gave_way = crate::engine::giveway::run_sql(c, *side, sql).await?;
+                let took = started.elapsed();
+                self.gave_way
+                    .fetch_add(gave_way, std::sync::atomic::Ordering::Relaxed);
+                if *side == Side::Here {
+                    n += 1;
+                    longest = longest.max(took);
+                    log(
+                        events,
+                        LogLevel::Notice,
+                        format!(
+                            "[HERE] kick triggers: batch {n} of {batches} in place; its tables were locked for at most {}{}",
+                            secs(took),
+                            if gave_way > 0 { format!(" (gave way to the application {gave_way} times first)") } else { String::new() }
+                        ),
+                    )
+                    .await;
+                }
+            }
+            log(
+                events,
+                LogLevel::Notice,
+                format!(
+                    "the kick triggers are on all {} tables of both sides; HERE's tables were locked for at most {} each",
+                    plan.tables.len(),
+                    secs(longest)
+                ),
+            )
+            .await;
+        }
+        // autokick=1 makes Bucardo create its kick triggers where they are missing; the reload
+        // after it only reconnects, with the role's settings back to normal.
+        let (activate, reload) = runs.split_at(1.min(runs.len()));
+        let held = self
+            .give_way_while(
+                "enabling the sync",
+                activate,
+                &table_names(plan),
+                events,
+                cancel,
+            )
+            .await?;
+        if kicks.is_empty() {
+            log(
+                events,
+                LogLevel::Notice,
+                format!(
+                    "Bucardo's kick triggers are in place; their locks on HERE were held {}",
+                    if held.is_zero() {
+                        "too briefly to be sampled".to_string()
+                    } else {
+                        format!("for at most {}", secs(held))
+                    }
+                ),
+            )
+            .await;
+        }
+        self.run_commands(reload, events).await
     }
 }

@@ -60,6 +60,7 @@ pub async fn probe(
     f.here_db_encoding = r.get(0);
     f.here_db_collate = r.get(1);
     f.here_db_ctype = r.get(2);
+    let here_slots = bucardo::lock_slots(&here, Side::Here).await?;
     let role_missing = |c: tokio_postgres::Client, side: Side, role: String| async move {
         c.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
             .await
@@ -69,6 +70,7 @@ pub async fn probe(
     f.bucardo_role_missing_here = role_missing(here, Side::Here, s.bucardo.user.clone()).await?;
     let there_admin = s.there.with_db("postgres");
     let ta = there_admin.connect(Side::There).await?;
+    f.lock_slots = Some(here_slots.min(bucardo::lock_slots(&ta, Side::There).await?));
     f.there_db_exists = ta
         .query_opt(
             "SELECT 1 FROM pg_database WHERE datname = $1",
