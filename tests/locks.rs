@@ -238,7 +238,8 @@ async fn ctrl_c_while_the_triggers_wait_leaves_no_setting_and_no_gate_on_here() 
 /// triggers go in batch by batch while the application writes: each batch says how many tables
 /// have their triggers and how long HERE's tables were locked, the kick triggers go in batch by
 /// batch too, every table ends with exactly one trigger of each kind on both sides, no
-/// application transaction fails, and both sides converge.
+/// application transaction fails, and both sides converge. The cleanup then removes them in
+/// batches as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn past_one_batch_the_triggers_go_in_batch_by_batch_under_writes() {
     let (sb, w) = widgets_with_writer(1).await;
@@ -275,4 +276,23 @@ async fn past_one_batch_the_triggers_go_in_batch_by_batch_under_writes() {
     let report = w.stop().await;
     assert_eq!(report.failed, 0, "no application transaction failed");
     assert_converged(&sb, &report).await;
+
+    // The cleanup takes the triggers and Bucardo's tables away in the same small batches.
+    let mut c = tool(&sb);
+    c.env("BUCARDO_BOOTSTRAP_TRIGGER_BATCH", "2")
+        .arg("cleanup")
+        .arg("--yes")
+        .args(db_flags(&sb, "widgets"))
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::block_in_place(|| c.output()).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    for c in [&sb.here, &sb.there] {
+        let left = c
+            .psql(
+                "widgets",
+                "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'bucardo%') || ' ' || (SELECT count(*) FROM pg_namespace WHERE nspname = 'bucardo')",
+            )
+            .unwrap();
+        assert_eq!(left.trim(), "0 0", "{}: {}", c.name, show(&out));
+    }
 }

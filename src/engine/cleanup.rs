@@ -499,6 +499,11 @@ impl CleanupPlan {
                     tracing::info!("[{side}] {sql}");
                     let c = spec.connect(*side).await?;
                     let sql = if sql == DROP_BUCARDO_SCHEMA {
+                        let slots = crate::engine::bucardo::lock_slots(&c, *side).await.ok();
+                        let batch = crate::engine::bucardo::trigger_batch(slots);
+                        let batches = crate::engine::giveway::drop_bucardo_in_batches_sql(batch);
+                        tracing::info!("[{side}] Bucardo's triggers and tables, {batch} tables per transaction");
+                        run_lock_safe(&c, *side, &batches).await?;
                         crate::engine::giveway::with_trigger_tables_locked(sql)
                     } else {
                         sql.clone()

@@ -234,6 +234,49 @@ $lock$;
     )
 }
 
+/// What `DROP SCHEMA bucardo CASCADE` would do in one transaction, in transactions of at most
+/// `batch` tables each (one statement; PostgreSQL 11 or later): first Bucardo's triggers, table
+/// by table after locking the batch at once with a short timeout, then the delta, track and
+/// stage tables. In one transaction, 10,000 tables' triggers and 30,000 of Bucardo's tables
+/// overflow the lock table and keep every table locked until the end. A try that loses a lock
+/// keeps what the earlier batches committed. Run it with [`run_sql`], then the drop.
+pub fn drop_bucardo_in_batches_sql(batch: usize) -> String {
+    format!(
+        r#"DO $drop$
+DECLARE l text; t record;
+BEGIN
+  LOOP
+    SELECT string_agg('ONLY ' || r::regclass::text, ', ') INTO l
+      FROM (SELECT DISTINCT tgrelid AS r FROM pg_trigger
+             WHERE tgname = 'bucardo_delta' OR tgname LIKE 'bucardo\_%'
+             ORDER BY 1 LIMIT {batch}) x;
+    EXIT WHEN l IS NULL;
+    PERFORM set_config('lock_timeout', '{GATE_LOCK_TIMEOUT_MS}ms', true);
+    EXECUTE 'LOCK TABLE ' || l || ' IN ACCESS EXCLUSIVE MODE';
+    FOR t IN SELECT tgname, tgrelid::regclass::text AS rel FROM pg_trigger
+              WHERE (tgname = 'bucardo_delta' OR tgname LIKE 'bucardo\_%')
+                AND tgrelid IN (SELECT DISTINCT tgrelid FROM pg_trigger
+                                 WHERE tgname = 'bucardo_delta' OR tgname LIKE 'bucardo\_%'
+                                 ORDER BY 1 LIMIT {batch}) LOOP
+      EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+    END LOOP;
+    COMMIT;
+  END LOOP;
+  LOOP
+    SELECT string_agg(c.oid::regclass::text, ', ') INTO l
+      FROM (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'bucardo' AND c.relkind = 'r'
+             ORDER BY 1 LIMIT {tables}) c;
+    EXIT WHEN l IS NULL;
+    EXECUTE 'DROP TABLE ' || l || ' CASCADE';
+    COMMIT;
+  END LOOP;
+END
+$drop$"#,
+        tables = batch * 2,
+    )
+}
+
 /// How many tries the gate lost so far (0 without a gate).
 pub async fn gate_gave_way(c: &Client) -> u32 {
     let sql = format!(

@@ -281,7 +281,11 @@ fn tables_named(inv: &Invocation, plan: &Plan) -> Vec<TableName> {
 }
 
 fn secs(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
 }
 
 impl LiveExecutor {
