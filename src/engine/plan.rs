@@ -34,6 +34,9 @@ pub struct Facts {
     /// The smaller of HERE's and THERE's shared lock tables, in locks: how many tables one of
     /// Bucardo's trigger transactions may cover ([`bucardo_cli::trigger_batch`]).
     pub lock_slots: Option<u64>,
+    /// Relations (tables, indexes, sequences, TOAST tables) in HERE's own schemas: what a
+    /// schema restore in one transaction locks on THERE.
+    pub here_relations: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -168,11 +171,27 @@ impl Plan {
                 vec![],
             );
         } else {
+            // One transaction locks every relation it creates until it commits: past half of
+            // THERE's lock table the restore runs statement by statement.
+            let whole = facts
+                .lock_slots
+                .is_none_or(|slots| facts.here_relations <= slots / 2);
+            let mut restore = psql_invocation(there, PassfileRef::Run, true);
+            if !whole {
+                restore.argv.retain(|a| a != "--single-transaction");
+            }
             push(
                 StepKind::CopySchema,
                 "Copy the schema",
-                "schema-only dump of HERE (without schema bucardo), restored in one transaction"
-                    .into(),
+                if whole {
+                    "schema-only dump of HERE (without schema bucardo), restored in one transaction"
+                        .into()
+                } else {
+                    format!(
+                        "schema-only dump of HERE (without schema bucardo), restored statement by statement: in one transaction its {} relations would overflow THERE's lock table; if it stops half-way, THERE keeps what was restored (drop THERE's database to start again)",
+                        facts.here_relations
+                    )
+                },
                 vec![Command::Pipe(
                     pg_invocation(
                         "pg_dump",
@@ -181,7 +200,7 @@ impl Plan {
                         &["--schema-only", "-N", "bucardo", "-N", "bucardo_bootstrap"],
                         true,
                     ),
-                    psql_invocation(there, PassfileRef::Run, true),
+                    restore,
                 )],
             );
         }

@@ -189,6 +189,9 @@ pub async fn pipe(
     let mut c = consumer.command()?;
     c.stdin(pout).stdout(Stdio::piped()).stderr(Stdio::piped());
     let cc = c.spawn().map_err(|e| spawn_error(consumer, &e))?;
+    // The command keeps its copy of the pipe's read end: were it kept, a consumer that exits
+    // early would leave the producer blocked on a full pipe instead of ending it with EPIPE.
+    drop(c);
     let mut perr = pc.stderr.take().expect("piped stderr");
     let work = async {
         let mut perr_buf = Vec::new();
@@ -284,6 +287,22 @@ pub fn pg_tool(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `pg_dump | psql` where psql stops early (an error half-way through a restore): pg_dump
+    /// must end on the broken pipe, not wait on it until the step's timeout.
+    #[tokio::test]
+    async fn a_consumer_that_exits_early_ends_the_producer() {
+        let r = pipe(
+            &Invocation::new(["yes", "a line"]),
+            &Invocation::new(["head", "-c", "1"]),
+            Duration::from_secs(20),
+        )
+        .await;
+        match r {
+            Err(EngineError::Command { program, .. }) => assert_eq!(program, "yes"),
+            other => panic!("the producer ended on the broken pipe, not {other:?}"),
+        }
+    }
 
     #[tokio::test]
     async fn runs_argv_without_a_shell() {

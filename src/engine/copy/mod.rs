@@ -258,16 +258,19 @@ pub async fn copy_tables_with(
     // Workers outlive nothing: dropping this future stops them too.
     let _stop_guard = stop.clone().drop_guard();
     let first_err: Arc<Mutex<Option<EngineError>>> = Arc::default();
+    let times: Arc<Mutex<Vec<WorkerTime>>> = Arc::default();
+    let started = std::time::Instant::now();
     let mut workers = Vec::new();
     for index in 0..workers_n {
         let (here, there, snap) = (here.clone(), there.clone(), snapshot_id.clone());
-        let (queue, events, stop, watch, first_err, pace) = (
+        let (queue, events, stop, watch, first_err, pace, times) = (
             queue.clone(),
             events.clone(),
             stop.clone(),
             watch.clone(),
             first_err.clone(),
             pace.clone(),
+            times.clone(),
         );
         workers.push(tokio::spawn(async move {
             let ctx = WorkerCtx {
@@ -277,6 +280,7 @@ pub async fn copy_tables_with(
                 stop: &stop,
                 watch: &watch,
                 pace: &pace,
+                times: &times,
             };
             let r = worker(&here, &there, snap.as_deref(), ctx).await;
             if let Err(Stop::Failed(e)) = r {
@@ -302,6 +306,16 @@ pub async fn copy_tables_with(
     if cancel.is_cancelled() {
         return Err(EngineError::Aborted);
     }
+    let line = times
+        .lock()
+        .map(|t| workers_line(&t, started.elapsed()))
+        .unwrap_or_default();
+    let _ = events
+        .send(RunEvent::Log {
+            level: LogLevel::Notice,
+            message: line,
+        })
+        .await;
     let mut out: Vec<TableCopied> = tallies
         .iter()
         .map(|t| {
@@ -521,6 +535,49 @@ struct WorkerCtx<'a> {
     stop: &'a CancellationToken,
     watch: &'a Watch,
     pace: &'a Pace,
+    times: &'a Mutex<Vec<WorkerTime>>,
+}
+
+/// Where one worker's time went, for the line that says how busy the workers were.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WorkerTime {
+    /// Copying pieces: HERE's reads, THERE's writes and index builds, and the commits.
+    pub busy: Duration,
+    /// Waiting for the governor's admission.
+    pub held: Duration,
+    /// From the start of the copy until the worker had nothing left to take.
+    pub active: Duration,
+}
+
+/// One line: each worker's share of the copy's wall time spent copying, held back by the
+/// governor, and done early (no piece left while others still copied); the rest is connecting
+/// and moving between pieces.
+pub fn workers_line(times: &[WorkerTime], wall: Duration) -> String {
+    let wall_s = wall.as_secs_f64().max(1e-9);
+    let pct = |d: Duration| 100.0 * d.as_secs_f64() / wall_s;
+    let each: Vec<String> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let early = wall.saturating_sub(t.active);
+            let other = t.active.saturating_sub(t.busy + t.held);
+            format!(
+                "#{} copying {:.0}%, held by the governor {:.0}%, done early {:.0}%, between pieces {:.0}%",
+                i + 1,
+                pct(t.busy),
+                pct(t.held),
+                pct(early),
+                pct(other)
+            )
+        })
+        .collect();
+    let busy: Duration = times.iter().map(|t| t.busy).sum();
+    format!(
+        "copy workers over {:.1} s: {}; idle {:.0}% of the workers' time in all",
+        wall.as_secs_f64(),
+        each.join("; "),
+        100.0 - 100.0 * busy.as_secs_f64() / (wall_s * times.len().max(1) as f64)
+    )
 }
 
 /// A worker the governor holds back looks this often whether any work is left for it.
@@ -541,7 +598,10 @@ async fn worker(
         stop,
         watch,
         pace,
+        times,
     } = ctx;
+    let started = std::time::Instant::now();
+    let mut time = WorkerTime::default();
     let (src, dst, dst_pid) = tokio::select! {
         biased;
         _ = stop.cancelled() => return Err(Stop::Stopped),
@@ -552,18 +612,22 @@ async fn worker(
             break;
         }
         // Waits for the governor's word, looking again now and then whether work is left.
+        let asked = std::time::Instant::now();
         let admitted = tokio::select! {
             biased;
             _ = stop.cancelled() => return Err(Stop::Stopped),
             r = tokio::time::timeout(ADMIT_RECHECK, pace.admit(index)) => r.is_ok(),
         };
+        time.held += asked.elapsed();
         if !admitted {
             continue;
         }
         let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
         let Some(piece) = next else { break };
         watch.set(dst_pid, Activity::Copying(piece.tally.clone()));
+        let copying = std::time::Instant::now();
         let r = copy_piece(&src, (&dst, dst_pid), &piece, events, stop, watch, pace).await;
+        time.busy += copying.elapsed();
         watch.clear(dst_pid);
         if let Err(e) = r {
             if let Stop::Failed(err) = &e {
@@ -579,6 +643,10 @@ async fn worker(
     }
     if snapshot.is_some() {
         let _ = src.batch_execute("COMMIT").await;
+    }
+    time.active = started.elapsed();
+    if let Ok(mut t) = times.lock() {
+        t.push(time);
     }
     Ok(())
 }
@@ -761,4 +829,34 @@ pub async fn copy_sequence_values(
             .map_err(|e| EngineError::sql(Side::There, format!("setting sequence {q}"), &e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workers_line_splits_each_workers_time() {
+        let s = |x: f64| Duration::from_secs_f64(x);
+        let line = workers_line(
+            &[
+                WorkerTime {
+                    busy: s(8.0),
+                    held: s(1.0),
+                    active: s(10.0),
+                },
+                WorkerTime {
+                    busy: s(4.0),
+                    held: s(0.0),
+                    active: s(5.0),
+                },
+            ],
+            s(10.0),
+        );
+        assert_eq!(
+            line,
+            "copy workers over 10.0 s: #1 copying 80%, held by the governor 10%, done early 0%, between pieces 10%; \
+             #2 copying 40%, held by the governor 0%, done early 50%, between pieces 10%; idle 40% of the workers' time in all"
+        );
+    }
 }

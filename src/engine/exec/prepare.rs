@@ -61,6 +61,18 @@ pub async fn probe(
     f.here_db_collate = r.get(1);
     f.here_db_ctype = r.get(2);
     let here_slots = bucardo::lock_slots(&here, Side::Here).await?;
+    f.here_relations = here
+        .query_one(
+            "SELECT count(*) + 2 * count(*) FILTER (WHERE c.reltoastrelid <> 0)
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'bucardo', 'bucardo_bootstrap')
+                AND n.nspname NOT LIKE 'pg\\_%'",
+            &[],
+        )
+        .await
+        .map_err(|e| EngineError::sql(Side::Here, "counting HERE's relations", &e))?
+        .get::<_, i64>(0)
+        .max(0) as u64;
     let role_missing = |c: tokio_postgres::Client, side: Side, role: String| async move {
         c.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
             .await

@@ -132,6 +132,11 @@ pub const IDLE_RESET: Duration = Duration::from_secs(3);
 const PRE_WORK_MAX: usize = 2400;
 /// A write rate under this (per second) is too little to steer by; the commit rate is used.
 pub const MIN_STEERING_RATE: f64 = 5.0;
+/// A commit rate under this (per second) is too little to steer by: the tool's own sessions
+/// commit up to about 20 read-only transactions a second on HERE (the governor's probe, the
+/// lock watchers), so on a HERE this quiet the rate is mostly the tool's and says nothing of the
+/// application. The probe's latency, lock waiters and standby lag still steer.
+pub const MIN_COMMIT_STEERING_RATE: f64 = 50.0;
 
 /// One reading of HERE, taken at `at` (time since the governor started).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -470,7 +475,12 @@ impl Governor {
         }
         let mut rates = self.pre_work.clone();
         let rate = median(&mut rates);
-        if rate < MIN_STEERING_RATE {
+        let least = if b.by_commits {
+            MIN_COMMIT_STEERING_RATE
+        } else {
+            MIN_STEERING_RATE
+        };
+        if rate < least {
             return None;
         }
         if let Some(b) = self.baseline.as_mut() {
@@ -507,10 +517,17 @@ impl Governor {
         }
         let (w, c) = (median(&mut writes), median(&mut commits));
         let by_commits = w < MIN_STEERING_RATE;
+        let quiet = by_commits && c < MIN_COMMIT_STEERING_RATE;
         self.pre_work = if by_commits { commits } else { writes };
         self.pre_work_taken = if by_commits { c } else { w };
         let b = Baseline {
-            rate: if by_commits { c } else { w },
+            rate: if quiet {
+                0.0
+            } else if by_commits {
+                c
+            } else {
+                w
+            },
             probe_ms: median(&mut probes),
             lock_waiting: median(&mut waiting).round() as u32,
             by_commits,
@@ -521,6 +538,15 @@ impl Governor {
         self.duty = START_DUTY;
         self.workers = 1;
         self.last_adjust = now;
+        if quiet {
+            return Some(Note(format!(
+                "governor: HERE is nearly idle ({} write transactions/s, {} commits/s, most of them the tool's own): its rate is not steered by, its probe ({:.1} ms), lock waiters and standbys are; {}",
+                w.round() as i64,
+                c.round() as i64,
+                b.probe_ms,
+                self.limits.describe()
+            )));
+        }
         Some(Note(format!(
             "governor: HERE's baseline is {} {}/s, probe {:.1} ms; {}",
             b.rate.round() as i64,

@@ -390,3 +390,15 @@ async fn pace_keeps_to_the_duty_and_waits_out_a_pause() {
     assert!(!second.is_finished(), "the governor's last word stands");
     second.abort();
 }
+
+#[test]
+fn a_nearly_idle_here_is_not_steered_by_its_rate() {
+    // 6 read-only commits a second, the tool's own probe and watchers: then none for a while.
+    let mut s = Sim::new(limits(), 2);
+    s.run_with(3.5, 6.0, false, |x| x.xid = 1000);
+    assert!(s.notes[0].contains("HERE is nearly idle"), "{:?}", s.notes);
+    s.run_with(8.0, 6.0, true, |x| x.xid = 1000);
+    s.run_with(4.0, 0.0, true, |x| x.xid = 1000);
+    assert_eq!(s.control(), Control::full(2), "{:?}", s.g.view());
+    assert_eq!(s.g.view().rate_pct(), None);
+}
