@@ -852,3 +852,61 @@ async fn bucardo_install_names_and_daemon() {
         "the snapshot covers Bucardo's tables"
     );
 }
+
+/// `pg_dump` locks every table of HERE in one transaction: a HERE whose lock table is small
+/// for its table count is warned about, and refused once the dump cannot fit, with the setting
+/// that fixes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_here_whose_lock_table_cannot_hold_pg_dumps_locks_is_refused() {
+    let sb = sandbox().await;
+    let s = zoo::settings(&sb, "public.keyed");
+    let f = run(&s).await;
+    none_of(&f, "HERE", "lock table", Severity::Warn);
+    none_of(&f, "HERE", "lock table", Severity::Fail);
+    // 10 × 100 connections: room for about 1,000 locks.
+    sb.here
+        .psql(
+            "postgres",
+            "ALTER SYSTEM SET max_locks_per_transaction = 10",
+        )
+        .unwrap();
+    tokio::task::block_in_place(|| sb.here.restart()).unwrap();
+    let add = |from: usize, to: usize| {
+        for first in (from..to).step_by(100) {
+            sb.here
+                .psql(
+                    "zoo",
+                    &format!(
+                        "CREATE SCHEMA IF NOT EXISTS many; DO $$ BEGIN FOR i IN {first}..{} LOOP EXECUTE format('CREATE TABLE many.t%s (id int PRIMARY KEY)', i); END LOOP; END $$",
+                        first + 99
+                    ),
+                )
+                .unwrap();
+        }
+    };
+    add(0, 500);
+    let f = run(&s).await;
+    let w = expect(
+        &f,
+        "HERE",
+        "lock table",
+        Severity::Warn,
+        "pg_dump locks all",
+    );
+    assert!(fix(w).contains("max_locks_per_transaction"), "{w:?}");
+    add(500, 1000);
+    let f = run(&s).await;
+    let e = expect(
+        &f,
+        "HERE",
+        "lock table",
+        Severity::Fail,
+        "would fail with \"out of shared memory\"",
+    );
+    assert!(
+        fix(e).contains("ALTER SYSTEM SET max_locks_per_transaction = ")
+            && fix(e).contains("restart"),
+        "{e:?}"
+    );
+    assert!(has_fail(&f));
+}

@@ -66,6 +66,8 @@ pub(super) async fn here_checks(
         .extend(bucardo_role(s, &c, HERE, Side::Here, &s.here).await);
     o.findings
         .extend(long_transactions(&c, opts.long_transaction).await);
+    o.findings
+        .extend(super::lock_table::pg_dump_locks(&c).await);
     o.chosen = chosen;
     o
 }

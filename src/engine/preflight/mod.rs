@@ -24,6 +24,7 @@ mod bucardo_checks;
 mod clock;
 mod here;
 mod local;
+mod lock_table;
 mod there;
 
 use bucardo_checks::*;
