@@ -36,11 +36,6 @@ pub enum BucardoCmd {
         relgroup: String,
         db: String,
     },
-    /// Tables known to Bucardo (`goat`) but in no relgroup yet: the batches after the first.
-    RegisterTables {
-        tables: Vec<TableName>,
-        db: String,
-    },
     /// `validate`: creates what the sync lacks on every database (delta tables, triggers) for
     /// the relgroup's members that do not have them yet.
     Validate {
@@ -164,11 +159,6 @@ impl BucardoCli {
                 a.extend(s(&["add", "table"]));
                 a.extend(tables.iter().map(TableName::raw));
                 a.push(format!("relgroup={relgroup}"));
-                a.push(format!("db={db}"));
-            }
-            BucardoCmd::RegisterTables { tables, db } => {
-                a.extend(s(&["add", "table"]));
-                a.extend(tables.iter().map(TableName::raw));
                 a.push(format!("db={db}"));
             }
             BucardoCmd::Validate { sync } => {
@@ -339,6 +329,38 @@ pub fn kick_triggers_sql(kick: &str, tables: &[TableName]) -> String {
     }
     body.push_str("END $kick$");
     body
+}
+
+/// `(VALUES ('schema', 'table'), ...) AS v(s, t)` for `tables`' raw names.
+fn values(tables: &[TableName]) -> String {
+    let rows: Vec<String> = tables
+        .iter()
+        .map(|t| format!("({}, {})", quote_literal(&t.schema), quote_literal(&t.name)))
+        .collect();
+    format!("(VALUES {}) AS v(s, t)", rows.join(", "))
+}
+
+/// What `bucardo add table` inserts into `bucardo.goat` for each table (the `validate_goat`
+/// trigger then finds its key on HERE), for the tables not there yet, in one statement. The
+/// CLI reloads everything it knows after each table it adds, which grows with the square of
+/// the table count: 800 tables took 44 s, the fifth 800 more than 6 minutes (measured).
+pub fn register_tables_sql(db: &str, tables: &[TableName]) -> String {
+    format!(
+        "INSERT INTO bucardo.goat (schemaname, tablename, reltype, db) SELECT v.s, v.t, 'table', {db} FROM {values} WHERE NOT EXISTS (SELECT 1 FROM bucardo.goat g WHERE g.db = {db} AND g.reltype = 'table' AND g.schemaname = v.s AND g.tablename = v.t) ORDER BY 1, 2",
+        db = quote_literal(db),
+        values = values(tables)
+    )
+}
+
+/// What `bucardo add table ... relgroup=` inserts into `bucardo.herd` and `bucardo.herdmap`,
+/// for the tables not in the relgroup yet.
+pub fn join_relgroup_sql(relgroup: &str, db: &str, tables: &[TableName]) -> String {
+    format!(
+        "INSERT INTO bucardo.herd (name) VALUES ({herd}) ON CONFLICT DO NOTHING; INSERT INTO bucardo.herdmap (herd, priority, goat) SELECT {herd}, 0, g.id FROM bucardo.goat g JOIN {values} ON g.schemaname = v.s AND g.tablename = v.t WHERE g.db = {db} AND g.reltype = 'table' ON CONFLICT (herd, goat) DO NOTHING",
+        herd = quote_literal(relgroup),
+        db = quote_literal(db),
+        values = values(tables)
+    )
 }
 
 /// Is Bucardo's schema installed in the control database?

@@ -107,6 +107,9 @@ pub struct Plan {
     pub coverage: Coverage,
     /// Stable across runs of the same plan: keys the journal.
     pub fingerprint: String,
+    /// Tables per transaction of Bucardo's triggers ([`bucardo_cli::trigger_batch`]): the
+    /// relgroup grows by this many at a time.
+    pub trigger_batch: usize,
 }
 
 impl Plan {
@@ -325,23 +328,37 @@ impl Plan {
             names.chunks(batch).map(<[TableName]>::to_vec).collect()
         };
         let batched = batches.len() > 1;
-        let mut add_tables = vec![bucardo(BucardoCmd::AddTables {
-            tables: batches[0].clone(),
-            relgroup: s.names.relgroup.clone(),
-            db: s.names.here_db.clone(),
-        })];
-        add_tables.extend(batches[1..].iter().map(|b| {
-            bucardo(BucardoCmd::RegisterTables {
-                tables: b.clone(),
-                db: s.names.here_db.clone(),
-            })
-        }));
+        let control = |sql: String| Command::Sql {
+            side: Side::Control,
+            target: s.bucardo.control.clone(),
+            sql,
+            secret: SqlSecret::None,
+        };
+        let db = &s.names.here_db;
+        let add_tables = if batched {
+            let mut v: Vec<Command> = batches
+                .iter()
+                .map(|b| control(bucardo_cli::register_tables_sql(db, b)))
+                .collect();
+            v.push(control(bucardo_cli::join_relgroup_sql(
+                &s.names.relgroup,
+                db,
+                &batches[0],
+            )));
+            v
+        } else {
+            vec![bucardo(BucardoCmd::AddTables {
+                tables: batches[0].clone(),
+                relgroup: s.names.relgroup.clone(),
+                db: db.clone(),
+            })]
+        };
         push(
             StepKind::AddTables,
             "Add the tables to the relgroup",
             if batched {
                 format!(
-                    "{} tables known to Bucardo in {} batches of at most {batch}; the first batch into relgroup {}, the others join it as their triggers go in",
+                    "{} tables known to Bucardo in {} batches of at most {batch}, through the SQL `bucardo add table` runs (the command reloads all it knows after each table: hours at 10,000 tables); the first batch into relgroup {}, the others join it as their triggers go in",
                     names.len(),
                     batches.len(),
                     s.names.relgroup
@@ -366,11 +383,11 @@ impl Plan {
             dbgroup: s.names.dbgroup.clone(),
         })];
         for b in &batches[1..] {
-            add_sync.push(bucardo(BucardoCmd::AddTables {
-                tables: b.clone(),
-                relgroup: s.names.relgroup.clone(),
-                db: s.names.here_db.clone(),
-            }));
+            add_sync.push(control(bucardo_cli::join_relgroup_sql(
+                &s.names.relgroup,
+                db,
+                b,
+            )));
             add_sync.push(bucardo(BucardoCmd::Validate {
                 sync: s.names.sync.clone(),
             }));
@@ -522,7 +539,16 @@ impl Plan {
             tables,
             coverage,
             fingerprint,
+            trigger_batch: batch,
         }
+    }
+
+    /// The tables in the batches Bucardo's triggers go in by.
+    pub fn trigger_batches(&self) -> Vec<Vec<TableName>> {
+        self.tables
+            .chunks(self.trigger_batch.max(1))
+            .map(|c| c.iter().map(|t| t.name.clone()).collect())
+            .collect()
     }
 
     /// Marks the steps an earlier run of this plan finished; they are shown, not run.

@@ -321,6 +321,7 @@ mod tests {
             tables: vec![],
             coverage: Default::default(),
             fingerprint: "f".into(),
+            trigger_batch: 1,
         }
     }
 

@@ -453,6 +453,7 @@ mod tests {
             tables: vec![t],
             coverage: Default::default(),
             fingerprint: "f".into(),
+            trigger_batch: 1,
         }
     }
 

@@ -277,6 +277,7 @@ impl RunState {
             tables: vec![],
             coverage: Default::default(),
             fingerprint: String::new(),
+            trigger_batch: 1,
         };
         RunState::new(&plan, ConfirmMode::Automatic, "", now)
     }

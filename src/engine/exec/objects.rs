@@ -10,27 +10,45 @@ impl LiveExecutor {
         step: &Step,
         events: &mpsc::Sender<RunEvent>,
     ) -> Result<(), EngineError> {
-        let (total, mut known) = (plan.tables.len(), 0);
-        let batches = step.commands.len();
+        let total = plan.tables.len();
+        let mut sizes = plan.trigger_batches().into_iter().map(|b| b.len());
+        let mut known = 0;
         for c in &step.commands {
-            if let Command::Run(inv) = c {
-                let out = self.run_ok(inv, events).await?;
-                if out.stdout.contains("Did not find matches") {
-                    return Err(EngineError::Command {
-                        program: "bucardo add table".into(),
-                        status: "some tables were not found".into(),
-                        stderr_tail: out.tail(),
-                    });
+            match c {
+                Command::Run(inv) => {
+                    let out = self.run_ok(inv, events).await?;
+                    if out.stdout.contains("Did not find matches") {
+                        return Err(EngineError::Command {
+                            program: "bucardo add table".into(),
+                            status: "some tables were not found".into(),
+                            stderr_tail: out.tail(),
+                        });
+                    }
                 }
-                if batches > 1 {
-                    known += tables_named(inv, plan).len();
-                    log(
+                Command::Sql { sql, secret, .. } => {
+                    let started = std::time::Instant::now();
+                    self.sql(
+                        Side::Control,
+                        &self.control_as_bucardo(),
+                        sql,
+                        secret,
                         events,
-                        LogLevel::Notice,
-                        format!("Bucardo knows {known} of {total} tables"),
                     )
-                    .await;
+                    .await?;
+                    if sql.starts_with("INSERT INTO bucardo.goat") {
+                        known += sizes.next().unwrap_or(0);
+                        log(
+                            events,
+                            LogLevel::Notice,
+                            format!(
+                                "Bucardo knows {known} of {total} tables ({} for this batch: Bucardo looks up each table's key on HERE)",
+                                secs(started.elapsed())
+                            ),
+                        )
+                        .await;
+                    }
                 }
+                _ => {}
             }
         }
         let ctl = self.control_as_bucardo().connect(Side::Control).await?;
@@ -270,16 +288,6 @@ impl LiveExecutor {
     }
 }
 
-/// The plan's tables named in a `bucardo add table` invocation.
-fn tables_named(inv: &Invocation, plan: &Plan) -> Vec<TableName> {
-    let args: std::collections::HashSet<&str> = inv.argv.iter().map(String::as_str).collect();
-    plan.tables
-        .iter()
-        .filter(|t| args.contains(t.name.raw().as_str()))
-        .map(|t| t.name.clone())
-        .collect()
-}
-
 fn secs(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         format!("{} ms", d.as_millis())
@@ -302,18 +310,15 @@ impl LiveExecutor {
     ) -> Result<(), EngineError> {
         let total = plan.tables.len();
         let (first, rest) = step.commands.split_at(1.min(step.commands.len()));
+        let mut table_batches = plan.trigger_batches().into_iter();
+        let first_batch = if rest.is_empty() {
+            table_names(plan)
+        } else {
+            table_batches.next().unwrap_or_default()
+        };
         let later: Vec<(Vec<TableName>, &[Command])> = rest
             .chunks(2)
-            .map(|pair| match pair.first() {
-                Some(Command::Run(inv)) => (tables_named(inv, plan), pair),
-                _ => (vec![], pair),
-            })
-            .collect();
-        let in_later: std::collections::HashSet<&TableName> =
-            later.iter().flat_map(|(t, _)| t.iter()).collect();
-        let first_batch: Vec<TableName> = table_names(plan)
-            .into_iter()
-            .filter(|t| !in_later.contains(t))
+            .map(|pair| (table_batches.next().unwrap_or_default(), pair))
             .collect();
         let batches = 1 + later.len();
         let mut done = first_batch.len();
@@ -334,7 +339,16 @@ impl LiveExecutor {
         }
         for (i, (tables, pair)) in later.iter().enumerate() {
             let (join, validate) = pair.split_at(1);
-            self.run_commands(join, events).await?;
+            if let Some(Command::Sql { sql, secret, .. }) = join.first() {
+                self.sql(
+                    Side::Control,
+                    &self.control_as_bucardo(),
+                    sql,
+                    secret,
+                    events,
+                )
+                .await?;
+            }
             let held = self
                 .give_way_while("installing its triggers", validate, tables, events, cancel)
                 .await?;
