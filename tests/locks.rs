@@ -253,6 +253,7 @@ async fn past_one_batch_the_triggers_go_in_batch_by_batch_under_writes() {
         format!("Bucardo's triggers are on 2 of {n} tables (batch 1 of {b})"),
         format!("Bucardo's triggers are on {n} of {n} tables (batch {b} of {b})"),
         format!("in {b} transactions of at most 2 tables"),
+        format!("the relgroup holds all {n} tables again and Bucardo validated the sync over them"),
         format!(
             "[HERE] kick triggers: batch {b} of {b} in place; its tables were locked for at most"
         ),

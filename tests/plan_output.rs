@@ -200,14 +200,19 @@ fn past_one_batch_the_triggers_go_in_batch_by_batch() {
     assert!(!sql[3].contains("'t201'"));
     assert_eq!(plan.trigger_batches().len(), 3);
 
+    // The relgroup holds one batch at a time while its triggers go in, then all of them.
     let sync = step(StepKind::AddSync);
-    assert_eq!(sync.commands.len(), 5, "{:#?}", sync.commands);
+    assert_eq!(sync.commands.len(), 7, "{:#?}", sync.commands);
     assert!(argv(&sync.commands[0]).contains("add sync"));
     let join = sql_of(&sync.commands[1]);
+    assert!(join.starts_with("DELETE FROM bucardo.herdmap WHERE herd = "));
     assert!(join.contains("INSERT INTO bucardo.herdmap") && join.contains("'t201'"));
     assert!(!join.contains("'t200'") && !join.contains("'t401'"));
     assert!(argv(&sync.commands[2]).contains(" validate mysync"));
     assert!(sql_of(&sync.commands[3]).contains("'t450'"));
+    let all = sql_of(&sync.commands[5]);
+    assert!(!all.contains("DELETE") && all.contains("'t001'") && all.contains("'t450'"));
+    assert!(argv(&sync.commands[6]).contains(" validate mysync"));
     assert!(
         sync.why.contains("3 transactions of at most 200 tables"),
         "{}",

@@ -383,10 +383,21 @@ impl Plan {
             dbgroup: s.names.dbgroup.clone(),
         })];
         for b in &batches[1..] {
-            add_sync.push(control(bucardo_cli::join_relgroup_sql(
+            add_sync.push(control(bucardo_cli::set_relgroup_sql(
                 &s.names.relgroup,
                 db,
                 b,
+            )));
+            add_sync.push(bucardo(BucardoCmd::Validate {
+                sync: s.names.sync.clone(),
+            }));
+        }
+        if batched {
+            // Every table back in the relgroup; this validate finds all it needs in place.
+            add_sync.push(control(bucardo_cli::join_relgroup_sql(
+                &s.names.relgroup,
+                db,
+                &names,
             )));
             add_sync.push(bucardo(BucardoCmd::Validate {
                 sync: s.names.sync.clone(),
@@ -397,7 +408,7 @@ impl Plan {
             "Create the sync (inactive, autokick off)",
             if batched {
                 format!(
-                    "installs Bucardo's triggers on both sides in {} transactions of at most {batch} tables (one over all {} would overflow the servers' lock tables and lock every table until it commits): from each commit on every change to its tables is a delta",
+                    "installs Bucardo's triggers on both sides in {} transactions of at most {batch} tables (one over all {} would overflow the servers' lock tables and lock every table until it commits), the relgroup holding one batch at a time, then all of them: from each commit on every change to its tables is a delta",
                     batches.len(),
                     names.len()
                 )

@@ -60,6 +60,8 @@ pub struct LiveExecutor {
     journal: std::sync::Mutex<Journal>,
     /// How many times the bootstrap's sessions gave way to the application on HERE's locks.
     gave_way: std::sync::atomic::AtomicU32,
+    /// Tables in the plan being run: Bucardo's `validate_sync` reads and checks each of them.
+    tables: std::sync::atomic::AtomicUsize,
     /// The pace the heavy work on HERE keeps ([`crate::engine::governor`]).
     governed: Governed,
     /// What the Verify step found, for the run's last line.
@@ -108,6 +110,7 @@ impl LiveExecutor {
             bucardo_password,
             journal: std::sync::Mutex::new(journal),
             gave_way: Default::default(),
+            tables: Default::default(),
             governed: Governed::unlimited(),
             verdicts: Default::default(),
         })
@@ -191,9 +194,16 @@ impl LiveExecutor {
         let out = if bucardo::needs_daemon(&inv.argv) {
             self.daemon_command(inv, events, BUCARDO_TIMEOUT).await?
         } else {
-            self.run_logged(inv, events, BUCARDO_TIMEOUT).await?
+            self.run_logged(inv, events, self.bucardo_timeout()).await?
         };
         Self::checked(inv, out)
+    }
+
+    /// A Bucardo command's time limit: `add sync`, `update sync` and `validate` go through
+    /// every table of the relgroup (10,000 tables: about 2 minutes here).
+    fn bucardo_timeout(&self) -> Duration {
+        let n = self.tables.load(std::sync::atomic::Ordering::Relaxed) as u32;
+        BUCARDO_TIMEOUT + Duration::from_millis(50) * n
     }
 
     fn checked(inv: &Invocation, out: process::Output) -> Result<process::Output, EngineError> {
@@ -393,6 +403,8 @@ impl LiveExecutor {
         events: &mpsc::Sender<RunEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), EngineError> {
+        self.tables
+            .store(plan.tables.len(), std::sync::atomic::Ordering::Relaxed);
         match step.kind {
             StepKind::CopyRoles => self.copy_roles(step, events).await,
             StepKind::StartDaemon => self.start_daemon(step, events).await,

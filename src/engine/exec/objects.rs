@@ -320,7 +320,7 @@ impl LiveExecutor {
             .chunks(2)
             .map(|pair| (table_batches.next().unwrap_or_default(), pair))
             .collect();
-        let batches = 1 + later.len();
+        let batches = 1 + later.iter().filter(|(t, _)| !t.is_empty()).count();
         let mut done = first_batch.len();
         let mut longest = Duration::ZERO;
         if !exists {
@@ -349,13 +349,35 @@ impl LiveExecutor {
                 )
                 .await?;
             }
+            // The last pair puts every table back in the relgroup: nothing left to install.
+            let last = tables.is_empty();
+            let all;
+            let gated = if last {
+                all = table_names(plan);
+                &all
+            } else {
+                tables
+            };
+            let started = std::time::Instant::now();
             let held = self
-                .give_way_while("installing its triggers", validate, tables, events, cancel)
+                .give_way_while("installing its triggers", validate, gated, events, cancel)
                 .await?;
             longest = longest.max(held);
-            done += tables.len();
-            self.triggers_progress(done, total, i + 2, batches, held, events)
+            if last {
+                log(
+                    events,
+                    LogLevel::Notice,
+                    format!(
+                        "the relgroup holds all {total} tables again and Bucardo validated the sync over them ({})",
+                        secs(started.elapsed())
+                    ),
+                )
                 .await;
+            } else {
+                done += tables.len();
+                self.triggers_progress(done, total, i + 2, batches, held, events)
+                    .await;
+            }
         }
         if batches > 1 {
             log(
