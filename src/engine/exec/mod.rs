@@ -405,6 +405,23 @@ impl LiveExecutor {
     ) -> Result<(), EngineError> {
         self.tables
             .store(plan.tables.len(), std::sync::atomic::Ordering::Relaxed);
+        let own = matches!(
+            step.kind,
+            StepKind::AddTables | StepKind::AddSync | StepKind::Enable | StepKind::Sequences
+        );
+        self.governed.pace.own_traffic(own);
+        let r = self.execute_kind(plan, step, events, cancel).await;
+        self.governed.pace.own_traffic(false);
+        r
+    }
+
+    async fn execute_kind(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
         match step.kind {
             StepKind::CopyRoles => self.copy_roles(step, events).await,
             StepKind::StartDaemon => self.start_daemon(step, events).await,

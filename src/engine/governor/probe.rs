@@ -213,5 +213,6 @@ async fn sample(
             xid_age: a.max(0) as u64,
         }),
         working: pace.worked_within(SAMPLE_EVERY * 2),
+        own: pace.own_traffic_now(),
     })
 }

@@ -402,3 +402,15 @@ fn a_nearly_idle_here_is_not_steered_by_its_rate() {
     assert_eq!(s.control(), Control::full(2), "{:?}", s.g.view());
     assert_eq!(s.g.view().rate_pct(), None);
 }
+
+#[test]
+fn seconds_of_the_bootstraps_own_load_do_not_refine_the_baseline() {
+    let mut s = Sim::new(limits(), 2);
+    s.run(3.5, 100.0, false);
+    // Registering 10,000 tables with Bucardo: HERE's rate triples, all of it the bootstrap's.
+    s.run_with(20.0, 300.0, false, |x| x.own = true);
+    s.run(2.0, 100.0, false);
+    s.run(0.25, 100.0, true);
+    let b = s.g.view().baseline.unwrap().rate;
+    assert!((90.0..=110.0).contains(&b), "baseline {b}");
+}
