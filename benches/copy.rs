@@ -18,11 +18,14 @@
 //!   sandbox (password in `PGPASSWORD`); the dataset is loaded only if database `bench` is absent;
 //! - `COPY_BENCH_KEEP=1` keeps the sandbox directory.
 
+#[allow(dead_code)]
+mod common;
+
 use bucardo_bootstrap::engine::settings::default_jobs;
 use bucardo_bootstrap::sandbox::{self, measure, Sandbox, SandboxOptions};
-use std::io::Write as _;
+use common::median;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 const DATASET_SQL: &str = include_str!("../assets/bench/dataset.sql");
@@ -316,29 +319,10 @@ fn prepare(here: &Server, there: &Server) {
         eprintln!("building the dataset on HERE (takes a minute)...");
         let t = Instant::now();
         here.psql(&admin(here), &format!("CREATE DATABASE {DB}"));
-        let mut child = Command::new(here.tool("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &here.uri,
-                "-f",
-                "-",
-            ])
-            .env("PGPASSWORD", &here.password)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("psql");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(DATASET_SQL.as_bytes())
-            .expect("dataset to psql");
-        assert!(child.wait().expect("psql").success(), "dataset.sql failed");
+        let mut psql = Command::new(here.tool("psql"));
+        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &here.uri])
+            .env("PGPASSWORD", &here.password);
+        common::feed_psql(psql, DATASET_SQL);
         here.sql("VACUUM ANALYZE");
         eprintln!(
             "dataset built in {:.0} s: {}",
@@ -420,17 +404,6 @@ fn check_identical(here: &Server, there: &Server) {
 
 fn db_size(s: &Server) -> String {
     s.sql(&format!("SELECT pg_size_pretty(pg_database_size('{DB}'))"))
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn env_num(k: &str) -> Option<usize> {

@@ -27,8 +27,7 @@ mod common;
 use bucardo_bootstrap::sandbox::{self, Sandbox, SandboxOptions};
 use common::{median, ToolRun};
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 const DB: &str = "bench";
@@ -343,17 +342,8 @@ fn data_case(size: usize, base_mb: f64, keep: bool, extra: &[String]) -> Option<
     let factor = size as f64 * base_mb / DATASET_MB;
     let t = Instant::now();
     let mut psql = sb.here.psql_command(DB);
-    psql.args(["-q", "-v", &format!("factor={factor:.4}"), "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null());
-    let mut child = psql.spawn().expect("psql");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(DATASET_SQL.as_bytes())
-        .expect("dataset to psql");
-    assert!(child.wait().expect("psql").success(), "dataset.sql failed");
+    psql.args(["-q", "-v", &format!("factor={factor:.4}")]);
+    common::feed_psql(psql, DATASET_SQL);
     sb.here.psql(DB, "VACUUM ANALYZE").expect("analyze");
     sb.here.psql(DB, "CHECKPOINT").expect("checkpoint");
     eprintln!(

@@ -33,7 +33,7 @@ SELECT g,
        timestamptz '2020-01-01' + g * interval '7 seconds',
        (g % 7)::smallint,
        CASE WHEN g % 5 = 0 THEN NULL ELSE 'payment ' || md5(g::text) END
-  FROM generate_series(1, (3500000 * :factor)::bigint) g;
+  FROM generate_series(1, (3500000 * :factor)::int) g;
 CREATE INDEX ledger_account ON public.ledger (account_id);
 
 CREATE TABLE public.documents (
@@ -50,7 +50,7 @@ SELECT g,
            'tags', jsonb_build_array('a' || g % 17, 'b' || g % 23),
            'paid', g % 3 = 0,
            'note', repeat(chr(97 + g % 26), 40 + g % 60))
-  FROM generate_series(1, (300000 * :factor)::bigint) g;
+  FROM generate_series(1, (300000 * :factor)::int) g;
 
 CREATE TABLE public.attachments (
     id       integer PRIMARY KEY,
@@ -60,7 +60,7 @@ CREATE TABLE public.attachments (
 INSERT INTO public.attachments
 SELECT g, 'file-' || g || '.bin',
        decode((SELECT string_agg(md5((g * 31 + k)::text), '') FROM generate_series(1, 24) k), 'hex')
-  FROM generate_series(1, (120000 * :factor)::bigint) g;
+  FROM generate_series(1, (120000 * :factor)::int) g;
 
 CREATE TABLE public.comments (
     id         integer PRIMARY KEY,
@@ -73,7 +73,7 @@ INSERT INTO public.comments
 SELECT g, 1 + (g * 7) % 3500000, 'user' || g % 5000,
        'Line one of ' || md5(g::text) || E'\n\tindented\\path\\to ' || md5((-g)::text) || E'\r\nend ✓',
        timestamptz '2024-01-01' + g * interval '1 minute'
-  FROM generate_series(1, (500000 * :factor)::bigint) g;
+  FROM generate_series(1, (500000 * :factor)::int) g;
 CREATE INDEX comments_ledger ON public.comments (ledger_id);
 
 CREATE SCHEMA small;

@@ -30,6 +30,23 @@ pub fn now() -> f64 {
         .as_secs_f64()
 }
 
+/// Runs `psql` (its connection already set) on `script` through stdin; panics when it fails.
+pub fn feed_psql(mut psql: Command, script: &str) {
+    let mut child = psql
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("psql");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("the script to psql");
+    assert!(child.wait().expect("psql").success(), "the script failed");
+}
+
 pub fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;

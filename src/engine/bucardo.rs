@@ -312,13 +312,9 @@ pub fn kick_trigger(sync: &str) -> Option<String> {
 /// does on every table in one transaction, batch by batch. `validate_sync` then finds every
 /// trigger in place and creates none.
 pub fn kick_triggers_sql(kick: &str, tables: &[TableName]) -> String {
+    let list = crate::engine::giveway::lock_list(tables);
     let mut names: Vec<&TableName> = tables.iter().collect();
     names.sort();
-    let list = names
-        .iter()
-        .map(|t| format!("ONLY {}", t.sql()))
-        .collect::<Vec<_>>()
-        .join(", ");
     let mut body = format!(
         "DO $kick$ BEGIN\n  EXECUTE {};\n",
         quote_literal(&format!("LOCK TABLE {list} IN SHARE ROW EXCLUSIVE MODE"))

@@ -153,17 +153,22 @@ pub const GATE_LOCK_TIMEOUT_MS: u64 = 50;
 /// the time the tool gives a Bucardo command, so that the gate, not the tool, gives up.
 pub const GATE_PATIENCE_S: u64 = 60;
 
-/// Installs the lock gate for `role`'s sessions over `tables` (see the module docs); a sequence
-/// counts the tries it lost. [`gate_remove_sql`] removes it.
-pub fn gate_install_sql(limits: Limits, role: &str, tables: &[TableName]) -> String {
+/// `ONLY a, ONLY b, ...` for `LOCK TABLE`, in Bucardo's order (schema, then table), so that a
+/// try fails on the first table still busy.
+pub fn lock_list(tables: &[TableName]) -> String {
     let mut names: Vec<&TableName> = tables.iter().collect();
-    // Bucardo's order (schema, then table), so a try fails on the first table still busy.
     names.sort();
-    let list = names
+    names
         .iter()
         .map(|t| format!("ONLY {}", t.sql()))
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+/// Installs the lock gate for `role`'s sessions over `tables` (see the module docs); a sequence
+/// counts the tries it lost. [`gate_remove_sql`] removes it.
+pub fn gate_install_sql(limits: Limits, role: &str, tables: &[TableName]) -> String {
+    let list = lock_list(tables);
     let wait = limits.lock_timeout_ms.min(GATE_LOCK_TIMEOUT_MS);
     format!(
         r#"CREATE SCHEMA IF NOT EXISTS {schema};
