@@ -544,6 +544,11 @@ impl Governor {
         self.workers = 1;
         self.last_adjust = now;
         if quiet {
+            // No application's rate to watch while the work ramps up: full speed, and the
+            // probe and lock waiters slow it if HERE suffers.
+            self.mode = Mode::Full;
+            self.duty = 1.0;
+            self.workers = self.jobs;
             return Some(Note(format!(
                 "governor: HERE is nearly idle ({} write transactions/s, {} commits/s, most of them the tool's own): its rate is not steered by, its probe ({:.1} ms), lock waiters and standbys are; {}",
                 w.round() as i64,
@@ -718,6 +723,15 @@ impl Governor {
                 return Some(Note(format!("governor: pausing HERE's heavy work: {why}")));
             }
             _ => {}
+        }
+        if idle && self.baseline.is_some_and(|b| b.rate == 0.0) && sev <= Severity::Ok {
+            // A nearly idle HERE: no application's rate to watch while the work ramps up.
+            self.duty = 1.0;
+            self.workers = self.jobs;
+            self.mode = Mode::Full;
+            self.why.clear();
+            self.stuck_since = None;
+            return None;
         }
         if idle {
             // Between heavy phases nothing can be learnt about the work's cost: the next one

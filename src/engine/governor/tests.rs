@@ -397,6 +397,7 @@ fn a_nearly_idle_here_is_not_steered_by_its_rate() {
     let mut s = Sim::new(limits(), 2);
     s.run_with(3.5, 6.0, false, |x| x.xid = 1000);
     assert!(s.notes[0].contains("HERE is nearly idle"), "{:?}", s.notes);
+    assert_eq!(s.control(), Control::full(2), "full speed from the start");
     s.run_with(8.0, 6.0, true, |x| x.xid = 1000);
     s.run_with(4.0, 0.0, true, |x| x.xid = 1000);
     assert_eq!(s.control(), Control::full(2), "{:?}", s.g.view());
