@@ -232,7 +232,10 @@ fn past_one_batch_the_triggers_go_in_batch_by_batch() {
     assert!(sql[0].contains("LOCK TABLE ONLY \"public\".\"t001\""));
     assert!(sql[0].contains("CREATE TRIGGER \"bucardo_kick_"));
     assert!(!sql[0].contains("t201"));
-    assert!(argv(enable.commands.last().unwrap()).contains("reload"));
+    assert!(
+        argv(enable.commands.last().unwrap()).ends_with("reload config 43"),
+        "the daemon gets 30 s and 30 ms per table to confirm its reload"
+    );
     assert!(!plan.script(&settings()).contains("plan-test-secret"));
 
     // One batch's worth stays as it was: one `add table`, one `add sync`, no kick SQL.

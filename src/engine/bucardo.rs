@@ -54,6 +54,11 @@ pub enum BucardoCmd {
         name: String,
     },
     ReloadConfig,
+    /// `reload config` waiting up to `timeout_s` for the daemon (30 s otherwise): the daemon
+    /// validates every sync on a reload, over every table.
+    ReloadConfigWithin {
+        timeout_s: u64,
+    },
     Kick {
         sync: String,
         timeout_s: u64,
@@ -189,6 +194,10 @@ impl BucardoCli {
                 a.extend(s(&["autokick=1", "status=active"]));
             }
             BucardoCmd::ReloadConfig => a.extend(s(&["reload", "config"])),
+            BucardoCmd::ReloadConfigWithin { timeout_s } => {
+                a.extend(s(&["reload", "config"]));
+                a.push(timeout_s.to_string());
+            }
             BucardoCmd::Kick { sync, timeout_s } => {
                 a.extend(s(&["kick", "sync"]));
                 a.push(sync.clone());

@@ -509,7 +509,15 @@ impl Plan {
         enable.push(bucardo(BucardoCmd::ActivateSync {
             name: s.names.sync.clone(),
         }));
-        enable.push(bucardo(BucardoCmd::ReloadConfig));
+        enable.push(bucardo(if batched {
+            // The daemon validates the sync over every table before it confirms (about 2
+            // minutes at 10,000 tables; Bucardo waits 30 s by default).
+            BucardoCmd::ReloadConfigWithin {
+                timeout_s: 30 + names.len() as u64 * 3 / 100,
+            }
+        } else {
+            BucardoCmd::ReloadConfig
+        }));
         push(
             StepKind::Enable,
             "Enable the sync",

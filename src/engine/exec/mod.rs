@@ -192,7 +192,8 @@ impl LiveExecutor {
         events: &mpsc::Sender<RunEvent>,
     ) -> Result<process::Output, EngineError> {
         let out = if bucardo::needs_daemon(&inv.argv) {
-            self.daemon_command(inv, events, BUCARDO_TIMEOUT).await?
+            self.daemon_command(inv, events, self.bucardo_timeout())
+                .await?
         } else {
             self.run_logged(inv, events, self.bucardo_timeout()).await?
         };
