@@ -105,13 +105,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Some(Cmd::Plan { conn, script, save }) => {
             let s = settings(&conn.merged(&cli.conn))?;
             let (_guard, _) = logging::init(&s.log_dir, "plan")?;
-            let resuming = launch::resuming(&s, false)
+            let catalog = launch::read_catalog(&s)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.one_line()))?;
-            if !checks_pass(&s, resuming).await {
+            let resuming = launch::resuming_in(&s, &catalog, false)
+                .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+            let Some(checked) = checks_pass(&s, resuming, &catalog).await else {
                 return Ok(1);
-            }
-            let plan = launch::prepare(&s, false)
+            };
+            let plan = launch::prepare_in(&s, catalog, checked.there.as_ref(), false)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.one_line()))?
                 .plan;
@@ -186,13 +188,15 @@ async fn run(s: Settings, yes: bool, restart: bool) -> anyhow::Result<u8> {
             return Ok(1);
         }
     }
-    let resuming = launch::resuming(&s, restart)
+    let catalog = launch::read_catalog(&s)
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
-    if !checks_pass(&s, resuming).await {
+    let resuming =
+        launch::resuming_in(&s, &catalog, restart).map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    let Some(checked) = checks_pass(&s, resuming, &catalog).await else {
         return Ok(1);
-    }
-    let prepared = launch::prepare(&s, restart)
+    };
+    let prepared = launch::prepare_in(&s, catalog, checked.there.as_ref(), restart)
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
     let plan = prepared.plan;
@@ -224,13 +228,19 @@ async fn run(s: Settings, yes: bool, restart: bool) -> anyhow::Result<u8> {
 }
 
 /// The checks before anything changes: the whole preflight for a new bootstrap, only what still
-/// matters for one an earlier run started. Prints failures (and warnings) to stderr.
-async fn checks_pass(s: &Settings, resuming: bool) -> bool {
-    let findings = launch::checks(s, resuming, None).await;
-    if preflight::has_fail(&findings) {
-        eprint!("{}", text::findings_text(&findings));
+/// matters for one an earlier run started. Prints failures (and warnings) to stderr. None when a
+/// check failed; else what the checks learned, for the plan.
+async fn checks_pass(
+    s: &Settings,
+    resuming: bool,
+    catalog: &bucardo_bootstrap::engine::coverage::Catalog,
+) -> Option<preflight::Outcome> {
+    let outcome = launch::checks_in(s, resuming, catalog).await;
+    let findings = &outcome.findings;
+    if preflight::has_fail(findings) {
+        eprint!("{}", text::findings_text(findings));
         eprintln!("preflight failed: nothing was changed. Fix the failures above and run again.");
-        return false;
+        return None;
     }
     for f in findings
         .iter()
@@ -238,7 +248,7 @@ async fn checks_pass(s: &Settings, resuming: bool) -> bool {
     {
         eprintln!("warning: {}: {}", f.check, f.message);
     }
-    true
+    Some(outcome)
 }
 
 async fn verify(s: &Settings, mode: VerifyMode) -> anyhow::Result<u8> {

@@ -3,7 +3,9 @@
 
 mod zoo;
 
-use bucardo_bootstrap::engine::catalog::{list_tables, server_info, KeyKind, TableInfo};
+use bucardo_bootstrap::engine::catalog::{
+    list_tables, list_tables_on, server_info, KeyKind, TableInfo,
+};
 use bucardo_bootstrap::engine::conn::Side;
 use bucardo_bootstrap::engine::ident::TableName;
 
@@ -28,6 +30,26 @@ async fn zoo_traits_and_eligibility() {
     let all = list_tables(&c, Side::Here, None).await.unwrap();
     let names: Vec<String> = all.iter().map(|t| t.name.to_string()).collect();
     assert_eq!(all.len(), 18, "{names:?}");
+    // Shared out between two sessions, the listing is the same, and each session gets its
+    // setting back.
+    let second = s.here.connect(Side::Here).await.unwrap();
+    let workers = "SHOW max_parallel_workers_per_gather";
+    second
+        .batch_execute("SET max_parallel_workers_per_gather = 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        list_tables_on(&c, &second, Side::Here, None).await.unwrap(),
+        all
+    );
+    for (session, expected) in [(&c, "2"), (&second, "1")] {
+        let rows = session.simple_query(workers).await.unwrap();
+        let shown = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        });
+        assert_eq!(shown.as_deref(), Some(expected));
+    }
 
     // Keys.
     let keyed = public(&all, "keyed");
@@ -203,4 +225,110 @@ async fn zoo_traits_and_eligibility() {
             "public.unlogged_t",
         ]
     );
+}
+
+/// Which tables exist and which hold rows, as the checks and the plan's probe ask THERE: a heap
+/// with pages is looked into (rows deleted leave pages behind), one without is empty, and a role
+/// that may not stat files gets the same answer another way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_tells_tables_with_rows_from_empty_ones() {
+    use bucardo_bootstrap::engine::catalog::{list_shapes, presence, Presence};
+    use bucardo_bootstrap::engine::secret::Secret;
+    let sb = tokio::task::spawn_blocking(zoo::zoo_sandbox).await.unwrap();
+    sb.here
+        .psql(
+            "zoo",
+            r#"CREATE SCHEMA pres;
+               CREATE TABLE pres.filled (id int PRIMARY KEY);
+               INSERT INTO pres.filled VALUES (1);
+               CREATE TABLE pres.never (id int PRIMARY KEY);
+               CREATE TABLE pres.deleted (id int PRIMARY KEY);
+               INSERT INTO pres.deleted SELECT generate_series(1, 100);
+               DELETE FROM pres.deleted;
+               CREATE TABLE pres.truncated (id int PRIMARY KEY);
+               INSERT INTO pres.truncated VALUES (1);
+               TRUNCATE pres.truncated;
+               CREATE TABLE pres.parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
+               CREATE TABLE pres.parted_1 PARTITION OF pres.parted FOR VALUES FROM (0) TO (10);
+               INSERT INTO pres.parted VALUES (1);
+               CREATE TABLE pres."Odd.Name" ("x y" int PRIMARY KEY);
+               INSERT INTO pres."Odd.Name" VALUES (1);
+               CREATE VIEW pres.a_view AS SELECT 1 AS one;
+               CREATE ROLE reader LOGIN PASSWORD 'reader-pass-9';
+               GRANT USAGE ON SCHEMA pres TO reader;
+               GRANT SELECT ON ALL TABLES IN SCHEMA pres TO reader;"#,
+        )
+        .unwrap();
+    let n = |name: &str| TableName::new("pres", name);
+    let asked = vec![
+        n("parted"),
+        n("filled"),
+        n("missing"),
+        n("never"),
+        n("a_view"),
+        n("deleted"),
+        n("truncated"),
+        n("parted_1"),
+        n("Odd.Name"),
+    ];
+    let expected = Presence {
+        existing: vec![
+            n("parted"),
+            n("filled"),
+            n("never"),
+            n("deleted"),
+            n("truncated"),
+            n("parted_1"),
+            n("Odd.Name"),
+        ],
+        nonempty: vec![n("filled"), n("parted_1"), n("Odd.Name")],
+    };
+    let s = zoo::settings(&sb, "all");
+    let superuser = s.here.connect(Side::Here).await.unwrap();
+    let reader = s
+        .here
+        .with_user("reader", Some(Secret::new("reader-pass-9")))
+        .connect(Side::Here)
+        .await
+        .unwrap();
+    let stat = "SELECT has_function_privilege('pg_catalog.pg_stat_file(text, boolean)', 'EXECUTE')";
+    for (who, c, may_stat) in [("postgres", &superuser, true), ("reader", &reader, false)] {
+        let can: bool = c.query_one(stat, &[]).await.unwrap().get(0);
+        assert_eq!(can, may_stat, "{who}");
+        let found = presence(c, Side::Here, &asked, true).await.unwrap();
+        assert_eq!(found, expected, "as {who}");
+        let without_rows = presence(c, Side::Here, &asked, false).await.unwrap();
+        assert_eq!(without_rows.existing, expected.existing, "as {who}");
+        assert!(without_rows.nonempty.is_empty(), "as {who}");
+    }
+
+    // The shapes are list_tables' names and columns.
+    let all = list_tables(&superuser, Side::Here, None).await.unwrap();
+    let shapes = list_shapes(&superuser, Side::Here, None).await.unwrap();
+    assert_eq!(
+        shapes
+            .iter()
+            .map(|s| (&s.name, &s.columns))
+            .collect::<Vec<_>>(),
+        all.iter()
+            .map(|t| (&t.name, &t.columns))
+            .collect::<Vec<_>>()
+    );
+    let some = [n("filled"), n("Odd.Name"), n("nothing"), n("never")];
+    for (who, c) in [("postgres", &superuser), ("reader", &reader)] {
+        let shapes = list_shapes(c, Side::Here, Some(&some)).await.unwrap();
+        let found: Vec<(String, bool)> = shapes
+            .iter()
+            .map(|s| (s.name.to_string(), s.pages))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (r#""pres"."Odd.Name""#.to_string(), true),
+                ("pres.filled".to_string(), true),
+                ("pres.never".to_string(), false)
+            ],
+            "as {who}"
+        );
+    }
 }

@@ -1142,3 +1142,26 @@ fn c_on_tables_converts_generated_columns_and_the_plan_gets_the_flag() {
     assert!(!s.convert_generated && !app.draft().convert_generated);
     assert!(app.draft().tables.contains(r#""public"."priced""#));
 }
+
+#[test]
+fn the_review_wraps_again_when_the_terminal_changes_size() {
+    // The same app drawn narrow, wide and narrow again, scrolled or not, shows what a fresh app
+    // drawn once at that size shows: the wrapped text it keeps follows the width.
+    let fresh = |keys: &[KeyCode], w: u16, h: u16| {
+        let mut app = app_at_review();
+        feed(&mut app, keys.iter().map(|k| key(*k)));
+        screen_text(&app, w, h)
+    };
+    let mut app = app_at_review();
+    for (w, h) in [(80, 24), (120, 40), (60, 20), (80, 24)] {
+        assert_eq!(screen_text(&app, w, h), fresh(&[], w, h), "{w}x{h}");
+    }
+    update(&mut app, key(KeyCode::End));
+    for (w, h) in [(120, 40), (80, 24)] {
+        assert_eq!(
+            screen_text(&app, w, h),
+            fresh(&[KeyCode::End], w, h),
+            "{w}x{h} at the end"
+        );
+    }
+}

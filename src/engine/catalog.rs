@@ -162,7 +162,7 @@ impl TableInfo {
     /// What keeps Bucardo from replicating the table.
     pub fn blockers(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        let t = self.name.sql();
+        let t = self.name.quoted();
         if self.relkind == 'p' {
             let (reason, fix) = if self.partitions.is_empty() {
                 ("partitioned parent without partitions: Bucardo replicates only leaf partitions".to_string(), None)
@@ -271,7 +271,7 @@ impl TableInfo {
     /// What replicates, but not quite as an operator may expect.
     pub fn cautions(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        let t = self.name.sql();
+        let t = self.name.quoted();
         let converted: Vec<String> = self
             .generation
             .iter()
@@ -343,48 +343,87 @@ fn cli_safe(name: &str) -> String {
     }
 }
 
-// Sizes are estimated from `relpages` (table, TOAST table, indexes) as of the last VACUUM,
-// ANALYZE or CREATE INDEX: `pg_total_relation_size` opens and stats every relation and index,
-// seconds on a catalog of 10,000 tables. Tables never vacuumed or analyzed are measured exactly.
-const TABLES_SQL: &str = r#"
+/// The tables a listing covers, `c` in `pg_class c JOIN pg_namespace n`: tables and partitioned
+/// tables in user schemas; $1, when not NULL, the raw `schema.table` names to keep.
+macro_rules! user_tables {
+    () => {
+        r#" c.relkind IN ('r', 'p')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'bucardo', 'bucardo_bootstrap')
+   AND n.nspname NOT LIKE 'pg\_%'
+   AND ($1::text[] IS NULL OR n.nspname || '.' || c.relname = ANY($1))"#
+    };
+}
+
+// Sizes are estimated from `relpages` (table, TOAST table, and indexes from INDEXES_SQL) as of
+// the last VACUUM, ANALYZE or CREATE INDEX: `pg_total_relation_size` opens and stats every
+// relation and index, seconds on a catalog of 10,000 tables. Tables never vacuumed or analyzed
+// are measured exactly. No ORDER BY here or below where the order can be had in memory: sorting
+// 10,000 tables' rows cost the server more than the rest of the query.
+const TABLES_SQL: &str = concat!(
+    r#"
 SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relispartition,
        c.relpersistence = 'u' AS unlogged,
        greatest(c.reltuples, 0)::bigint AS est_rows,
-       CASE WHEN c.reltuples < 0 THEN pg_total_relation_size(c.oid)
-            ELSE (c.relpages::bigint + coalesce(tc.relpages, 0)
-                  + coalesce((SELECT sum(ic.relpages) FROM pg_index i
-                                JOIN pg_class ic ON ic.oid = i.indexrelid
-                               WHERE i.indrelid = c.oid), 0))
-                 * current_setting('block_size')::bigint
-       END::bigint AS total_bytes,
+       CASE WHEN c.reltuples < 0 THEN pg_total_relation_size(c.oid) END AS exact_bytes,
+       c.relpages::bigint + coalesce(tc.relpages, 0) AS pages,
+       (SELECT current_setting('block_size')::bigint) AS block_size,
        rn.nspname AS root_schema, r.relname AS root_name, r.oid AS root_oid
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
   LEFT JOIN pg_class r ON r.oid = CASE WHEN c.relispartition THEN pg_partition_root(c.oid) END
   LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
- WHERE c.relkind IN ('r', 'p')
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'bucardo', 'bucardo_bootstrap')
-   AND n.nspname NOT LIKE 'pg\_%'
-   AND ($1::text[] IS NULL OR n.nspname || '.' || c.relname = ANY($1))
- ORDER BY n.nspname, c.relname
-"#;
+ WHERE"#,
+    user_tables!()
+);
 
+// The same tables by name, and whether each heap may hold a row ({size}: see PRESENCE_SQL).
+const SHAPE_TABLES_SQL: &str = concat!(
+    "SELECT c.oid, n.nspname, c.relname, coalesce({size}, 1) > 0 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE",
+    user_tables!()
+);
+
+// Their columns, for a listing of names and columns only ([`list_shapes`]).
+const SHAPE_COLUMNS_SQL: &str = concat!(
+    r#"
+SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       a.attgenerated <> '' AS generated
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE"#,
+    user_tables!()
+);
+
+// Their records of converted generated columns (see `generated::read_converted`); $2 the
+// trigger's name.
+const SHAPE_CONVERTED_SQL: &str = concat!(
+    r#"
+SELECT t.tgrelid, coalesce(obj_description(t.tgfoid, 'pg_proc'), '')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_trigger t ON t.tgrelid = c.oid AND t.tgname = $2
+ WHERE"#,
+    user_tables!()
+);
+
+// The queries below take the OIDs TABLES_SQL found: `= ANY` over a constant array is hashed,
+// and on a catalog of 10,000 tables most of them ran faster so than joined to `user_tables!`
+// again (keys 26 ms against 64, triggers 5 against 20, by EXPLAIN ANALYZE).
 const COLUMNS_SQL: &str = r#"
 SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
        a.attgenerated <> '' AS generated,
        a.atttypid = 'oid'::regtype OR t.typbasetype = 'oid'::regtype AS large_object
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
  WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
- ORDER BY a.attrelid, a.attnum
 "#;
 
-// Every valid unique index; its key column numbers are resolved against COLUMNS_SQL's rows.
-const KEYS_SQL: &str = r#"
+// Every index, for the tables' sizes; the valid unique ones are candidate keys, their key column
+// numbers resolved against COLUMNS_SQL's rows.
+const INDEXES_SQL: &str = r#"
 SELECT i.indrelid, i.indexrelid, i.indisprimary, ic.relname,
        i.indpred IS NOT NULL AS partial, i.indexprs IS NOT NULL AS expressions,
-       (i.indkey::int2[])[0:i.indnkeyatts - 1] AS keys
+       (i.indkey::int2[])[0:i.indnkeyatts - 1] AS keys,
+       i.indisunique AND i.indisvalid AS unique_valid, ic.relpages::bigint
   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
- WHERE i.indrelid = ANY($1) AND i.indisunique AND i.indisvalid
+ WHERE i.indrelid = ANY($1)
 "#;
 
 // The leaf partitions of partitioned parents, at any depth.
@@ -428,7 +467,6 @@ SELECT x.relid, x.attnum, sn.nspname, s.relname
          WHERE ad.adrelid = ANY($1)) AS x
   JOIN pg_class s ON s.oid = x.seq AND s.relkind = 'S'
   JOIN pg_namespace sn ON sn.oid = s.relnamespace
- ORDER BY x.relid, x.attnum, sn.nspname, s.relname
 "#;
 
 // Column names of partition roots that are not listed themselves (a `--tables` list of leaves).
@@ -441,30 +479,104 @@ const TRIGGERS_SQL: &str = r#"
 SELECT tgrelid, tgname FROM pg_trigger
  WHERE tgrelid = ANY($1) AND NOT tgisinternal
    AND tgname <> 'bucardo_delta' AND tgname NOT LIKE 'bucardo\_%' AND tgname <> $2
- ORDER BY tgrelid, tgname
 "#;
 
 /// Lists tables in user schemas; `only` restricts to raw `schema.table` names.
+///
+/// One query finds the tables; the others (columns, keys, foreign keys, sequences, triggers,
+/// generated columns) go out together, pipelined, and the rows are put in order here. The
+/// session runs them without parallel workers and gets its setting back after: on a catalog of
+/// 10,000 tables, starting workers cost more than they saved (with psql, the tables' query took
+/// 85 ms against 120, the sequences' 100 against 140).
 pub async fn list_tables(
     client: &Client,
     side: Side,
     only: Option<&[TableName]>,
 ) -> Result<Vec<TableInfo>, EngineError> {
+    list_tables_on(client, client, side, only).await
+}
+
+/// [`list_tables`] on two sessions of the same database, `a` and `b` (or the same one twice):
+/// the queries are shared out between them, so that two server processes work at once. On a
+/// catalog of 10,000 tables that halves the time the server takes.
+pub async fn list_tables_on(
+    a: &Client,
+    b: &Client,
+    side: Side,
+    only: Option<&[TableName]>,
+) -> Result<Vec<TableInfo>, EngineError> {
+    let two = !std::ptr::eq(a, b);
+    let (restore_a, restore_b) = tokio::try_join!(without_parallel_workers(a, side), async {
+        if two {
+            without_parallel_workers(b, side).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    },)?;
+    let listed = read_tables(a, b, side, only).await;
+    let mut restored = restore(a, side, &restore_a).await;
+    if let Some(old) = restore_b {
+        restored = restored.and(restore(b, side, &old).await);
+    }
+    let listed = listed?;
+    restored?;
+    Ok(listed)
+}
+
+async fn restore(c: &Client, side: Side, old: &str) -> Result<(), EngineError> {
+    c.execute(
+        "SELECT set_config('max_parallel_workers_per_gather', $1, false)",
+        &[&old],
+    )
+    .await
+    .map(drop)
+    .map_err(|e| EngineError::sql(side, "restoring max_parallel_workers_per_gather", &e))
+}
+
+/// Turns parallel query off for the session; returns the setting to restore.
+async fn without_parallel_workers(client: &Client, side: Side) -> Result<String, EngineError> {
+    let messages = client
+        .simple_query(
+            "SHOW max_parallel_workers_per_gather; SET max_parallel_workers_per_gather = 0",
+        )
+        .await
+        .map_err(|e| EngineError::sql(side, "turning parallel query off", &e))?;
+    Ok(messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_else(|| "2".to_string()))
+}
+
+async fn read_tables(
+    a: &Client,
+    b: &Client,
+    side: Side,
+    only: Option<&[TableName]>,
+) -> Result<Vec<TableInfo>, EngineError> {
     let filter: Option<Vec<String>> = only.map(|l| l.iter().map(TableName::raw).collect());
-    let rows = client
+    let rows = a
         .query(TABLES_SQL, &[&filter])
         .await
         .map_err(|e| EngineError::sql(side, "listing tables", &e))?;
-    let mut tables: BTreeMap<u32, TableInfo> = BTreeMap::new();
+    let mut tables: HashMap<u32, TableInfo> = HashMap::with_capacity(rows.len());
     // Partition → the root of its tree: a sequence the root's column uses feeds every leaf.
     let mut roots: BTreeMap<u32, u32> = BTreeMap::new();
+    // Tables measured by their pages: (table and TOAST pages, block size); indexes add theirs.
+    let mut pages: HashMap<u32, (i64, i64)> = HashMap::with_capacity(rows.len());
     for r in rows {
-        if let Some(root) = r.get::<_, Option<u32>>(10) {
+        if let Some(root) = r.get::<_, Option<u32>>(12) {
             roots.insert(r.get(0), root);
         }
         let oid: u32 = r.get(0);
-        let relkind: String = r.get(3);
-        let root: (Option<String>, Option<String>) = (r.get(8), r.get(9));
+        let relkind: &str = r.get(3);
+        let exact: Option<i64> = r.get(7);
+        if exact.is_none() {
+            pages.insert(oid, (r.get(8), r.get(9)));
+        }
+        let root: (Option<String>, Option<String>) = (r.get(10), r.get(11));
         tables.insert(
             oid,
             TableInfo {
@@ -474,7 +586,7 @@ pub async fn list_tables(
                 is_partition: r.get(4),
                 unlogged: r.get(5),
                 est_rows: r.get(6),
-                total_bytes: r.get(7),
+                total_bytes: exact.unwrap_or(0),
                 partition_root: match root {
                     (Some(s), Some(n)) => Some(TableName::new(s, n)),
                     _ => None,
@@ -486,23 +598,84 @@ pub async fn list_tables(
     if tables.is_empty() {
         return Ok(vec![]);
     }
-    let oids: Vec<u32> = tables.keys().copied().collect();
+    let mut oids: Vec<u32> = tables.keys().copied().collect();
+    oids.sort_unstable();
     let q = |ctx: &'static str| move |e: tokio_postgres::Error| EngineError::sql(side, ctx, &e);
 
+    let parents: Vec<u32> = tables
+        .values()
+        .filter(|t| t.relkind == 'p')
+        .map(|t| t.oid)
+        .collect();
+    let mut seq_oids = oids.clone();
+    let mut outside: Vec<u32> = roots
+        .values()
+        .filter(|r| !tables.contains_key(r))
+        .copied()
+        .collect();
+    outside.sort_unstable();
+    outside.dedup();
+    seq_oids.extend(&outside);
+    let (columns, indexes, partitions, fks, root_columns, sequences, triggers, converted) = tokio::try_join!(
+        async {
+            a.query(COLUMNS_SQL, &[&oids])
+                .await
+                .map_err(q("reading columns"))
+        },
+        async {
+            b.query(INDEXES_SQL, &[&oids])
+                .await
+                .map_err(q("reading keys"))
+        },
+        async {
+            if parents.is_empty() {
+                return Ok(vec![]);
+            }
+            b.query(PARTITIONS_SQL, &[&parents])
+                .await
+                .map_err(q("reading partitions"))
+        },
+        async {
+            a.query(FKS_SQL, &[&oids])
+                .await
+                .map_err(q("reading foreign keys"))
+        },
+        async {
+            if outside.is_empty() {
+                return Ok(vec![]);
+            }
+            b.query(ROOT_COLUMNS_SQL, &[&outside])
+                .await
+                .map_err(q("reading columns"))
+        },
+        async {
+            b.query(SEQUENCES_SQL, &[&seq_oids])
+                .await
+                .map_err(q("reading sequences"))
+        },
+        async {
+            a.query(TRIGGERS_SQL, &[&oids, &generated::TRIGGER])
+                .await
+                .map_err(q("reading triggers"))
+        },
+        generated::read_converted(a, side, &oids),
+    )?;
+
+    // In table order: the columns' order is the table's.
+    let mut columns: Vec<(u32, i16, tokio_postgres::Row)> = columns
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r))
+        .collect();
+    columns.sort_unstable_by_key(|(oid, attnum, _)| (*oid, *attnum));
     // (table, column number) → index into that table's columns.
-    let mut attnums: HashMap<(u32, i16), usize> = HashMap::new();
-    for r in client
-        .query(COLUMNS_SQL, &[&oids])
-        .await
-        .map_err(q("reading columns"))?
-    {
-        let oid: u32 = r.get(0);
+    let mut attnums: HashMap<(u32, i16), usize> = HashMap::with_capacity(columns.len());
+    for (oid, attnum, r) in columns {
         if let Some(t) = tables.get_mut(&oid) {
             let name: String = r.get(2);
             if r.get::<_, bool>(6) {
                 t.large_object_columns.push(name.clone());
             }
-            attnums.insert((oid, r.get(1)), t.columns.len());
+            attnums.insert((oid, attnum), t.columns.len());
             t.columns.push(Column {
                 name,
                 type_name: r.get(3),
@@ -511,37 +684,50 @@ pub async fn list_tables(
             });
         }
     }
-    let column = |tables: &BTreeMap<u32, TableInfo>, oid: u32, attnum: i16| -> Option<Column> {
-        let i = attnums.get(&(oid, attnum))?;
-        tables.get(&oid)?.columns.get(*i).cloned()
-    };
-
-    // Primary key first, then unique indexes by column count, as Bucardo's validate_goat picks.
-    let mut keys: Vec<(u32, bool, usize, u32, KeyRejection)> = Vec::new();
-    for r in client
-        .query(KEYS_SQL, &[&oids])
-        .await
-        .map_err(q("reading keys"))?
-    {
-        let oid: u32 = r.get(0);
-        let attnums: Vec<i16> = r.get(6);
-        let cols: Vec<Column> = attnums
-            .iter()
-            .filter_map(|a| column(&tables, oid, *a))
-            .collect();
-        let rejection = KeyRejection {
-            index: r.get(3),
-            partial: r.get(4),
-            expressions: r.get(5),
-            nullable: cols
-                .iter()
-                .filter(|c| !c.not_null)
-                .map(|c| c.name.clone())
-                .collect(),
-            columns: cols.into_iter().map(|c| c.name).collect(),
-        };
-        keys.push((oid, r.get(2), attnums.len(), r.get(1), rejection));
+    fn column<'a>(
+        tables: &'a HashMap<u32, TableInfo>,
+        attnums: &HashMap<(u32, i16), usize>,
+        oid: u32,
+        attnum: i16,
+    ) -> Option<&'a Column> {
+        tables.get(&oid)?.columns.get(*attnums.get(&(oid, attnum))?)
     }
+
+    for r in &indexes {
+        if let Some(p) = pages.get_mut(&r.get::<_, u32>(0)) {
+            p.0 += r.get::<_, i64>(8);
+        }
+    }
+    for (oid, (pages, block_size)) in pages {
+        if let Some(t) = tables.get_mut(&oid) {
+            t.total_bytes = pages * block_size;
+        }
+    }
+    // Primary key first, then unique indexes by column count, as Bucardo's validate_goat picks.
+    let mut keys: Vec<(u32, bool, usize, u32, KeyRejection)> = indexes
+        .iter()
+        .filter(|r| r.get::<_, bool>(7))
+        .map(|r| {
+            let oid: u32 = r.get(0);
+            let key: Vec<i16> = r.get(6);
+            let cols: Vec<&Column> = key
+                .iter()
+                .filter_map(|a| column(&tables, &attnums, oid, *a))
+                .collect();
+            let rejection = KeyRejection {
+                index: r.get(3),
+                partial: r.get(4),
+                expressions: r.get(5),
+                nullable: cols
+                    .iter()
+                    .filter(|c| !c.not_null)
+                    .map(|c| c.name.clone())
+                    .collect(),
+                columns: cols.iter().map(|c| c.name.clone()).collect(),
+            };
+            (oid, r.get(2), key.len(), r.get(1), rejection)
+        })
+        .collect();
     keys.sort_by_key(|(oid, primary, n, index, _)| (*oid, !*primary, *n, *index));
     for (oid, primary, _, _, rejection) in keys {
         let Some(t) = tables.get_mut(&oid) else {
@@ -567,30 +753,13 @@ pub async fn list_tables(
         }
     }
 
-    let parents: Vec<u32> = tables
-        .values()
-        .filter(|t| t.relkind == 'p')
-        .map(|t| t.oid)
-        .collect();
-    if !parents.is_empty() {
-        for r in client
-            .query(PARTITIONS_SQL, &[&parents])
-            .await
-            .map_err(q("reading partitions"))?
-        {
-            if let Some(t) = tables.get_mut(&r.get::<_, u32>(0)) {
-                t.partitions
-                    .push(TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)));
-            }
+    for r in partitions {
+        if let Some(t) = tables.get_mut(&r.get::<_, u32>(0)) {
+            t.partitions
+                .push(TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)));
         }
     }
-    let fks: Vec<(u32, u32)> = client
-        .query(FKS_SQL, &[&oids])
-        .await
-        .map_err(q("reading foreign keys"))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let fks: Vec<(u32, u32)> = fks.iter().map(|r| (r.get(0), r.get(1))).collect();
     let mut names: HashMap<u32, TableName> = tables
         .iter()
         .map(|(oid, t)| (*oid, t.name.clone()))
@@ -603,7 +772,7 @@ pub async fn list_tables(
         .into_iter()
         .collect();
     if !others.is_empty() {
-        for r in client
+        for r in a
             .query(NAMES_SQL, &[&others])
             .await
             .map_err(q("reading foreign keys"))?
@@ -629,51 +798,39 @@ pub async fn list_tables(
             }
         }
     }
-    let mut seq_oids = oids.clone();
-    seq_oids.extend(roots.values().filter(|r| !tables.contains_key(r)));
-    let mut root_columns: HashMap<(u32, i16), String> = HashMap::new();
-    if seq_oids.len() > oids.len() {
-        for r in client
-            .query(ROOT_COLUMNS_SQL, &[&seq_oids[oids.len()..].to_vec()])
-            .await
-            .map_err(q("reading columns"))?
-        {
-            root_columns.insert((r.get(0), r.get(1)), r.get(2));
-        }
-    }
-    let mut uses: Vec<(u32, SequenceUse)> = Vec::new();
-    for r in client
-        .query(SEQUENCES_SQL, &[&seq_oids])
-        .await
-        .map_err(q("reading sequences"))?
-    {
+    let root_columns: HashMap<(u32, i16), String> = root_columns
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    // In the order of table, column number and sequence name.
+    let mut uses: Vec<(u32, i16, SequenceUse)> = Vec::new();
+    for r in sequences {
         let oid: u32 = r.get(0);
         let attnum: i16 = r.get(1);
-        let Some(col) = column(&tables, oid, attnum)
-            .map(|c| c.name)
+        let Some(col) = column(&tables, &attnums, oid, attnum)
+            .map(|c| c.name.clone())
             .or_else(|| root_columns.get(&(oid, attnum)).cloned())
         else {
             continue;
         };
         uses.push((
             oid,
+            attnum,
             SequenceUse {
                 sequence: TableName::new(r.get::<_, String>(2), r.get::<_, String>(3)),
                 column: col,
             },
         ));
     }
-    for (oid, u) in uses {
-        // A root's sequence (an identity or serial column of a partitioned table) feeds its
-        // leaves, which inherit the column by name.
-        let owners: Vec<u32> = std::iter::once(oid)
-            .chain(
-                roots
-                    .iter()
-                    .filter(|(_, r)| **r == oid)
-                    .map(|(leaf, _)| *leaf),
-            )
-            .collect();
+    uses.sort_by(|a, b| (a.0, a.1, &a.2.sequence).cmp(&(b.0, b.1, &b.2.sequence)));
+    // A root's sequence (an identity or serial column of a partitioned table) feeds its leaves,
+    // which inherit the column by name.
+    let mut leaves: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (leaf, root) in &roots {
+        leaves.entry(*root).or_default().push(*leaf);
+    }
+    for (oid, _, u) in uses {
+        let owners = std::iter::once(oid).chain(leaves.get(&oid).into_iter().flatten().copied());
         for owner in owners {
             if let Some(t) = tables.get_mut(&owner) {
                 if !t.sequences.contains(&u) {
@@ -682,19 +839,22 @@ pub async fn list_tables(
             }
         }
     }
-    for r in client
-        .query(TRIGGERS_SQL, &[&oids, &generated::TRIGGER])
-        .await
-        .map_err(q("reading triggers"))?
-    {
-        if let Some(t) = tables.get_mut(&r.get::<_, u32>(0)) {
-            t.user_triggers.push(r.get(1));
+    let mut triggers: Vec<(u32, String)> = triggers.iter().map(|r| (r.get(0), r.get(1))).collect();
+    triggers.sort_unstable();
+    for (oid, name) in triggers {
+        if let Some(t) = tables.get_mut(&oid) {
+            t.user_triggers.push(name);
         }
     }
     let any_generated = tables
         .values()
         .any(|t| t.columns.iter().any(|c| c.generated));
-    for (oid, cols) in generated::read(client, side, &oids, any_generated).await? {
+    let expressions = if any_generated {
+        generated::read_expressions(a, side, &oids).await?
+    } else {
+        HashMap::new()
+    };
+    for (oid, cols) in generated::merge(expressions, converted) {
         if let Some(t) = tables.get_mut(&oid) {
             t.generation = cols;
         }
@@ -705,6 +865,201 @@ pub async fn list_tables(
         t.fk_in.sort();
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// A table's name and columns: what THERE's copy of a table must match of HERE's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub name: TableName,
+    pub columns: Vec<Column>,
+    /// Columns an earlier `--convert-generated` made plain, computed by its trigger.
+    pub converted: Vec<String>,
+    /// Its heap has pages (or could not be measured): it may hold rows ([`holding_rows`] tells).
+    /// Without pages it holds none.
+    pub pages: bool,
+}
+
+/// The tables of [`list_tables`] with their columns only, sorted by name: a few queries,
+/// pipelined, where a full listing takes a dozen.
+pub async fn list_shapes(
+    client: &Client,
+    side: Side,
+    only: Option<&[TableName]>,
+) -> Result<Vec<Shape>, EngineError> {
+    let filter: Option<Vec<String>> = only.map(|l| l.iter().map(TableName::raw).collect());
+    let q = |ctx: &'static str| move |e: tokio_postgres::Error| EngineError::sql(side, ctx, &e);
+    let tables_sql = SHAPE_TABLES_SQL.replace("{size}", main_fork_size(client, side).await?);
+    let (names, columns, converted) = tokio::try_join!(
+        async {
+            client
+                .query(tables_sql.as_str(), &[&filter])
+                .await
+                .map_err(q("listing tables"))
+        },
+        async {
+            client
+                .query(SHAPE_COLUMNS_SQL, &[&filter])
+                .await
+                .map_err(q("reading columns"))
+        },
+        async {
+            client
+                .query(SHAPE_CONVERTED_SQL, &[&filter, &generated::TRIGGER])
+                .await
+                .map_err(q("reading converted generated columns"))
+        },
+    )?;
+    let mut shapes: HashMap<u32, Shape> = names
+        .iter()
+        .map(|r| {
+            let shape = Shape {
+                name: TableName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+                columns: vec![],
+                converted: vec![],
+                pages: r.get(3),
+            };
+            (r.get(0), shape)
+        })
+        .collect();
+    let mut columns: Vec<(u32, i16, tokio_postgres::Row)> = columns
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r))
+        .collect();
+    columns.sort_unstable_by_key(|(oid, attnum, _)| (*oid, *attnum));
+    for (oid, _, r) in columns {
+        if let Some(t) = shapes.get_mut(&oid) {
+            t.columns.push(Column {
+                name: r.get(2),
+                type_name: r.get(3),
+                not_null: r.get(4),
+                generated: r.get(5),
+            });
+        }
+    }
+    let converted = converted.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for (oid, cols) in generated::merge(HashMap::new(), converted) {
+        if let Some(t) = shapes.get_mut(&oid) {
+            t.converted = cols.into_iter().map(|c| c.column).collect();
+        }
+    }
+    let mut out: Vec<Shape> = shapes.into_values().collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+// Which of the tables ($1, $2) exist, by position, and whether each may hold a row: its main
+// fork's first segment has bytes, or could not be measured (a heap without pages holds no row).
+// {size} is the size of `c`'s main fork.
+const PRESENCE_SQL: &str = r#"
+SELECT t.i::int, coalesce({size}, 1) > 0
+  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(schema, name, i)
+  JOIN pg_namespace n ON n.nspname = t.schema
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.name
+ WHERE c.relkind IN ('r', 'p')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'bucardo', 'bucardo_bootstrap')
+   AND n.nspname NOT LIKE 'pg\_%'
+"#;
+
+// The file's size, where the role may call `pg_stat_file`: `pg_relation_size` opens and locks
+// every table, and on a fresh session 10,000 of them took 340 to 430 ms against 70 to 120 ms
+// this way. PostgreSQL checks EXECUTE when the query starts, so the privilege picks the query
+// (a CASE would not keep a role without it from failing).
+const STAT_SIZE: &str = "(pg_stat_file(pg_relation_filepath(c.oid), true)).size";
+const RELATION_SIZE: &str = "pg_relation_size(c.oid)";
+
+/// The SQL for the size of `c`'s main fork that this session may run.
+async fn main_fork_size(client: &Client, side: Side) -> Result<&'static str, EngineError> {
+    let stat: bool = client
+        .query_one(
+            "SELECT has_function_privilege('pg_catalog.pg_stat_file(text, boolean)', 'EXECUTE')",
+            &[],
+        )
+        .await
+        .map_err(|e| EngineError::sql(side, "checking the privilege to stat files", &e))?
+        .get(0);
+    Ok(if stat { STAT_SIZE } else { RELATION_SIZE })
+}
+
+/// Which of a list of tables exist, and which of those hold rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// The tables that exist (as [`list_tables`] would list them), in the order given.
+    pub existing: Vec<TableName>,
+    /// Those that hold at least one row, in the order given; empty unless asked for.
+    pub nonempty: Vec<TableName>,
+}
+
+/// Which of `tables` exist and, with `rows`, which of those hold at least one row. Tables whose
+/// heap has no page are empty without looking; the others are looked into ([`holding_rows`]).
+pub async fn presence(
+    client: &Client,
+    side: Side,
+    tables: &[TableName],
+    rows: bool,
+) -> Result<Presence, EngineError> {
+    if tables.is_empty() {
+        return Ok(Presence::default());
+    }
+    let sql = PRESENCE_SQL.replace("{size}", main_fork_size(client, side).await?);
+    let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let mut found: Vec<(usize, bool)> = client
+        .query(sql.as_str(), &[&schemas, &names])
+        .await
+        .map_err(|e| EngineError::sql(side, "looking for the chosen tables", &e))?
+        .iter()
+        .map(|r| (r.get::<_, i32>(0) as usize - 1, r.get(1)))
+        .collect();
+    found.sort_unstable();
+    let existing = found.iter().map(|(i, _)| tables[*i].clone()).collect();
+    let nonempty = if rows {
+        let candidates: Vec<&TableName> = found
+            .iter()
+            .filter(|(_, pages)| *pages)
+            .map(|(i, _)| &tables[*i])
+            .collect();
+        holding_rows(client, side, &candidates).await?
+    } else {
+        vec![]
+    };
+    Ok(Presence { existing, nonempty })
+}
+
+/// The tables among `tables` that hold at least one row, in the order given ([`presence`]).
+pub async fn nonempty(
+    client: &Client,
+    side: Side,
+    tables: &[TableName],
+) -> Result<Vec<TableName>, EngineError> {
+    Ok(presence(client, side, tables, true).await?.nonempty)
+}
+
+/// The tables among `tables` that hold at least one row, in the order given, a few hundred per
+/// query. Each is opened and planned for: leave out first what has no pages.
+pub async fn holding_rows(
+    client: &Client,
+    side: Side,
+    tables: &[&TableName],
+) -> Result<Vec<TableName>, EngineError> {
+    let mut out = Vec::new();
+    for chunk in tables.chunks(200) {
+        let sql = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("SELECT {i} WHERE EXISTS (SELECT 1 FROM ONLY {})", t.sql()))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let mut found: Vec<usize> = client
+            .query(sql.as_str(), &[])
+            .await
+            .map_err(|e| EngineError::sql(side, "looking for rows in the chosen tables", &e))?
+            .iter()
+            .map(|r| r.get::<_, i32>(0) as usize)
+            .collect();
+        found.sort_unstable();
+        out.extend(found.into_iter().map(|i| chunk[i].clone()));
+    }
     Ok(out)
 }
 

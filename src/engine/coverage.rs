@@ -4,13 +4,14 @@
 //! of the outcome that `check`, the review, the Done screen, the headless summary and `status`
 //! print, and whose last line ("replicating N tables; M left out") ends a run.
 
-use crate::engine::catalog::TableInfo;
+use crate::engine::catalog::{self, TableInfo};
 use crate::engine::conn::Side;
 use crate::engine::error::EngineError;
+use crate::engine::generated;
 use crate::engine::ident::TableName;
 use crate::engine::settings::TableSelection;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tokio_postgres::Client;
 
 /// The reason of a table a `--tables` list does not name.
@@ -85,6 +86,84 @@ pub struct Extras {
     pub large_objects: i64,
 }
 
+/// HERE's catalog as one command reads it: its tables and what else the coverage accounts for.
+/// Read once and passed on, so that a command resolves its selection as often as it needs
+/// without listing 10,000 tables again each time.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    pub tables: Vec<TableInfo>,
+    pub extras: Extras,
+}
+
+impl Catalog {
+    /// Lists the tables and reads the extras on the one session, the queries pipelined.
+    pub async fn read(c: &Client, side: Side) -> Result<Catalog, EngineError> {
+        Catalog::read_on(c, c, side).await
+    }
+
+    /// [`Catalog::read`] shared out between two sessions of the same database
+    /// ([`catalog::list_tables_on`]).
+    pub async fn read_on(a: &Client, b: &Client, side: Side) -> Result<Catalog, EngineError> {
+        let (tables, extras) = tokio::try_join!(
+            catalog::list_tables_on(a, b, side, None),
+            read_extras(b, side)
+        )?;
+        Ok(Catalog { tables, extras })
+    }
+
+    /// Resolves a selection ([`select`]); with `convert_generated`, generated columns count as
+    /// converted ([`generated::opt_in`]).
+    pub fn select(
+        &self,
+        convert_generated: bool,
+        selection: &TableSelection,
+        leave_out: &[TableName],
+    ) -> Selected {
+        if convert_generated {
+            self.clone()
+                .into_selected(convert_generated, selection, leave_out)
+        } else {
+            select_from(&self.tables, &self.extras, selection, leave_out)
+        }
+    }
+
+    /// [`Catalog::select`] for the last use of the catalog: the chosen tables are moved, not
+    /// copied.
+    pub fn into_selected(
+        mut self,
+        convert_generated: bool,
+        selection: &TableSelection,
+        leave_out: &[TableName],
+    ) -> Selected {
+        generated::opt_in(&mut self.tables, convert_generated);
+        select(self.tables, &self.extras, selection, leave_out)
+    }
+
+    /// The names of the tables [`Catalog::select`] chooses, without copying the tables.
+    pub fn chosen_names(
+        &self,
+        convert_generated: bool,
+        selection: &TableSelection,
+        leave_out: &[TableName],
+    ) -> Vec<TableName> {
+        let converted;
+        let all = if convert_generated {
+            let mut all = self.tables.clone();
+            generated::opt_in(&mut all, true);
+            converted = all;
+            &converted
+        } else {
+            &self.tables
+        };
+        let (_, chosen) = account(all, &self.extras, selection, leave_out);
+        all.iter()
+            .zip(chosen)
+            .filter(|(_, c)| *c)
+            .map(|(t, _)| t.name.clone())
+            .collect()
+    }
+}
+
 /// Why a selection cannot go ahead.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
@@ -111,12 +190,15 @@ const SYSTEM_SCHEMAS: &str =
 /// number of large objects.
 pub async fn read_extras(c: &Client, side: Side) -> Result<Extras, EngineError> {
     let q = |ctx: &'static str| move |e: tokio_postgres::Error| EngineError::sql(side, ctx, &e);
+    // Relations (what a materialized view may read) only where there is a materialized view.
     let views = c
         .query(
             &format!(
                 "SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relispopulated
                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.relkind IN ('v', 'm', 'r', 'p') AND {SYSTEM_SCHEMAS}"
+                  WHERE c.relkind IN ('v', 'm', 'r', 'p') AND {SYSTEM_SCHEMAS}
+                    AND EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                 WHERE c.relkind = 'm' AND {SYSTEM_SCHEMAS})"
             ),
             &[],
         )
@@ -270,14 +352,51 @@ pub fn select(
     selection: &TableSelection,
     leave_out: &[TableName],
 ) -> Selected {
+    let (mut out, chosen) = account(&all, extras, selection, leave_out);
+    out.chosen = all
+        .into_iter()
+        .zip(chosen)
+        .filter(|(_, c)| *c)
+        .map(|(t, _)| t)
+        .collect();
+    out.coverage.partitions = out.chosen.iter().filter(|t| t.is_partition).count();
+    out
+}
+
+/// [`select`] without taking the tables: the chosen ones are copied.
+pub fn select_from(
+    all: &[TableInfo],
+    extras: &Extras,
+    selection: &TableSelection,
+    leave_out: &[TableName],
+) -> Selected {
+    let (mut out, chosen) = account(all, extras, selection, leave_out);
+    out.chosen = all
+        .iter()
+        .zip(chosen)
+        .filter(|(_, c)| *c)
+        .map(|(t, _)| t.clone())
+        .collect();
+    out.coverage.partitions = out.chosen.iter().filter(|t| t.is_partition).count();
+    out
+}
+
+/// [`select`]'s account, refusals and warnings, and which of `all` are chosen.
+fn account<'a>(
+    all: &'a [TableInfo],
+    extras: &Extras,
+    selection: &'a TableSelection,
+    leave_out: &'a [TableName],
+) -> (Selected, Vec<bool>) {
     let mut out = Selected::default();
     let by_name: HashMap<&TableName, &TableInfo> = all.iter().map(|t| (&t.name, t)).collect();
     // A partitioned table named in --leave-out leaves out its whole tree.
-    let named_out: BTreeSet<&TableName> = leave_out
+    let named: HashSet<&TableName> = leave_out.iter().collect();
+    let named_out: HashSet<&TableName> = leave_out
         .iter()
         .chain(
             all.iter()
-                .filter(|t| leave_out.contains(&t.name))
+                .filter(|t| named.contains(&t.name))
                 .flat_map(|t| t.partitions.iter()),
         )
         .collect();
@@ -290,11 +409,11 @@ pub fn select(
             });
         }
     }
-    let chosen: BTreeSet<TableName> = match selection {
+    let chosen: HashSet<&TableName> = match selection {
         TableSelection::All => all
             .iter()
             .filter(|t| t.is_eligible() && !named_out.contains(&t.name))
-            .map(|t| t.name.clone())
+            .map(|t| &t.name)
             .collect(),
         TableSelection::List(names) => {
             for n in names {
@@ -315,11 +434,7 @@ pub fn select(
                     });
                 }
             }
-            names
-                .iter()
-                .filter(|n| by_name.contains_key(n))
-                .cloned()
-                .collect()
+            names.iter().filter(|n| by_name.contains_key(n)).collect()
         }
     };
     // A parent counts as covered when every leaf of its tree replicates.
@@ -351,7 +466,7 @@ pub fn select(
             (why.join("; "), fix, false)
         }
     };
-    for t in &all {
+    for t in all {
         let kind = if t.relkind == 'p' {
             Kind::Partitioned
         } else {
@@ -459,10 +574,10 @@ pub fn select(
             });
         }
     }
-    let left_out_tables: BTreeSet<TableName> = all
+    let left_out_tables: HashSet<&TableName> = all
         .iter()
         .filter(|t| !covered(&t.name))
-        .map(|t| t.name.clone())
+        .map(|t| &t.name)
         .collect();
     for m in &extras.matviews {
         let fate = if m.populated {
@@ -489,7 +604,7 @@ pub fn select(
             fate,
         });
     }
-    let feeding: BTreeSet<&TableName> = all
+    let feeding: HashSet<&TableName> = all
         .iter()
         .filter(|t| chosen.contains(&t.name))
         .flat_map(|t| t.sequences.iter().map(|s| &s.sequence))
@@ -523,12 +638,8 @@ pub fn select(
             },
         });
     }
-    out.chosen = all
-        .into_iter()
-        .filter(|t| chosen.contains(&t.name))
-        .collect();
-    out.coverage.partitions = out.chosen.iter().filter(|t| t.is_partition).count();
-    out
+    let mask = all.iter().map(|t| chosen.contains(&t.name)).collect();
+    (out, mask)
 }
 
 impl Coverage {

@@ -90,58 +90,77 @@ SELECT t.tgrelid, coalesce(obj_description(t.tgfoid, 'pg_proc'), '')
  WHERE t.tgrelid = ANY($1) AND t.tgname = $2
 "#;
 
-/// The generated columns of the given tables, by table OID: stored generated columns with their
-/// expressions, and columns an earlier conversion left computed by [`TRIGGER`].
-pub async fn read(
+/// The stored generated columns of the given tables with their expressions, by table OID.
+/// Changes the session's `search_path` for the one query: run it alone on the session.
+pub async fn read_expressions(
     client: &Client,
     side: Side,
     oids: &[u32],
-    any_generated: bool,
 ) -> Result<HashMap<u32, Vec<GeneratedColumn>>, EngineError> {
     let mut out: HashMap<u32, Vec<GeneratedColumn>> = HashMap::new();
-    if any_generated {
-        // pg_get_expr leaves out the schema of what the search_path shows: with an empty one,
-        // the expression means the same in any session.
-        let old: String = client
-            .query_one("SELECT current_setting('search_path')", &[])
-            .await
-            .map_err(|e| EngineError::sql(side, "reading search_path", &e))?
-            .get(0);
-        client
-            .execute("SELECT set_config('search_path', '', false)", &[])
-            .await
-            .map_err(|e| EngineError::sql(side, "clearing search_path", &e))?;
-        let rows = client.query(EXPRESSIONS_SQL, &[&oids]).await;
-        client
-            .execute("SELECT set_config('search_path', $1, false)", &[&old])
-            .await
-            .map_err(|e| EngineError::sql(side, "restoring search_path", &e))?;
-        for r in rows.map_err(|e| EngineError::sql(side, "reading generated columns", &e))? {
-            out.entry(r.get(0)).or_default().push(GeneratedColumn {
-                column: r.get(1),
-                type_name: r.get(2),
-                not_null: r.get(3),
-                expression: r.get(4),
-                inherited: r.get(5),
-            });
-        }
+    // pg_get_expr leaves out the schema of what the search_path shows: with an empty one,
+    // the expression means the same in any session.
+    let old: String = client
+        .query_one("SELECT current_setting('search_path')", &[])
+        .await
+        .map_err(|e| EngineError::sql(side, "reading search_path", &e))?
+        .get(0);
+    client
+        .execute("SELECT set_config('search_path', '', false)", &[])
+        .await
+        .map_err(|e| EngineError::sql(side, "clearing search_path", &e))?;
+    let rows = client.query(EXPRESSIONS_SQL, &[&oids]).await;
+    client
+        .execute("SELECT set_config('search_path', $1, false)", &[&old])
+        .await
+        .map_err(|e| EngineError::sql(side, "restoring search_path", &e))?;
+    for r in rows.map_err(|e| EngineError::sql(side, "reading generated columns", &e))? {
+        out.entry(r.get(0)).or_default().push(GeneratedColumn {
+            column: r.get(1),
+            type_name: r.get(2),
+            not_null: r.get(3),
+            expression: r.get(4),
+            inherited: r.get(5),
+        });
     }
-    for r in client
+    Ok(out)
+}
+
+/// The records of the given tables that an earlier conversion left on [`TRIGGER`]'s function,
+/// by table OID (see [`merge`]).
+pub async fn read_converted(
+    client: &Client,
+    side: Side,
+    oids: &[u32],
+) -> Result<Vec<(u32, String)>, EngineError> {
+    Ok(client
         .query(CONVERTED_SQL, &[&oids, &TRIGGER])
         .await
         .map_err(|e| EngineError::sql(side, "reading converted generated columns", &e))?
-    {
-        let Some(rec) = parse_record(r.get(1)) else {
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// The generated columns of tables, by table OID: stored generated columns with their
+/// expressions ([`read_expressions`]), then columns an earlier conversion left computed by
+/// [`TRIGGER`] ([`read_converted`]).
+pub fn merge(
+    mut expressions: HashMap<u32, Vec<GeneratedColumn>>,
+    converted: Vec<(u32, String)>,
+) -> HashMap<u32, Vec<GeneratedColumn>> {
+    for (oid, comment) in converted {
+        let Some(rec) = parse_record(&comment) else {
             continue;
         };
-        let cols = out.entry(r.get(0)).or_default();
+        let cols = expressions.entry(oid).or_default();
         for c in rec.columns {
             if !cols.iter().any(|x| x.column == c.column) {
                 cols.push(c);
             }
         }
     }
-    Ok(out)
+    expressions
 }
 
 /// With `--convert-generated`, the tables as they will be once converted: their generated

@@ -25,6 +25,12 @@ impl TableName {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
     }
 
+    /// [`TableName::sql`] that quotes only when it is written into a string: for messages that
+    /// are built far more often than the name appears in them.
+    pub fn quoted(&self) -> Quoted<'_> {
+        Quoted(self)
+    }
+
     /// `schema.name`, raw, as Bucardo's CLI matches it against `nspname||'.'||relname`.
     pub fn raw(&self) -> String {
         format!("{}.{}", self.schema, self.name)
@@ -46,6 +52,15 @@ impl TableName {
                 "{input:?} has more than one dot outside quotes; write it as schema.table or \"sch.ema\".\"ta.ble\""
             )),
         }
+    }
+}
+
+/// A table name that formats as [`TableName::sql`].
+pub struct Quoted<'a>(&'a TableName);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.sql())
     }
 }
 

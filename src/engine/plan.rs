@@ -730,26 +730,27 @@ pub struct SequenceFeed {
 
 /// Each sequence feeding a chosen table once, with all the tables and columns it feeds.
 pub fn sequence_uses(tables: &[TableInfo]) -> Vec<SequenceFeed> {
-    let mut out: Vec<SequenceFeed> = Vec::new();
+    let mut by_sequence: std::collections::BTreeMap<&TableName, Vec<(TableName, String)>> =
+        std::collections::BTreeMap::new();
     for t in tables {
-        let table = t.partition_root.clone().unwrap_or_else(|| t.name.clone());
+        let table = t.partition_root.as_ref().unwrap_or(&t.name);
         for u in &t.sequences {
-            let feed = (table.clone(), u.column.clone());
-            match out.iter_mut().find(|f| f.sequence == u.sequence) {
-                Some(f) if f.feeds.contains(&feed) => {}
-                Some(f) => f.feeds.push(feed),
-                None => out.push(SequenceFeed {
-                    sequence: u.sequence.clone(),
-                    feeds: vec![feed],
-                }),
+            let feeds = by_sequence.entry(&u.sequence).or_default();
+            if !feeds.iter().any(|(t, c)| t == table && *c == u.column) {
+                feeds.push((table.clone(), u.column.clone()));
             }
         }
     }
-    for f in &mut out {
-        f.feeds.sort();
-    }
-    out.sort();
-    out
+    by_sequence
+        .into_iter()
+        .map(|(sequence, mut feeds)| {
+            feeds.sort();
+            SequenceFeed {
+                sequence: sequence.clone(),
+                feeds,
+            }
+        })
+        .collect()
 }
 
 /// HERE's half of interleaving: `INCREMENT BY 2` and a restart at an odd value above everything

@@ -3,6 +3,9 @@
 //! checks that still matter, then start the runner with its journal, executor, channels,
 //! cancellation and (outside the wizard, which reads Ctrl-C as a key) the Ctrl-C handler.
 
+use crate::engine::catalog::Presence;
+use crate::engine::conn::Side;
+use crate::engine::coverage::Catalog;
 use crate::engine::error::EngineError;
 use crate::engine::event::{ConfirmMode, GateReply, RunEvent};
 use crate::engine::exec::{self, LiveExecutor};
@@ -103,6 +106,18 @@ pub async fn resuming(s: &Settings, restart: bool) -> Result<bool, EngineError> 
     Ok(!restart && exec::resuming(s).await?)
 }
 
+/// HERE's catalog, for a command that resolves its selection more than once (whether it
+/// resumes, the checks, the plan): read once and passed on.
+pub async fn read_catalog(s: &Settings) -> Result<Catalog, EngineError> {
+    let (a, b) = tokio::try_join!(s.here.connect(Side::Here), s.here.connect(Side::Here))?;
+    Catalog::read_on(&a, &b, Side::Here).await
+}
+
+/// [`resuming`] with HERE's catalog already read.
+pub fn resuming_in(s: &Settings, catalog: &Catalog, restart: bool) -> Result<bool, EngineError> {
+    Ok(!restart && exec::resuming_in(s, catalog)?)
+}
+
 /// A plan ready to run.
 #[derive(Debug)]
 pub struct Prepared {
@@ -124,6 +139,18 @@ pub async fn prepare(s: &Settings, restart: bool) -> Result<Prepared, EngineErro
     Ok(Prepared { plan, journal })
 }
 
+/// [`prepare`] with HERE's catalog already read (its last use), and what the checks found of
+/// THERE's tables.
+pub async fn prepare_in(
+    s: &Settings,
+    catalog: Catalog,
+    there: Option<&Presence>,
+    restart: bool,
+) -> Result<Prepared, EngineError> {
+    let (plan, journal) = exec::prepare_in(s, catalog, there, restart).await?;
+    Ok(Prepared { plan, journal })
+}
+
 /// The checks before a run. A fresh bootstrap gets the whole preflight; a resumed one only what
 /// still matters ([`preflight::resume_checks`]), since the names taken and the rows on THERE are
 /// the earlier run's own work.
@@ -136,6 +163,16 @@ pub async fn checks(
         preflight::resume_checks(s).await
     } else {
         preflight::run(s, tables).await
+    }
+}
+
+/// [`checks`] with HERE's catalog already read; what they learned of THERE goes on to
+/// [`prepare_in`].
+pub async fn checks_in(s: &Settings, resuming: bool, catalog: &Catalog) -> preflight::Outcome {
+    if resuming {
+        preflight::resume_checks_in(s, catalog).await
+    } else {
+        preflight::run_in(s, None, catalog).await
     }
 }
 

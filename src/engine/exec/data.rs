@@ -77,32 +77,29 @@ impl LiveExecutor {
             .await;
         }
         let there = s.there.connect(Side::There).await?;
-        for t in &todo {
-            if partial
-                .iter()
-                .any(|r| r.table == t.name && !r.done.is_empty())
-            {
-                // Its committed ranges stay; each missing range clears its own span first.
-                continue;
-            }
-            let has_rows = has_rows(&there, Side::There, &t.name).await?;
-            if has_rows {
-                // Rows of an interrupted copy: empty the table and copy it again under the new
-                // snapshot. Replica mode keeps Bucardo's truncate trigger from logging this.
-                log(
-                    events,
-                    LogLevel::Warn,
-                    format!(
-                        "{} holds rows from an interrupted copy: emptying it on THERE",
-                        t.name
-                    ),
-                )
-                .await;
-                there
-                    .batch_execute(&format!("SET session_replication_role = replica; TRUNCATE ONLY {}; RESET session_replication_role", t.name.sql()))
-                    .await
-                    .map_err(|e| EngineError::sql(Side::There, format!("emptying {}", t.name), &e))?;
-            }
+        // Tables with committed ranges keep them; each missing range clears its own span first.
+        let whole: Vec<TableName> = todo
+            .iter()
+            .filter(|t| {
+                !partial
+                    .iter()
+                    .any(|r| r.table == t.name && !r.done.is_empty())
+            })
+            .map(|t| t.name.clone())
+            .collect();
+        for name in catalog::nonempty(&there, Side::There, &whole).await? {
+            // Rows of an interrupted copy: empty the table and copy it again under the new
+            // snapshot. Replica mode keeps Bucardo's truncate trigger from logging this.
+            log(
+                events,
+                LogLevel::Warn,
+                format!("{name} holds rows from an interrupted copy: emptying it on THERE"),
+            )
+            .await;
+            there
+                .batch_execute(&format!("SET session_replication_role = replica; TRUNCATE ONLY {}; RESET session_replication_role", name.sql()))
+                .await
+                .map_err(|e| EngineError::sql(Side::There, format!("emptying {name}"), &e))?;
         }
         log(
             events,

@@ -37,8 +37,10 @@ mod prepare;
 mod replay;
 mod verification;
 
-use prepare::*;
-pub use prepare::{prepare, probe, resolve_tables, resuming, select_tables, state_paths};
+pub use prepare::{
+    prepare, prepare_in, probe, probe_knowing, resolve_in, resolve_tables, resuming, resuming_in,
+    select_in, select_tables, state_paths,
+};
 use replay::*;
 pub use verification::{
     verify_command, verify_tables, verify_tables_mode, Differences, VerifyReport, CHUNK_ROWS,

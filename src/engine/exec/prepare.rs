@@ -2,6 +2,7 @@
 //! open its journal.
 
 use super::*;
+use crate::engine::coverage::Catalog;
 
 /// The settings' selection resolved against HERE's catalog, with what it would refuse: for the
 /// commands that only read what a bootstrap made (`verify`, a resumed run's lookup), where
@@ -10,10 +11,12 @@ pub async fn select_tables(
     s: &Settings,
     here: &tokio_postgres::Client,
 ) -> Result<coverage::Selected, EngineError> {
-    let mut all = catalog::list_tables(here, Side::Here, None).await?;
-    crate::engine::generated::opt_in(&mut all, s.convert_generated);
-    let extras = coverage::read_extras(here, Side::Here).await?;
-    Ok(coverage::select(all, &extras, &s.tables, &s.leave_out))
+    Ok(select_in(s, &Catalog::read(here, Side::Here).await?))
+}
+
+/// [`select_tables`] in a catalog already read.
+pub fn select_in(s: &Settings, catalog: &Catalog) -> coverage::Selected {
+    catalog.select(s.convert_generated, &s.tables, &s.leave_out)
 }
 
 /// The chosen tables with their catalog facts, and the account of everything else on HERE.
@@ -23,7 +26,15 @@ pub async fn resolve_tables(
     s: &Settings,
     here: &tokio_postgres::Client,
 ) -> Result<(Vec<TableInfo>, Coverage), EngineError> {
-    let sel = select_tables(s, here).await?;
+    resolve_in(s, Catalog::read(here, Side::Here).await?)
+}
+
+/// [`resolve_tables`] in a catalog already read (its last use: the tables are moved out).
+pub fn resolve_in(
+    s: &Settings,
+    catalog: Catalog,
+) -> Result<(Vec<TableInfo>, Coverage), EngineError> {
+    let sel = catalog.into_selected(s.convert_generated, &s.tables, &s.leave_out);
     let mut problems: Vec<String> = sel.refusals.iter().map(|r| r.message.clone()).collect();
     for t in &sel.chosen {
         if let Err(why) = t.eligibility() {
@@ -47,6 +58,16 @@ pub async fn probe(
     s: &Settings,
     tables: &[TableInfo],
     resuming: bool,
+) -> Result<Facts, EngineError> {
+    probe_knowing(s, tables, resuming, None).await
+}
+
+/// [`probe`], with what preflight found of THERE's copies of `tables` just before, if it did.
+pub async fn probe_knowing(
+    s: &Settings,
+    tables: &[TableInfo],
+    resuming: bool,
+    there: Option<&catalog::Presence>,
 ) -> Result<Facts, EngineError> {
     let mut f = Facts::default();
     let here = s.here.connect(Side::Here).await?;
@@ -93,21 +114,17 @@ pub async fn probe(
         .is_some();
     f.bucardo_role_missing_there = role_missing(ta, Side::There, s.bucardo.user.clone()).await?;
     if f.there_db_exists {
-        let there = s.there.connect(Side::There).await?;
-        let existing = catalog::list_tables(
-            &there,
-            Side::There,
-            Some(&tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>()),
-        )
-        .await?;
-        let mut nonempty = Vec::new();
-        for t in &existing {
-            let has_rows = has_rows(&there, Side::There, &t.name).await?;
-            if has_rows {
-                nonempty.push(t.name.to_string());
+        let catalog::Presence { existing, nonempty } = match there {
+            Some(p) => p.clone(),
+            None => {
+                let there = s.there.connect(Side::There).await?;
+                let names: Vec<TableName> = tables.iter().map(|t| t.name.clone()).collect();
+                catalog::presence(&there, Side::There, &names, !resuming).await?
             }
-        }
-        if !nonempty.is_empty() && !resuming {
+        };
+        let nonempty = if resuming { vec![] } else { nonempty };
+        if !nonempty.is_empty() {
+            let nonempty: Vec<String> = nonempty.iter().map(ToString::to_string).collect();
             return Err(EngineError::Refused(format!(
                 "THERE already holds rows in {}; the bootstrap only fills empty tables. Empty them (TRUNCATE) or choose another THERE database",
                 nonempty.join(", ")
@@ -153,41 +170,42 @@ pub async fn probe(
     Ok(f)
 }
 
-/// Whether a table holds any row.
-pub(super) async fn has_rows(
-    c: &tokio_postgres::Client,
-    side: Side,
-    t: &TableName,
-) -> Result<bool, EngineError> {
-    c.query_one(
-        format!("SELECT EXISTS (SELECT 1 FROM ONLY {})", t.sql()).as_str(),
-        &[],
-    )
-    .await
-    .map(|r| r.get(0))
-    .map_err(|e| EngineError::sql(side, format!("looking into {t}"), &e))
-}
-
 /// Whether an earlier run of this plan left records in its journal (a rerun resumes).
 pub async fn resuming(s: &Settings) -> Result<bool, EngineError> {
     let here = s.here.connect(Side::Here).await?;
+    resuming_in(s, &Catalog::read(&here, Side::Here).await?)
+}
+
+/// [`resuming`] with HERE's catalog already read.
+pub fn resuming_in(s: &Settings, catalog: &Catalog) -> Result<bool, EngineError> {
     // A selection preflight will refuse resumes nothing; preflight then says why.
-    let tables = select_tables(s, &here).await?.chosen;
-    Ok(!Journal::open(&s.state_dir(), &plan::fingerprint(s, &tables))?.is_empty())
+    let tables = catalog.chosen_names(s.convert_generated, &s.tables, &s.leave_out);
+    Ok(!Journal::open(&s.state_dir(), &plan::fingerprint_names(s, &tables))?.is_empty())
 }
 
 /// Prepares everything for `run`/`plan`: resolves tables, opens the journal (discarding it with
 /// `restart`), probes, builds the plan and marks what an earlier run finished.
 pub async fn prepare(s: &Settings, restart: bool) -> Result<(Plan, Journal), EngineError> {
     let here = s.here.connect(Side::Here).await?;
-    let (tables, coverage) = resolve_tables(s, &here).await?;
+    prepare_in(s, Catalog::read(&here, Side::Here).await?, None, restart).await
+}
+
+/// [`prepare`] with HERE's catalog already read (its last use), and what preflight found of
+/// THERE's copies of the chosen tables ([`probe_knowing`]).
+pub async fn prepare_in(
+    s: &Settings,
+    catalog: Catalog,
+    there: Option<&catalog::Presence>,
+    restart: bool,
+) -> Result<(Plan, Journal), EngineError> {
+    let (tables, coverage) = resolve_in(s, catalog)?;
     let fingerprint = plan::fingerprint(s, &tables);
     let mut journal = Journal::open(&s.state_dir(), &fingerprint)?;
     if restart {
         journal.discard()?;
     }
     let resuming = !journal.is_empty();
-    let facts = probe(s, &tables, resuming).await?;
+    let facts = probe_knowing(s, &tables, resuming, there).await?;
     let mut plan = Plan::build(s, tables, coverage, &facts);
     plan.mark_done(&journal.data.steps_done);
     journal.data.tables = plan.tables.iter().map(|t| t.name.clone()).collect();

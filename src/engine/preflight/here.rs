@@ -15,10 +15,18 @@ pub(super) struct HereOut {
 pub(super) async fn here_checks(
     s: &Settings,
     tables: Option<&[TableInfo]>,
+    catalog: Option<&Catalog>,
     opts: &Options,
 ) -> HereOut {
     let mut o = HereOut::default();
-    let c = match open(&s.here, Side::Here).await {
+    // Without the catalog, a second session shares out reading it (catalog::list_tables_on).
+    let (c, second) = tokio::join!(open(&s.here, Side::Here), async {
+        match catalog {
+            None => open(&s.here, Side::Here).await.ok(),
+            Some(_) => None,
+        }
+    });
+    let c = match c {
         Ok(c) => c,
         Err(e) => {
             o.findings.push(connect_failure(HERE, &e));
@@ -47,7 +55,7 @@ pub(super) async fn here_checks(
         Some(t) => TableSelection::List(t.iter().map(|t| t.name.clone()).collect()),
         None => s.tables.clone(),
     };
-    let chosen = match resolve(s, &selection, &c).await {
+    let chosen = match resolve(s, &selection, &c, second.as_ref(), catalog).await {
         Ok((chosen, findings)) => {
             o.table_findings.extend(findings);
             Some(chosen)
@@ -87,17 +95,26 @@ pub(super) fn version_finding(group: &str, version: &str, num: i32) -> Finding {
 
 /// The chosen tables of `selection`, and findings about the selection itself: names not found,
 /// what is left out and why, materialized views, foreign keys to tables left out, and the line
-/// that sums it up.
+/// that sums it up. HERE's catalog is read on `c` (and `second`) unless the caller read it
+/// already.
 pub(super) async fn resolve(
     s: &Settings,
     selection: &TableSelection,
     c: &Client,
+    second: Option<&Client>,
+    catalog: Option<&Catalog>,
 ) -> Result<(Vec<TableInfo>, Vec<Finding>), EngineError> {
-    let mut all = catalog::list_tables(c, Side::Here, None).await?;
-    crate::engine::generated::opt_in(&mut all, s.convert_generated);
-    let extras = coverage::read_extras(c, Side::Here).await?;
-    let sel = coverage::select(all, &extras, selection, &s.leave_out);
-    Ok((sel.chosen.clone(), selection_findings(&sel)))
+    let read;
+    let catalog = match catalog {
+        Some(cat) => cat,
+        None => {
+            read = Catalog::read_on(c, second.unwrap_or(c), Side::Here).await?;
+            &read
+        }
+    };
+    let mut sel = catalog.select(s.convert_generated, selection, &s.leave_out);
+    let findings = selection_findings(&sel);
+    Ok((std::mem::take(&mut sel.chosen), findings))
 }
 
 pub(super) fn selection_findings(sel: &coverage::Selected) -> Vec<Finding> {

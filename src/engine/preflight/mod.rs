@@ -5,9 +5,9 @@
 //! machine) run concurrently so that an unreachable server costs one connect timeout, not four.
 
 use crate::engine::bucardo::{self, BucardoCli, BucardoCmd};
-use crate::engine::catalog::{self, TableInfo};
+use crate::engine::catalog::{self, Column, Presence, Shape, TableInfo};
 use crate::engine::conn::{ConnSpec, Side};
-use crate::engine::coverage;
+use crate::engine::coverage::{self, Catalog};
 use crate::engine::daemon::{self, Daemon};
 use crate::engine::error::EngineError;
 use crate::engine::files::unsafe_dir_reason;
@@ -16,6 +16,7 @@ use crate::engine::process::{self, pg_tool, Invocation};
 use crate::engine::secret::redact;
 use crate::engine::settings::{SequenceMode, Settings, TableSelection};
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_postgres::Client;
@@ -130,16 +131,44 @@ pub async fn run(s: &Settings, tables: Option<&[TableInfo]>) -> Vec<Finding> {
 }
 
 pub async fn run_with(s: &Settings, tables: Option<&[TableInfo]>, opts: &Options) -> Vec<Finding> {
-    let (here, there, mut bucardo, local) = tokio::join!(
-        here_checks(s, tables, opts),
-        there_checks(s, opts),
+    checks(s, tables, None, opts).await.findings
+}
+
+/// What the checks found, with what they learned of THERE's copies of the chosen tables: the
+/// probe before a plan takes that instead of looking again.
+#[derive(Debug)]
+pub struct Outcome {
+    pub findings: Vec<Finding>,
+    /// Which chosen tables THERE has and which hold rows; None when the checks could not tell
+    /// (or did not look: no database on THERE, or a resumed run's checks).
+    pub there: Option<Presence>,
+}
+
+/// [`run`] with HERE's catalog already read (HERE is still connected to and checked).
+pub async fn run_in(s: &Settings, tables: Option<&[TableInfo]>, catalog: &Catalog) -> Outcome {
+    checks(s, tables, Some(catalog), &Options::default()).await
+}
+
+async fn checks(
+    s: &Settings,
+    tables: Option<&[TableInfo]>,
+    catalog: Option<&Catalog>,
+    opts: &Options,
+) -> Outcome {
+    let there = spawn_there_checks(s, opts, true);
+    let (here, mut bucardo, local) = tokio::join!(
+        here_checks(s, tables, catalog, opts),
         bucardo_checks(s, opts, false),
         local_checks(s),
     );
+    let there = joined(there).await;
     let mut out = here.findings;
     out.extend(there.findings);
-    if let (Some(chosen), Some(client)) = (&here.chosen, &there.db) {
-        out.extend(there_tables(client, chosen).await);
+    let mut presence = None;
+    if let (Some(chosen), Some(client), Some(shapes)) = (&here.chosen, &there.db, &there.shapes) {
+        let (findings, found) = there_tables(client, chosen, shapes).await;
+        out.extend(findings);
+        presence = found;
     }
     out.append(&mut bucardo);
     out.extend(here.table_findings);
@@ -147,7 +176,10 @@ pub async fn run_with(s: &Settings, tables: Option<&[TableInfo]>, opts: &Options
     out.extend(tool_findings(&local.tools, here.version, there.version));
     let max = opts.max_clock_skew.as_secs_f64();
     out.extend(clock_findings(here.clock, there.clock, max));
-    out
+    Outcome {
+        findings: out,
+        there: presence,
+    }
 }
 
 /// The checks for resuming a bootstrap that an earlier run started: only what still matters.
@@ -156,16 +188,48 @@ pub async fn run_with(s: &Settings, tables: Option<&[TableInfo]>, opts: &Options
 /// version and privileges, and Bucardo for its control database (installed, or installable
 /// when the earlier run stopped before installing it) and its daemon.
 pub async fn resume_checks(s: &Settings) -> Vec<Finding> {
+    resume_checks_with(s, None).await
+}
+
+/// [`resume_checks`] with HERE's catalog already read.
+pub async fn resume_checks_in(s: &Settings, catalog: &Catalog) -> Outcome {
+    Outcome {
+        findings: resume_checks_with(s, Some(catalog)).await,
+        there: None,
+    }
+}
+
+async fn resume_checks_with(s: &Settings, catalog: Option<&Catalog>) -> Vec<Finding> {
     let opts = Options::default();
-    let (here, there, bucardo) = tokio::join!(
-        here_checks(s, None, &opts),
-        there_checks(s, &opts),
+    let there = spawn_there_checks(s, &opts, false);
+    let (here, bucardo) = tokio::join!(
+        here_checks(s, None, catalog, &opts),
         bucardo_checks(s, &opts, true),
     );
+    let there = joined(there).await;
     let mut out = here.findings;
     out.extend(there.findings);
     out.extend(bucardo);
     out
+}
+
+/// THERE's checks as a task of their own: resolving HERE's selection is a burst of CPU (tens of
+/// milliseconds with 10,000 tables) that would hold them up between their queries if they were
+/// polled in the same task.
+fn spawn_there_checks(
+    s: &Settings,
+    opts: &Options,
+    tables: bool,
+) -> tokio::task::JoinHandle<ThereOut> {
+    let (s, opts) = (s.clone(), opts.clone());
+    tokio::spawn(async move { there_checks(&s, &opts, tables).await })
+}
+
+async fn joined(task: tokio::task::JoinHandle<ThereOut>) -> ThereOut {
+    match task.await {
+        Ok(out) => out,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 pub fn has_fail(findings: &[Finding]) -> bool {
@@ -200,6 +264,7 @@ fn sql_failure(group: &str, check: &str, e: &EngineError) -> Finding {
 fn run_is_send(s: &Settings) {
     fn send<T: Send>(_: T) {}
     send(run(s, None));
+    send(run_in(s, None, &Catalog::default()));
 }
 
 #[cfg(test)]

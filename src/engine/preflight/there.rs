@@ -9,10 +9,15 @@ pub(super) struct ThereOut {
     pub(super) version: Option<i32>,
     /// A session on THERE's database, when it exists.
     pub(super) db: Option<Client>,
+    /// Every table of THERE's database with its columns, when asked for and the database
+    /// exists: listed while HERE is being checked, matched to the chosen tables afterwards
+    /// ([`there_tables`]).
+    pub(super) shapes: Option<Result<Vec<Shape>, EngineError>>,
     pub(super) clock: Option<ClockReading>,
 }
 
-pub(super) async fn there_checks(s: &Settings, opts: &Options) -> ThereOut {
+/// With `tables`, also lists THERE's tables for [`there_tables`].
+pub(super) async fn there_checks(s: &Settings, opts: &Options, tables: bool) -> ThereOut {
     let mut o = ThereOut::default();
     let admin_spec = s.there.with_db("postgres");
     let admin = match open(&admin_spec, Side::There).await {
@@ -144,52 +149,63 @@ pub(super) async fn there_checks(s: &Settings, opts: &Options) -> ThereOut {
     let login_spec = if exists { s.there.clone() } else { admin_spec };
     o.findings
         .extend(bucardo_role(s, &admin, THERE, Side::There, &login_spec).await);
+    if let (true, Some(c)) = (tables, &o.db) {
+        o.shapes = Some(catalog::list_shapes(c, Side::There, None).await);
+    }
     o
 }
 
 /// The chosen tables on THERE: all absent (the schema is copied), or all present, empty and with
-/// HERE's columns (the schema copy is skipped).
-pub(super) async fn there_tables(c: &Client, chosen: &[TableInfo]) -> Vec<Finding> {
+/// HERE's columns (the schema copy is skipped). `shapes` are all of THERE's tables. Returns the
+/// findings, and which chosen tables THERE has and which of those hold rows, when it could tell.
+pub(super) async fn there_tables(
+    c: &Client,
+    chosen: &[TableInfo],
+    shapes: &Result<Vec<Shape>, EngineError>,
+) -> (Vec<Finding>, Option<Presence>) {
     if chosen.is_empty() {
-        return vec![];
+        return (vec![], Some(Presence::default()));
     }
-    let names: Vec<TableName> = chosen.iter().map(|t| t.name.clone()).collect();
-    let existing = match catalog::list_tables(c, Side::There, Some(&names)).await {
-        Ok(e) => e,
-        Err(e) => return vec![sql_failure(THERE, "tables", &e)],
+    let shapes = match shapes {
+        Ok(s) => s,
+        Err(e) => return (vec![sql_failure(THERE, "tables", e)], None),
     };
+    let here: HashMap<&TableName, &TableInfo> = chosen.iter().map(|t| (&t.name, t)).collect();
+    let existing: Vec<&Shape> = shapes
+        .iter()
+        .filter(|t| here.contains_key(&t.name))
+        .collect();
     let mut out = Vec::new();
     if existing.is_empty() {
-        match catalog::list_tables(c, Side::There, None).await {
-            Ok(others) if !others.is_empty() => {
-                let list: Vec<String> =
-                    others.iter().take(10).map(|t| t.name.to_string()).collect();
-                out.push(Finding::warn(
-                    THERE,
-                    "tables",
-                    format!(
-                        "THERE already has {} other table(s) ({}{}): the schema copy restores HERE's whole schema in one transaction and stops at the first object that exists",
-                        others.len(),
-                        list.join(", "),
-                        if others.len() > 10 { ", ..." } else { "" }
-                    ),
-                    None,
-                ));
-            }
-            Ok(_) => out.push(Finding::pass(
+        let others = shapes;
+        if others.is_empty() {
+            out.push(Finding::pass(
                 THERE,
                 "tables",
                 "none of the chosen tables exists on THERE yet: the schema is copied",
-            )),
-            Err(e) => out.push(sql_failure(THERE, "tables", &e)),
+            ));
+        } else {
+            let list: Vec<String> = others.iter().take(10).map(|t| t.name.to_string()).collect();
+            out.push(Finding::warn(
+                THERE,
+                "tables",
+                format!(
+                    "THERE already has {} other table(s) ({}{}): the schema copy restores HERE's whole schema in one transaction and stops at the first object that exists",
+                    others.len(),
+                    list.join(", "),
+                    if others.len() > 10 { ", ..." } else { "" }
+                ),
+                None,
+            ));
         }
-        return out;
+        return (out, Some(Presence::default()));
     }
     if existing.len() < chosen.len() {
+        let there: HashSet<&TableName> = existing.iter().map(|t| &t.name).collect();
         let present: Vec<String> = existing.iter().map(|t| t.name.to_string()).collect();
         let absent: Vec<String> = chosen
             .iter()
-            .filter(|t| !existing.iter().any(|e| e.name == t.name))
+            .filter(|t| !there.contains(&t.name))
             .map(|t| t.name.to_string())
             .collect();
         out.push(Finding::fail(
@@ -208,27 +224,25 @@ pub(super) async fn there_tables(c: &Client, chosen: &[TableInfo]) -> Vec<Findin
             )),
         ));
     }
+    // A converted column (--convert-generated) counts as the generated one it was.
+    let shape = |columns: &[Column], converted: &dyn Fn(&str) -> bool| -> Vec<String> {
+        columns
+            .iter()
+            .map(|c| {
+                let g = if c.generated || converted(&c.name) {
+                    " generated"
+                } else {
+                    ""
+                };
+                format!("{} {}{g}", quote_ident(&c.name), c.type_name)
+            })
+            .collect()
+    };
     let mut mismatched = 0;
     for t in &existing {
-        let Some(h) = chosen.iter().find(|c| c.name == t.name) else {
-            continue;
-        };
-        let shape = |x: &TableInfo| -> Vec<String> {
-            x.columns
-                .iter()
-                .map(|c| {
-                    // A converted column (--convert-generated) counts as the generated one it was.
-                    let converted = x.generation.iter().any(|g| g.column == c.name);
-                    let g = if c.generated || converted {
-                        " generated"
-                    } else {
-                        ""
-                    };
-                    format!("{} {}{g}", quote_ident(&c.name), c.type_name)
-                })
-                .collect()
-        };
-        let (hs, ts) = (shape(h), shape(t));
+        let h = here[&t.name];
+        let hs = shape(&h.columns, &|c| h.generation.iter().any(|g| g.column == c));
+        let ts = shape(&t.columns, &|c| t.converted.iter().any(|x| x == c));
         if hs != ts {
             mismatched += 1;
             out.push(Finding::fail(
@@ -247,11 +261,17 @@ pub(super) async fn there_tables(c: &Client, chosen: &[TableInfo]) -> Vec<Findin
             ));
         }
     }
-    let nonempty = match nonempty_tables(c, &existing).await {
+    let names: Vec<TableName> = existing.iter().map(|t| t.name.clone()).collect();
+    let candidates: Vec<&TableName> = existing
+        .iter()
+        .filter(|t| t.pages)
+        .map(|t| &t.name)
+        .collect();
+    let nonempty = match catalog::holding_rows(c, Side::There, &candidates).await {
         Ok(n) => n,
         Err(e) => {
             out.push(sql_failure(THERE, "empty", &e));
-            return out;
+            return (out, None);
         }
     };
     for t in &nonempty {
@@ -272,33 +292,9 @@ pub(super) async fn there_tables(c: &Client, chosen: &[TableInfo]) -> Vec<Findin
             ),
         ));
     }
-    out
-}
-
-/// The tables among `tables` that hold at least one row, a few hundred per query.
-pub(super) async fn nonempty_tables(
-    c: &Client,
-    tables: &[TableInfo],
-) -> Result<Vec<TableName>, EngineError> {
-    let mut out = Vec::new();
-    for chunk in tables.chunks(200) {
-        let sql = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                format!(
-                    "SELECT {i} WHERE EXISTS (SELECT 1 FROM ONLY {})",
-                    t.name.sql()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        for r in c.query(sql.as_str(), &[]).await.map_err(|e| {
-            EngineError::sql(Side::There, "looking for rows in the chosen tables", &e)
-        })? {
-            let i: i32 = r.get(0);
-            out.push(chunk[i as usize].name.clone());
-        }
-    }
-    Ok(out)
+    let presence = Presence {
+        existing: names,
+        nonempty,
+    };
+    (out, Some(presence))
 }

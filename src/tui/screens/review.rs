@@ -8,6 +8,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Widget};
+use std::cell::RefCell;
 
 #[derive(Clone, Debug, Default)]
 pub struct ReviewState {
@@ -21,6 +22,17 @@ pub struct ReviewState {
     pub scroll: usize,
     /// What was saved where, newest last.
     pub saved: Vec<String>,
+    /// `text` wrapped to the width it was last drawn at: a 10,000-table plan has 70,000 lines,
+    /// and wrapping them all again took longer than a frame.
+    pub(crate) wrapped: RefCell<Wrapped>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Wrapped {
+    width: usize,
+    /// How many lines of `text` were wrapped.
+    of: usize,
+    lines: Vec<String>,
 }
 
 impl ReviewState {
@@ -30,6 +42,7 @@ impl ReviewState {
         self.loading = false;
         self.error = None;
         self.scroll = 0;
+        self.wrapped = RefCell::default();
     }
 
     pub fn scroll_by(&mut self, delta: isize) {
@@ -77,7 +90,15 @@ impl Widget for &ReviewState {
         let footer_h = self.saved.len().min(2) as u16 + 1;
         let [text_area, footer_area] =
             Layout::vertical([Constraint::Min(3), Constraint::Length(footer_h)]).areas(area);
-        let lines = wrap_all(self.text.iter().map(String::as_str), inner_w);
+        let mut wrapped = self.wrapped.borrow_mut();
+        if wrapped.width != inner_w || wrapped.of != self.text.len() || wrapped.lines.is_empty() {
+            *wrapped = Wrapped {
+                width: inner_w,
+                of: self.text.len(),
+                lines: wrap_all(self.text.iter().map(String::as_str), inner_w),
+            };
+        }
+        let lines = &wrapped.lines;
         let rows = text_area.height.saturating_sub(2) as usize;
         let scroll = self.scroll.min(lines.len().saturating_sub(rows));
         let (steps, tables) = self
@@ -92,11 +113,10 @@ impl Widget for &ReviewState {
             (scroll + rows).min(lines.len()),
             lines.len()
         );
-        let body: Vec<Line> = lines
-            .into_iter()
-            .skip(scroll)
-            .take(rows)
+        let body: Vec<Line> = lines[scroll..(scroll + rows).min(lines.len())]
+            .iter()
             .map(|l| {
+                let l = l.clone();
                 if l.len() > 3 && l.as_bytes()[2] == b'.' && l[..2].trim().parse::<u32>().is_ok() {
                     Line::styled(l, t.bold())
                 } else if l.trim_start().starts_with('#') {
