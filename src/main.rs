@@ -105,12 +105,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Some(Cmd::Plan { conn, script, save }) => {
             let s = settings(&conn.merged(&cli.conn))?;
             let (_guard, _) = logging::init(&s.log_dir, "plan")?;
+            let there = preflight::start_there(&s);
             let catalog = launch::read_catalog(&s)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.one_line()))?;
             let resuming = launch::resuming_in(&s, &catalog, false)
                 .map_err(|e| anyhow::anyhow!(e.one_line()))?;
-            let Some(checked) = checks_pass(&s, resuming, &catalog).await else {
+            let Some(checked) = checks_pass(&s, resuming, &catalog, there).await else {
                 return Ok(1);
             };
             let plan = launch::prepare_in(&s, catalog, checked.there.as_ref(), false)
@@ -188,12 +189,13 @@ async fn run(s: Settings, yes: bool, restart: bool) -> anyhow::Result<u8> {
             return Ok(1);
         }
     }
+    let there = preflight::start_there(&s);
     let catalog = launch::read_catalog(&s)
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?;
     let resuming =
         launch::resuming_in(&s, &catalog, restart).map_err(|e| anyhow::anyhow!(e.one_line()))?;
-    let Some(checked) = checks_pass(&s, resuming, &catalog).await else {
+    let Some(checked) = checks_pass(&s, resuming, &catalog, there).await else {
         return Ok(1);
     };
     let prepared = launch::prepare_in(&s, catalog, checked.there.as_ref(), restart)
@@ -234,8 +236,9 @@ async fn checks_pass(
     s: &Settings,
     resuming: bool,
     catalog: &bucardo_bootstrap::engine::coverage::Catalog,
+    there: preflight::ThereAhead,
 ) -> Option<preflight::Outcome> {
-    let outcome = launch::checks_in(s, resuming, catalog).await;
+    let outcome = launch::checks_in(s, resuming, catalog, Some(there)).await;
     let findings = &outcome.findings;
     if preflight::has_fail(findings) {
         eprint!("{}", text::findings_text(findings));

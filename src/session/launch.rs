@@ -166,13 +166,18 @@ pub async fn checks(
     }
 }
 
-/// [`checks`] with HERE's catalog already read; what they learned of THERE goes on to
-/// [`prepare_in`].
-pub async fn checks_in(s: &Settings, resuming: bool, catalog: &Catalog) -> preflight::Outcome {
+/// [`checks`] with HERE's catalog already read, and THERE's checks perhaps started while it was
+/// ([`preflight::start_there`]); what they learned of THERE goes on to [`prepare_in`].
+pub async fn checks_in(
+    s: &Settings,
+    resuming: bool,
+    catalog: &Catalog,
+    there: Option<preflight::ThereAhead>,
+) -> preflight::Outcome {
     if resuming {
-        preflight::resume_checks_in(s, catalog).await
+        preflight::resume_checks_in(s, catalog, there).await
     } else {
-        preflight::run_in(s, None, catalog).await
+        preflight::run_in(s, None, catalog, there).await
     }
 }
 

@@ -131,7 +131,7 @@ pub async fn run(s: &Settings, tables: Option<&[TableInfo]>) -> Vec<Finding> {
 }
 
 pub async fn run_with(s: &Settings, tables: Option<&[TableInfo]>, opts: &Options) -> Vec<Finding> {
-    checks(s, tables, None, opts).await.findings
+    checks(s, tables, None, opts, None).await.findings
 }
 
 /// What the checks found, with what they learned of THERE's copies of the chosen tables: the
@@ -144,9 +144,25 @@ pub struct Outcome {
     pub there: Option<Presence>,
 }
 
-/// [`run`] with HERE's catalog already read (HERE is still connected to and checked).
-pub async fn run_in(s: &Settings, tables: Option<&[TableInfo]>, catalog: &Catalog) -> Outcome {
-    checks(s, tables, Some(catalog), &Options::default()).await
+/// THERE's checks, started before HERE's catalog is read: they need nothing of HERE until the
+/// chosen tables are matched to THERE's, and with 10,000 tables each side takes a few hundred
+/// milliseconds.
+pub struct ThereAhead(tokio::task::JoinHandle<ThereOut>);
+
+/// Starts THERE's checks for [`run_in`] or [`resume_checks_in`].
+pub fn start_there(s: &Settings) -> ThereAhead {
+    ThereAhead(spawn_there_checks(s, &Options::default(), true))
+}
+
+/// [`run`] with HERE's catalog already read (HERE is still connected to and checked), and
+/// THERE's checks perhaps started already.
+pub async fn run_in(
+    s: &Settings,
+    tables: Option<&[TableInfo]>,
+    catalog: &Catalog,
+    there: Option<ThereAhead>,
+) -> Outcome {
+    checks(s, tables, Some(catalog), &Options::default(), there).await
 }
 
 async fn checks(
@@ -154,8 +170,12 @@ async fn checks(
     tables: Option<&[TableInfo]>,
     catalog: Option<&Catalog>,
     opts: &Options,
+    ahead: Option<ThereAhead>,
 ) -> Outcome {
-    let there = spawn_there_checks(s, opts, true);
+    let there = match ahead {
+        Some(ThereAhead(task)) => task,
+        None => spawn_there_checks(s, opts, true),
+    };
     let (here, mut bucardo, local) = tokio::join!(
         here_checks(s, tables, catalog, opts),
         bucardo_checks(s, opts, false),
@@ -188,20 +208,32 @@ async fn checks(
 /// version and privileges, and Bucardo for its control database (installed, or installable
 /// when the earlier run stopped before installing it) and its daemon.
 pub async fn resume_checks(s: &Settings) -> Vec<Finding> {
-    resume_checks_with(s, None).await
+    resume_checks_with(s, None, None).await
 }
 
-/// [`resume_checks`] with HERE's catalog already read.
-pub async fn resume_checks_in(s: &Settings, catalog: &Catalog) -> Outcome {
+/// [`resume_checks`] with HERE's catalog already read, and THERE's checks perhaps started
+/// already (their listing of THERE's tables then goes unused).
+pub async fn resume_checks_in(
+    s: &Settings,
+    catalog: &Catalog,
+    there: Option<ThereAhead>,
+) -> Outcome {
     Outcome {
-        findings: resume_checks_with(s, Some(catalog)).await,
+        findings: resume_checks_with(s, Some(catalog), there).await,
         there: None,
     }
 }
 
-async fn resume_checks_with(s: &Settings, catalog: Option<&Catalog>) -> Vec<Finding> {
+async fn resume_checks_with(
+    s: &Settings,
+    catalog: Option<&Catalog>,
+    ahead: Option<ThereAhead>,
+) -> Vec<Finding> {
     let opts = Options::default();
-    let there = spawn_there_checks(s, &opts, false);
+    let there = match ahead {
+        Some(ThereAhead(task)) => task,
+        None => spawn_there_checks(s, &opts, false),
+    };
     let (here, bucardo) = tokio::join!(
         here_checks(s, None, catalog, &opts),
         bucardo_checks(s, &opts, true),
@@ -264,7 +296,7 @@ fn sql_failure(group: &str, check: &str, e: &EngineError) -> Finding {
 fn run_is_send(s: &Settings) {
     fn send<T: Send>(_: T) {}
     send(run(s, None));
-    send(run_in(s, None, &Catalog::default()));
+    send(run_in(s, None, &Catalog::default(), None));
 }
 
 #[cfg(test)]
