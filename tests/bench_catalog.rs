@@ -1,13 +1,21 @@
 //! Benchmark, not a pass/fail test: builds 10,000 tables on a sandbox cluster (each with a serial
 //! primary key, a unique index, a foreign key to the previous table and a trigger on every
-//! tenth) and prints how long `list_tables` takes. Run it with
-//! `cargo test --release --test bench_catalog -- --ignored --nocapture`.
+//! tenth), then prints how long `list_tables` and HERE's whole catalog take (`Catalog::read` on
+//! one session, `Catalog::read_on` on two, as `plan` reads it), and the wall time and peak RSS
+//! of the real binary's `check --tables all` and `plan --tables all`, three runs each: first
+//! with an empty database on THERE, then with HERE's schema restored there
+//! (`pg_dump --schema-only | psql`), so that THERE's side is listed and looked into too. Run it
+//! with `cargo test --release --test bench_catalog -- --ignored --nocapture` (about 2 minutes to
+//! set up; the release build matters).
 
 mod zoo;
 
 use bucardo_bootstrap::engine::catalog::list_tables;
 use bucardo_bootstrap::engine::conn::Side;
+use bucardo_bootstrap::engine::coverage::Catalog;
+use bucardo_bootstrap::sandbox::measure::output_with_peak_rss;
 use bucardo_bootstrap::sandbox::{self, Sandbox, SandboxOptions};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 const TABLES: usize = 10_000;
@@ -46,6 +54,7 @@ async fn list_10k_tables() {
                 .unwrap();
         }
         sb.here.psql("zoo", "ANALYZE").unwrap();
+        sb.there.psql("postgres", "CREATE DATABASE zoo").unwrap();
         eprintln!("built {TABLES} tables in {:.1} s", started.elapsed().as_secs_f64());
         sb
     })
@@ -65,4 +74,112 @@ async fn list_10k_tables() {
             took.as_secs_f64()
         );
     }
+    for run in 1..=3 {
+        let started = Instant::now();
+        let catalog = Catalog::read(&c, Side::Here).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(catalog.tables.len(), TABLES);
+        eprintln!(
+            "Catalog::read (tables, sequences, materialized views), run {run}: {:.3} s",
+            took.as_secs_f64()
+        );
+    }
+    let second = s.here.connect(Side::Here).await.unwrap();
+    for run in 1..=3 {
+        let started = Instant::now();
+        let catalog = Catalog::read_on(&c, &second, Side::Here).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(catalog.tables.len(), TABLES);
+        eprintln!(
+            "Catalog::read_on two sessions, run {run}: {:.3} s",
+            took.as_secs_f64()
+        );
+    }
+    drop((c, second));
+
+    tokio::task::block_in_place(|| {
+        commands(&sb, "THERE: an empty database");
+        let started = Instant::now();
+        copy_schema(&sb);
+        eprintln!(
+            "restored HERE's schema on THERE in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        commands(&sb, "THERE: HERE's schema, empty tables");
+    });
+}
+
+/// `check` and `plan` of the real binary, three runs each: seconds and peak RSS.
+fn commands(sb: &Sandbox, there: &str) {
+    for cmd in ["check", "plan"] {
+        for run in 1..=3 {
+            let started = Instant::now();
+            let (out, kb) = output_with_peak_rss(&mut tool(sb, cmd)).expect("the tool runs");
+            let took = started.elapsed();
+            assert!(
+                out.status.success(),
+                "{cmd} failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!(
+                "{cmd} --tables all ({there}), run {run}: {:.3} s, peak RSS {:.1} MB, {} lines out",
+                took.as_secs_f64(),
+                kb as f64 / 1024.0,
+                out.stdout.iter().filter(|b| **b == b'\n').count()
+            );
+        }
+    }
+}
+
+/// The binary run headless against the sandbox, as an operator would.
+fn tool(sb: &Sandbox, cmd: &str) -> Command {
+    let home = sb.root.join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bucardo-bootstrap"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("PGPASSWORD", &sb.password)
+        .env("BUCARDOPASS", zoo::BUCARDO_PASS)
+        .args([cmd, "--tables", "all"])
+        .args([
+            "--here",
+            &sb.here.uri("zoo"),
+            "--there",
+            &sb.there.uri("zoo"),
+        ])
+        .arg("--bucardo-db")
+        .arg(format!(
+            "postgres://bucardo@{}:{}/bucardo",
+            sb.here.host, sb.here.port
+        ))
+        .arg("--bucardo-piddir")
+        .arg(&sb.piddir)
+        .arg("--bucardo-logdir")
+        .arg(&sb.logdir)
+        .arg("--log-dir")
+        .arg(sb.root.join("state"))
+        .stdin(Stdio::null());
+    c
+}
+
+/// `pg_dump --schema-only` of HERE restored into THERE's (empty) database.
+fn copy_schema(sb: &Sandbox) {
+    let mut dump = Command::new(sb.here.bindir.join("pg_dump"));
+    dump.args(["-h", &sb.here.host, "-p", &sb.here.port.to_string()])
+        .args(["-U", "postgres", "--schema-only", "-d", "zoo"])
+        .env("PGPASSWORD", &sb.password)
+        .stdout(Stdio::piped());
+    let mut dump = dump.spawn().expect("pg_dump starts");
+    let mut restore = sb.there.psql_command("zoo");
+    // Not in one transaction: restoring 10,000 tables at once would exhaust the lock table.
+    restore
+        .arg("-q")
+        .stdin(dump.stdout.take().expect("piped"))
+        .stdout(Stdio::null());
+    let restored = restore.status().expect("psql runs");
+    assert!(dump.wait().expect("pg_dump").success(), "pg_dump failed");
+    assert!(restored.success(), "restoring the schema failed");
+    sb.there.psql("zoo", "ANALYZE").unwrap();
 }

@@ -1,7 +1,7 @@
 //! Introspection of HERE (and THERE): every table in a user schema with its size, estimated rows,
 //! key, columns, foreign keys, sequences and the traits that decide whether Bucardo can replicate
-//! it. A handful of set-based, parameterised queries rather than one round trip per table, so
-//! that 10,000 tables list in about a second (`tests/bench_catalog.rs`).
+//! it. A handful of set-based, parameterised queries, pipelined, rather than one round trip per
+//! table, so that 10,000 tables list in under half a second (`tests/bench_catalog.rs`).
 
 use crate::engine::conn::Side;
 use crate::engine::error::EngineError;
