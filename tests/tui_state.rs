@@ -1165,3 +1165,36 @@ fn the_review_wraps_again_when_the_terminal_changes_size() {
         );
     }
 }
+
+#[test]
+fn a_failed_replay_never_says_both_databases_replicate() {
+    let plan = plan();
+    let drain = step_of(&plan, StepKind::Drain);
+    for (outcome, expect) in [
+        (
+            StepOutcome::Failed("the sync failed: out of shared memory".into()),
+            "did not replay the deltas logged during the copy",
+        ),
+        (StepOutcome::Aborted, "nothing is known to replicate yet"),
+    ] {
+        let mut app = app_at_review();
+        update(&mut app, ch('r'));
+        let t = finish_steps(&mut app, drain, 1.0, 0.5, false);
+        at(
+            &mut app,
+            t,
+            [
+                RunEvent::StepStarted { step: drain },
+                RunEvent::StepFinished {
+                    step: drain,
+                    outcome,
+                    elapsed: Duration::from_secs(1),
+                },
+            ],
+        );
+        let state = text::db_state(&app.run.as_ref().unwrap().run);
+        assert!(state.contains(expect), "{state}");
+        assert!(!state.contains("replicates both ways"), "{state}");
+        assert!(!state.contains("both databases replicate"), "{state}");
+    }
+}

@@ -243,8 +243,23 @@ pub fn db_state(run: &RunState) -> String {
                 "Both databases replicate through sync {sync}; {n} tables were still changing."
             ),
         }
+    } else if run.done(StepKind::Drain) {
+        format!(
+            "Sync {sync} is on and Bucardo replayed the deltas logged during the copy, so both databases replicate; the rows were not compared: run `bucardo-bootstrap verify` (same flags)."
+        )
     } else if run.done(StepKind::Enable) {
-        "The sync is active: Bucardo replicates both ways. Deltas logged during the copy may still be replaying; watch `bucardo-bootstrap status`, then run `bucardo-bootstrap verify`.".into()
+        let drain = run.steps.iter().find(|s| s.kind == StepKind::Drain);
+        match drain.map(|s| &s.state) {
+            Some(StepState::Failed(_)) => format!(
+                "Sync {sync} is switched on (autokick=1), but Bucardo did not replay the deltas logged during the copy (the step's error is above). Until a run of the sync succeeds, nothing replicates and THERE misses those changes; `bucardo-bootstrap status` shows the sync's last run. {onward}"
+            ),
+            Some(StepState::Aborted) => format!(
+                "Sync {sync} is switched on (autokick=1), but this run stopped before Bucardo was seen replaying the deltas logged during the copy; nothing is known to replicate yet. Watch `bucardo-bootstrap status`, then run `bucardo-bootstrap verify`. {onward}"
+            ),
+            _ => format!(
+                "Sync {sync} is switched on (autokick=1); Bucardo has not yet been seen replaying the deltas logged during the copy. Watch `bucardo-bootstrap status`, then run `bucardo-bootstrap verify`."
+            ),
+        }
     } else if run.done(StepKind::CopyData) {
         format!(
             "THERE holds the copy. Bucardo's triggers log every change since then on both sides, but sync {sync} is inactive, so nothing replicates yet. {onward}"
