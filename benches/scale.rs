@@ -12,9 +12,9 @@
 //!   scratch database is dropped: the copy step's ratio to it is printed. A size that the disk
 //!   cannot hold (HERE, THERE and their WAL: 2.5× the size plus 2 GB free) is skipped, and said.
 //! - `tables`: 100, 1,000 and 10,000 tables, each with a serial key, a unique index, a foreign
-//!   key to the previous table and 10 rows, and a trigger on every tenth. Past 3,000 tables
-//!   both clusters get `max_locks_per_transaction = 256`: `pg_dump` locks every table in one
-//!   transaction, and the preflight refuses a HERE whose lock table cannot hold them.
+//!   key to the previous table and 10 rows, and a trigger on every tenth. Both clusters get the
+//!   `max_locks_per_transaction` the preflight asks for (`Sandbox::fit_lock_tables`): each run of
+//!   the sync locks every table's delta and track tables in one transaction.
 //!
 //! Environment: `SCALE_BENCH=data|tables` (default both), `SCALE_BENCH_SIZES` (`1,4,16`),
 //! `SCALE_BENCH_TABLES` (`100,1000,10000`), `SCALE_BENCH_BASE_MB`, `SCALE_BENCH_ROUNDS` (1),
@@ -36,9 +36,6 @@ const DATASET_SQL: &str = include_str!("../assets/bench/dataset.sql");
 /// `dataset.sql` at factor 1, on disk.
 const DATASET_MB: f64 = 767.0;
 const ROWS_PER_TABLE: usize = 10;
-/// Tables `pg_dump` can lock on a cluster with PostgreSQL's default lock table, with room for
-/// the rest.
-const LOCKS_DEFAULT_TABLES: usize = 3000;
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -272,18 +269,13 @@ fn finish(
 
 fn tables_case(n: usize, keep: bool, extra: &[String]) -> Case {
     let sb = start(keep);
-    if n > LOCKS_DEFAULT_TABLES {
-        // pg_dump locks every table in one transaction: past this, PostgreSQL's default lock
-        // table cannot hold them (the preflight says so and refuses), as on a real server.
-        for c in [&sb.here, &sb.there] {
-            c.psql(
-                "postgres",
-                "ALTER SYSTEM SET max_locks_per_transaction = 256",
-            )
-            .expect("max_locks_per_transaction");
-            c.restart().expect("restart");
-        }
-        eprintln!("  max_locks_per_transaction = 256 on both clusters");
+    // Each run of the sync locks every table's delta and track tables in one transaction, and
+    // pg_dump every table: the preflight asks for a larger lock table, as on a real server.
+    if let Some(per_tx) = sb
+        .fit_lock_tables(n as u64)
+        .expect("max_locks_per_transaction")
+    {
+        eprintln!("  max_locks_per_transaction = {per_tx} on both clusters");
     }
     sb.here
         .psql("postgres", &format!("CREATE DATABASE {DB}"))

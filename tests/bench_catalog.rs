@@ -6,7 +6,8 @@
 //! with an empty database on THERE, then with HERE's schema restored there
 //! (`pg_dump --schema-only | psql`), so that THERE's side is listed and looked into too. Run it
 //! with `cargo test --release --test bench_catalog -- --ignored --nocapture` (about 2 minutes to
-//! set up; the release build matters).
+//! set up; the release build matters). `BENCH_CATALOG_KEEP=1` keeps the clusters and prints the
+//! command line, for profiling the binary by hand.
 
 mod zoo;
 
@@ -26,7 +27,13 @@ const BATCH: usize = 500;
 async fn list_10k_tables() {
     let sb = tokio::task::spawn_blocking(|| {
         sandbox::require_tools().expect("PostgreSQL 15, PL/Perl and Bucardo must be installed");
-        let sb = Sandbox::start(SandboxOptions::default()).expect("sandbox starts");
+        let keep = std::env::var_os("BENCH_CATALOG_KEEP").is_some();
+        let sb = Sandbox::start(SandboxOptions {
+            keep,
+            ..SandboxOptions::default()
+        })
+        .expect("sandbox starts");
+        sb.fit_lock_tables(TABLES as u64).unwrap();
         sb.here.psql("postgres", "CREATE DATABASE zoo").unwrap();
         sb.here
             .psql(
@@ -106,6 +113,9 @@ async fn list_10k_tables() {
             started.elapsed().as_secs_f64()
         );
         commands(&sb, "THERE: HERE's schema, empty tables");
+        if sb.keep() {
+            eprintln!("kept: {:?}", tool(&sb, "plan"));
+        }
     });
 }
 

@@ -894,6 +894,23 @@ async fn a_here_whose_lock_table_cannot_hold_pg_dumps_locks_is_refused() {
         "pg_dump locks all",
     );
     assert!(fix(w).contains("max_locks_per_transaction"), "{w:?}");
+    // Each run of the sync would lock 6 × 200 delta and track tables and indexes on HERE, more
+    // than its 1,000 slots; THERE keeps PostgreSQL's defaults and has room.
+    let many: Vec<String> = (0..200).map(|i| format!("many.t{i}")).collect();
+    let f = run(&zoo::settings(&sb, &many.join(","))).await;
+    let e = expect(
+        &f,
+        "HERE",
+        "lock table",
+        Severity::Fail,
+        "the sync would fail with \"out of shared memory\"",
+    );
+    assert!(
+        fix(e).contains("ALTER SYSTEM SET max_locks_per_transaction = 64;"),
+        "{e:?}"
+    );
+    none_of(&f, "THERE", "lock table", Severity::Warn);
+    none_of(&f, "THERE", "lock table", Severity::Fail);
     add(500, 1000);
     let f = run(&s).await;
     let e = expect(

@@ -108,6 +108,8 @@ impl KeyRejection {
 /// there is one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
+    /// What kind of problem, the same for every table that has it: "triggers", "unlogged", ...
+    pub kind: &'static str,
     pub reason: String,
     pub fix: Option<String>,
 }
@@ -179,7 +181,11 @@ impl TableInfo {
                     )),
                 )
             };
-            out.push(Problem { reason, fix });
+            out.push(Problem {
+                kind: "partitioned parent",
+                reason,
+                fix,
+            });
         } else if self.key_kind == KeyKind::None {
             let mut reason = "no primary key or usable unique index".to_string();
             for r in &self.key_rejections {
@@ -195,6 +201,7 @@ impl TableInfo {
                 fix = format!("ALTER TABLE {t} ADD PRIMARY KEY ({});", cols.join(", "));
             }
             out.push(Problem {
+                kind: "no key",
                 reason,
                 fix: Some(fix),
             });
@@ -219,6 +226,7 @@ impl TableInfo {
                     )
                 };
             out.push(Problem {
+                kind: "name",
                 reason,
                 fix: Some(fix),
             });
@@ -232,6 +240,7 @@ impl TableInfo {
         let inherited = crate::engine::generated::inherited_only(self);
         if !generated.is_empty() && !inherited.is_empty() {
             out.push(Problem {
+                kind: "inherited generated columns",
                 reason: format!(
                     "generated column(s) {} inherited from a parent table (INHERITS): Bucardo copies every column and PostgreSQL refuses to write a generated one, and --convert-generated does not convert an inherited column",
                     inherited.join(", ")
@@ -255,6 +264,7 @@ impl TableInfo {
                 .collect::<Vec<_>>()
                 .join(" ");
             out.push(Problem {
+                kind: "generated columns",
                 reason: format!(
                     "generated column(s) {}: Bucardo copies every column and PostgreSQL refuses to write a generated one, so the table is not replicable as it is; --convert-generated would convert it: {}",
                     generated.join(", "),
@@ -284,6 +294,7 @@ impl TableInfo {
             .collect();
         if !converted.is_empty() {
             out.push(Problem {
+                kind: "converted columns",
                 reason: format!(
                     "generated column(s) {} are converted (--convert-generated): {}",
                     converted.join(", "),
@@ -294,12 +305,14 @@ impl TableInfo {
         }
         if self.unlogged {
             out.push(Problem {
+                kind: "unlogged",
                 reason: "UNLOGGED: PostgreSQL empties it after a crash on either side and Bucardo does not notice, so the sides then differ".into(),
                 fix: Some(format!("ALTER TABLE {t} SET LOGGED;")),
             });
         }
         if !self.large_object_columns.is_empty() {
             out.push(Problem {
+                kind: "large objects",
                 reason: format!(
                     "column(s) {} hold large-object OIDs: Bucardo copies the numbers, not the large objects they point to",
                     self.large_object_columns.join(", ")
@@ -309,6 +322,7 @@ impl TableInfo {
         }
         if !self.user_triggers.is_empty() {
             out.push(Problem {
+                kind: "triggers",
                 reason: format!(
                     "trigger(s) {} do not fire for the rows Bucardo applies or the data copy loads (session_replication_role = replica): what they maintain must be replicated too",
                     self.user_triggers.join(", ")

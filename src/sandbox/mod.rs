@@ -152,6 +152,24 @@ impl Sandbox {
         self.there.restart()
     }
 
+    /// Raises `max_locks_per_transaction` on both clusters (and restarts them) to what the
+    /// preflight asks of a bootstrap over `tables` tables, when PostgreSQL's 64 is not enough;
+    /// returns the value set, if any.
+    pub fn fit_lock_tables(&self, tables: u64) -> Result<Option<u64>> {
+        let per_tx = crate::engine::preflight::max_locks_for_sync(tables, 100);
+        if per_tx <= 64 {
+            return Ok(None);
+        }
+        for c in [&self.here, &self.there] {
+            c.psql(
+                "postgres",
+                &format!("ALTER SYSTEM SET max_locks_per_transaction = {per_tx}"),
+            )?;
+            c.restart()?;
+        }
+        Ok(Some(per_tx))
+    }
+
     /// Kills Bucardo, stops both clusters and removes the directory (unless `keep`), reporting
     /// errors that [`Drop`] would swallow.
     pub fn stop(mut self) -> Result<()> {

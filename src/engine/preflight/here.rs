@@ -2,6 +2,7 @@
 //! privileges, Bucardo's role, and long transactions that would block the trigger installation.
 
 use super::*;
+use crate::engine::catalog::Problem;
 
 #[derive(Default)]
 pub(super) struct HereOut {
@@ -76,6 +77,10 @@ pub(super) async fn here_checks(
         .extend(long_transactions(&c, opts.long_transaction).await);
     o.findings
         .extend(super::lock_table::pg_dump_locks(&c).await);
+    if let Some(chosen) = &chosen {
+        o.findings
+            .extend(super::lock_table::sync_locks(&c, HERE, Side::Here, chosen.len()).await);
+    }
     o.chosen = chosen;
     o
 }
@@ -202,6 +207,7 @@ pub(super) fn selection_findings(sel: &coverage::Selected) -> Vec<Finding> {
 pub(super) fn table_findings(chosen: &[TableInfo]) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut eligible = 0;
+    let mut cautions: Vec<(&str, Vec<(&TableName, Problem)>)> = Vec::new();
     for t in chosen {
         let blockers = t.blockers();
         if blockers.is_empty() {
@@ -216,13 +222,14 @@ pub(super) fn table_findings(chosen: &[TableInfo]) -> Vec<Finding> {
             ));
         }
         for p in t.cautions() {
-            out.push(Finding::warn(
-                TABLES,
-                "caution",
-                format!("{}: {}", t.name, p.reason),
-                p.fix,
-            ));
+            match cautions.iter_mut().find(|(kind, _)| *kind == p.kind) {
+                Some((_, tables)) => tables.push((&t.name, p)),
+                None => cautions.push((p.kind, vec![(&t.name, p)])),
+            }
         }
+    }
+    for (_, tables) in cautions {
+        out.extend(caution_findings(tables));
     }
     if eligible > 0 {
         let rows: i64 = chosen.iter().map(|t| t.est_rows).sum();
@@ -238,6 +245,48 @@ pub(super) fn table_findings(chosen: &[TableInfo]) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// How many tables with the same caution get a line each; past that they share one.
+const CAUTIONS_SHOWN: usize = 5;
+
+/// The warnings for one kind of caution: a line per table, or, past [`CAUTIONS_SHOWN`] tables,
+/// the first table's line and the others' names in one, with every table's line in the log (a
+/// schema of 10,000 tables with a trigger on every tenth printed 1,000 such lines).
+fn caution_findings(tables: Vec<(&TableName, Problem)>) -> Vec<Finding> {
+    if tables.len() <= CAUTIONS_SHOWN {
+        return tables
+            .into_iter()
+            .map(|(name, p)| {
+                Finding::warn(TABLES, "caution", format!("{name}: {}", p.reason), p.fix)
+            })
+            .collect();
+    }
+    for (name, p) in &tables {
+        tracing::info!(table = %name, "caution: {}", p.reason);
+    }
+    let n = tables.len();
+    let others: Vec<String> = tables[1..]
+        .iter()
+        .take(CAUTIONS_SHOWN)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let rest = if n - 1 > others.len() { ", …" } else { "" };
+    let (first, p) = &tables[0];
+    vec![Finding::warn(
+        TABLES,
+        "caution",
+        format!(
+            "{first}: {}; the same ({}) for {} more tables: {}{rest} (the log names each one)",
+            p.reason,
+            p.kind,
+            n - 1,
+            others.join(", ")
+        ),
+        p.fix
+            .as_ref()
+            .map(|f| format!("{f} (and likewise on each table the log names)")),
+    )]
 }
 
 /// On HERE the tool dumps the schema, copies every chosen table, creates Bucardo's role where
@@ -504,5 +553,44 @@ pub(super) fn human_age(secs: f64) -> String {
         s if s < 120 => format!("{s} s"),
         s if s < 7200 => format!("{} min", s / 60),
         s => format!("{:.1} h", s as f64 / 3600.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_trigger(i: usize) -> TableInfo {
+        TableInfo {
+            name: TableName::new("public", format!("t{i}")),
+            user_triggers: vec![format!("t{i}_audit")],
+            ..TableInfo::default()
+        }
+    }
+
+    fn cautions(f: &[Finding]) -> Vec<&Finding> {
+        f.iter().filter(|f| f.check == "caution").collect()
+    }
+
+    #[test]
+    fn many_tables_with_the_same_caution_share_one_line() {
+        let few: Vec<TableInfo> = (1..=CAUTIONS_SHOWN).map(with_trigger).collect();
+        let f = table_findings(&few);
+        assert_eq!(cautions(&f).len(), CAUTIONS_SHOWN, "{f:?}");
+
+        let many: Vec<TableInfo> = (1..=1000).map(with_trigger).collect();
+        let f = table_findings(&many);
+        let c = cautions(&f);
+        assert_eq!(c.len(), 1, "{c:?}");
+        let m = &c[0].message;
+        assert!(
+            m.starts_with("public.t1: trigger(s) t1_audit do not fire"),
+            "{m}"
+        );
+        assert!(
+            m.contains("the same (triggers) for 999 more tables: public.t2, public.t3, public.t4, public.t5, public.t6, …"),
+            "{m}"
+        );
+        assert_eq!(c[0].severity, Severity::Warn);
     }
 }

@@ -28,6 +28,8 @@ mod local;
 mod lock_table;
 mod there;
 
+pub use lock_table::{max_locks_for_sync, SYNC_LOCKS_PER_TABLE};
+
 use bucardo_checks::*;
 use clock::*;
 pub use clock::{clock_findings, ClockReading};
@@ -188,6 +190,7 @@ async fn checks(
     if let (Some(chosen), Some(client), Some(shapes)) = (&here.chosen, &there.db, &there.shapes) {
         let (findings, found) = there_tables(client, chosen, shapes).await;
         out.extend(findings);
+        out.extend(lock_table::sync_locks(client, THERE, Side::There, chosen.len()).await);
         presence = found;
     }
     out.append(&mut bucardo);
