@@ -41,6 +41,9 @@ impl Drop for LogGuard {
     }
 }
 
+/// Lines the log's writer thread may lag behind.
+const LOG_BUFFER_LINES: usize = 16_384;
+
 /// Starts logging to `<dir>/<prefix>-<timestamp>-<pid>.log`; keep the guard alive until exit.
 pub fn init(dir: &Path, prefix: &str) -> anyhow::Result<(LogGuard, PathBuf)> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -55,7 +58,12 @@ pub fn init(dir: &Path, prefix: &str) -> anyhow::Result<(LogGuard, PathBuf)> {
         .append(true)
         .mode(0o600)
         .open(&path)?;
-    let (writer, guard) = tracing_appender::non_blocking(Redacting(file));
+    // The default buffer (128,000 lines) is 4 MB allocated up front; a smaller one that makes
+    // a burst wait for the disk instead of dropping lines keeps the whole log.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .lossy(false)
+        .finish(Redacting(file));
     let filter = EnvFilter::try_from_env("BUCARDO_BOOTSTRAP_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
     let _ = tracing_subscriber::fmt()

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         };
     }
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    one_malloc_arena();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,6 +65,19 @@ fn main() -> ExitCode {
             eprintln!("error: {}", msg.replace('\n', " "));
             ExitCode::from(2)
         }
+    }
+}
+
+/// glibc gives each thread that allocates its own arena, and what one thread frees stays with
+/// its arena: at 10,000 tables the catalog and plan, built on the runtime's threads, left the
+/// process 15 MB larger than with one arena (measured, `plan`). The tool's threads allocate
+/// little once the copy runs, so they do not contend for it.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable of glibc's allocator; it is called before any thread
+    // of ours starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
@@ -118,7 +132,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .await
                 .map_err(|e| anyhow::anyhow!(e.one_line()))?
                 .plan;
-            print!("{}", plan.review_text());
+            plan.write_review(&mut std::io::BufWriter::new(std::io::stdout().lock()))?;
             if let Some(path) = script {
                 write_private(&path, &plan.script(&s)).map_err(anyhow::Error::msg)?;
                 eprintln!("wrote {}", path.display());
@@ -215,7 +229,7 @@ async fn run(s: Settings, yes: bool, restart: bool) -> anyhow::Result<u8> {
         }
     }
     if !yes {
-        print!("{}", plan.review_text());
+        plan.write_review(&mut std::io::BufWriter::new(std::io::stdout().lock()))?;
         let go = inquire::Confirm::new("Run these steps now?")
             .with_default(false)
             .prompt()?;

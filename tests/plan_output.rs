@@ -260,3 +260,52 @@ fn past_one_batch_the_triggers_go_in_batch_by_batch() {
         (1, 1, 2)
     );
 }
+
+#[test]
+fn a_run_keeps_only_the_head_of_a_long_steps_commands() {
+    use bucardo_bootstrap::engine::event::ConfirmMode;
+    use bucardo_bootstrap::engine::plan::{command_lines, StepKind};
+    use bucardo_bootstrap::session::state::{RunState, STEP_LINES_KEPT};
+    use bucardo_bootstrap::session::text;
+    let tables: Vec<TableInfo> = (1..=450)
+        .map(|i| table("public", &format!("t{i:03}"), &["id"], None))
+        .collect();
+    let plan = Plan::build(&settings(), tables, coverage(), &Facts::default());
+    let copy = plan
+        .steps
+        .iter()
+        .position(|s| s.kind == StepKind::CopyData)
+        .unwrap();
+    let all = plan.steps[copy]
+        .commands
+        .iter()
+        .flat_map(command_lines)
+        .count();
+    assert!(all > STEP_LINES_KEPT, "{all}");
+    let run = RunState::new(
+        &plan,
+        ConfirmMode::EachStep,
+        "mysync",
+        std::time::Duration::ZERO,
+    );
+    let row = &run.steps[copy];
+    assert_eq!(row.commands.len(), STEP_LINES_KEPT);
+    assert_eq!(row.more_lines, all - STEP_LINES_KEPT);
+    let gate = text::gate_text(&run, copy);
+    assert!(
+        gate.contains(&format!("… {} more lines", all - STEP_LINES_KEPT)),
+        "{gate}"
+    );
+    // The plan itself, and so the Review screen and `plan`, still has every line.
+    let review = plan.review_text();
+    assert_eq!(
+        review
+            .lines()
+            .filter(|l| l.contains("COPY (SELECT"))
+            .count(),
+        450
+    );
+    let mut streamed = Vec::new();
+    plan.write_review(&mut streamed).unwrap();
+    assert_eq!(String::from_utf8(streamed).unwrap(), review);
+}

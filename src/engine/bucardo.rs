@@ -322,23 +322,21 @@ pub fn kick_trigger(sync: &str) -> Option<String> {
 /// trigger in place and creates none.
 pub fn kick_triggers_sql(kick: &str, tables: &[TableName]) -> String {
     let list = crate::engine::giveway::lock_list(tables);
-    let mut names: Vec<&TableName> = tables.iter().collect();
+    let mut names: Vec<String> = tables.iter().map(|t| quote_literal(&t.sql())).collect();
     names.sort();
-    let mut body = format!(
-        "DO $kick$ BEGIN\n  EXECUTE {};\n",
-        quote_literal(&format!("LOCK TABLE {list} IN SHARE ROW EXCLUSIVE MODE"))
-    );
-    for t in names {
-        body.push_str(&format!(
-            "  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = {rel}::regclass AND tgname = {name}) THEN\n    CREATE TRIGGER {trig} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE PROCEDURE bucardo.{trig}();\n  END IF;\n",
-            rel = quote_literal(&t.sql()),
-            name = quote_literal(kick),
-            trig = quote_ident(kick),
-            table = t.sql(),
-        ));
-    }
-    body.push_str("END $kick$");
-    body
+    // The table names go in an array and the trigger's text once: spelled out per table, the
+    // batches of 10,000 tables were 7 MB of the plan.
+    let trig = quote_ident(kick);
+    format!(
+        "DO $kick$ DECLARE t text; BEGIN\n  EXECUTE {lock};\n  FOREACH t IN ARRAY ARRAY[{names}]::text[] LOOP\n    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = t::regclass AND tgname = {name}) THEN\n      EXECUTE {create} || t || {rest};\n    END IF;\n  END LOOP;\nEND $kick$",
+        lock = quote_literal(&format!("LOCK TABLE {list} IN SHARE ROW EXCLUSIVE MODE")),
+        names = names.join(", "),
+        name = quote_literal(kick),
+        create = quote_literal(&format!(
+            "CREATE TRIGGER {trig} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "
+        )),
+        rest = quote_literal(&format!(" FOR EACH STATEMENT EXECUTE PROCEDURE bucardo.{trig}()")),
+    )
 }
 
 /// `(VALUES ('schema', 'table'), ...) AS v(s, t)` for `tables`' raw names.

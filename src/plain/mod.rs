@@ -386,7 +386,8 @@ async fn flow(draft: &mut Draft) -> anyhow::Result<u8> {
         .await
         .map_err(|e| anyhow::anyhow!(e.one_line()))?
         .plan;
-    eprint!("\n{}", plan.review_text());
+    eprintln!();
+    plan.write_review(&mut std::io::BufWriter::new(std::io::stderr().lock()))?;
     loop {
         let options = vec![
             "Run, confirming each step",

@@ -32,14 +32,20 @@ pub enum StepState {
     Aborted,
 }
 
+/// How many lines of a step's commands a run keeps for its confirmation prompt: over 10,000
+/// tables they are 130,000 lines and 28 MB, and the plan and the Review screen have them all.
+pub const STEP_LINES_KEPT: usize = 100;
+
 #[derive(Clone, Debug)]
 pub struct StepRow {
     pub id: StepId,
     pub title: String,
     pub kind: StepKind,
     pub why: String,
-    /// The step's commands as shown on the Review screen.
+    /// The first [`STEP_LINES_KEPT`] lines of the step's commands as the Review screen shows
+    /// them; `more_lines` counts the rest.
     pub commands: Vec<String>,
+    pub more_lines: usize,
     pub state: StepState,
     pub elapsed: Option<Duration>,
 }
@@ -233,7 +239,18 @@ impl RunState {
                 title: s.title.clone(),
                 kind: s.kind,
                 why: s.why.clone(),
-                commands: s.commands.iter().flat_map(command_lines).collect(),
+                commands: s
+                    .commands
+                    .iter()
+                    .flat_map(command_lines)
+                    .take(STEP_LINES_KEPT)
+                    .collect(),
+                more_lines: s
+                    .commands
+                    .iter()
+                    .map(|c| command_lines(c).len())
+                    .sum::<usize>()
+                    .saturating_sub(STEP_LINES_KEPT),
                 state: if s.already_done {
                     StepState::AlreadyDone
                 } else {

@@ -85,6 +85,12 @@ pub fn gate_text(run: &RunState, step: StepId) -> String {
     for c in &s.commands {
         out.push_str(&format!("    {c}\n"));
     }
+    if s.more_lines > 0 {
+        out.push_str(&format!(
+            "    … {} more lines: `bucardo-bootstrap plan` (same flags) prints them all\n",
+            s.more_lines
+        ));
+    }
     out
 }
 

@@ -37,7 +37,8 @@ pub(crate) struct Wrapped {
 
 impl ReviewState {
     pub fn set_plan(&mut self, plan: Plan) {
-        self.text = plan.review_text().lines().map(str::to_string).collect();
+        self.text.clear();
+        plan.each_review_line(|line| self.text.push(line.to_string()));
         self.plan = Some(plan);
         self.loading = false;
         self.error = None;

@@ -611,19 +611,20 @@ impl RunView {
         let room = (area.height as usize)
             .saturating_sub(lines.len() + 6)
             .max(2);
-        let shown = cmd_lines.len().min(room);
-        for l in cmd_lines.iter().take(if shown < cmd_lines.len() {
-            shown - 1
+        let total = cmd_lines.len() + step.more_lines;
+        let shown = if total <= room {
+            cmd_lines.len()
         } else {
-            shown
-        }) {
+            cmd_lines.len().min(room - 1)
+        };
+        for l in cmd_lines.iter().take(shown) {
             lines.push(Line::raw(l.clone()));
         }
-        if shown < cmd_lines.len() {
+        if shown < total {
             lines.push(Line::styled(
                 format!(
                     "  … {} more lines (the Review screen has them all)",
-                    cmd_lines.len() - shown + 1
+                    total - shown
                 ),
                 t.dim(),
             ));
