@@ -647,3 +647,68 @@ async fn peak_memory_stays_bounded_while_a_large_table_streams_through() {
         "peak RSS {peak_kb} kB is above {RSS_BOUND_MB} MB:\n{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequence_values_arrive_as_pg_dump_sets_them_batch_after_batch() {
+    let sb = tokio::task::spawn_blocking(start_sandbox).await.unwrap();
+    load(
+        &sb,
+        "sq",
+        r#"CREATE SEQUENCE plain; SELECT nextval('plain'), nextval('plain'), nextval('plain');
+           CREATE SEQUENCE never START 7;
+           CREATE SCHEMA "Odd ""schema""";
+           CREATE SEQUENCE "Odd ""schema"""."a seq" INCREMENT BY 5;
+           SELECT setval('"Odd ""schema"""."a seq"', 41);
+           DO $$ BEGIN FOR i IN 1..1200 LOOP
+             EXECUTE format('CREATE SEQUENCE many%s', i);
+             IF i % 3 > 0 THEN PERFORM setval(format('many%s', i), i * 10, i % 3 = 1); END IF;
+           END LOOP; END $$;"#,
+    );
+    let mut names = vec![
+        TableName::new("public", "plain"),
+        TableName::new("public", "never"),
+        TableName::new("Odd \"schema\"", "a seq"),
+    ];
+    names.extend((1..=1200).map(|i| TableName::new("public", format!("many{i}"))));
+    let here = spec(&sb.here, "sq").connect(Side::Here).await.unwrap();
+    let there = spec(&sb.there, "sq").connect(Side::There).await.unwrap();
+    copy::copy_sequence_values(&here, &there, &names)
+        .await
+        .expect("the values are copied");
+    let state = |c: &Cluster| {
+        query(
+            c,
+            "sq",
+            r#"SELECT (SELECT last_value || ' ' || is_called FROM plain)
+                   || ' | ' || (SELECT last_value || ' ' || is_called FROM never)
+                   || ' | ' || (SELECT last_value || ' ' || is_called FROM "Odd ""schema"""."a seq")
+                   || ' | ' || (SELECT string_agg(s, ',' ORDER BY s) FROM
+                        (SELECT sequencename || '=' || coalesce(last_value::text, 'unread') AS s
+                           FROM pg_sequences WHERE sequencename LIKE 'many%') m)"#,
+        )
+    };
+    let (on_here, on_there) = (state(&sb.here), state(&sb.there));
+    assert!(
+        on_here.starts_with("3 true | 7 false | 41 true | "),
+        "HERE as loaded: {}",
+        &on_here[..80]
+    );
+    assert!(on_there == on_here, "THERE: {}", &on_there[..200]);
+    // THERE hands out the next value HERE would, called or not, past the first batch too.
+    for (seq, next) in [
+        ("never", "7"),
+        ("plain", "4"),
+        ("\"Odd \"\"schema\"\"\".\"a seq\"", "46"),
+        ("many1", "11"),
+        ("many2", "20"),
+        ("many3", "1"),
+        ("many1199", "11990"),
+        ("many1198", "11981"),
+    ] {
+        assert_eq!(
+            query(&sb.there, "sq", &format!("SELECT nextval('{seq}')")),
+            next,
+            "{seq}"
+        );
+    }
+}

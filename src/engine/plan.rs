@@ -110,6 +110,10 @@ pub struct Plan {
     /// Tables per transaction of Bucardo's triggers ([`bucardo_cli::trigger_batch`]): the
     /// relgroup grows by this many at a time.
     pub trigger_batch: usize,
+    /// HERE and THERE when the sequences are interleaved: the Sequences step's commands, two
+    /// per sequence (13 MB of a 10,000-table plan), are rendered from `tables` when shown
+    /// ([`Plan::step_lines`]), as the executor renders them when it runs.
+    pub sequence_targets: Option<(ConnSpec, ConnSpec)>,
 }
 
 impl Plan {
@@ -465,19 +469,16 @@ impl Plan {
             );
         }
         let seqs = sequence_uses(&tables);
+        let mut sequence_targets = None;
         if !seqs.is_empty() {
             let (why, cmds) = match s.sequences {
-                SequenceMode::Interleave => (
-                    format!("{} sequences: odd values on HERE, even on THERE, so that both masters never hand out the same key", seqs.len()),
-                    seqs.iter()
-                        .flat_map(|f| {
-                            [
-                                sql_cmd(Side::Here, here, interleave_here_sql(f)),
-                                sql_cmd(Side::There, there, interleave_there_sql(&f.sequence, ":here_value + 1")),
-                            ]
-                        })
-                        .collect(),
-                ),
+                SequenceMode::Interleave => {
+                    sequence_targets = Some((here.clone(), there.clone()));
+                    (
+                        format!("{} sequences: odd values on HERE, even on THERE, so that both masters never hand out the same key", seqs.len()),
+                        vec![],
+                    )
+                }
                 SequenceMode::Keep => (
                     format!("--sequences keep: {} sequences left as copied; keys made on both masters will collide and Bucardo keeps one side's row", seqs.len()),
                     vec![],
@@ -559,6 +560,28 @@ impl Plan {
             coverage,
             fingerprint,
             trigger_batch: batch,
+            sequence_targets,
+        }
+    }
+
+    /// A step's commands as the review shows them, line by line.
+    pub fn step_lines<'a>(&'a self, step: &'a Step) -> Box<dyn Iterator<Item = String> + 'a> {
+        match (&self.sequence_targets, step.kind) {
+            (Some((here, there)), StepKind::Sequences) => {
+                Box::new(sequence_uses(&self.tables).into_iter().flat_map(|f| {
+                    [
+                        sql_cmd(Side::Here, here, interleave_here_sql(&f)),
+                        sql_cmd(
+                            Side::There,
+                            there,
+                            interleave_there_sql(&f.sequence, ":here_value + 1"),
+                        ),
+                    ]
+                    .into_iter()
+                    .flat_map(|c| command_lines(&c))
+                }))
+            }
+            _ => Box::new(step.commands.iter().flat_map(command_lines)),
         }
     }
 
@@ -600,10 +623,8 @@ impl Plan {
             };
             f(&format!("{:>2}. {}{done}", step.id + 1, step.title));
             f(&format!("    {}", step.why));
-            for c in &step.commands {
-                for line in command_lines(c) {
-                    f(&format!("      {line}"));
-                }
+            for line in self.step_lines(step) {
+                f(&format!("      {line}"));
             }
         }
         f("");

@@ -455,6 +455,7 @@ mod tests {
             coverage: Default::default(),
             fingerprint: "f".into(),
             trigger_batch: 1,
+            sequence_targets: None,
         }
     }
 

@@ -9,7 +9,7 @@ use crate::engine::event::{
     ConfirmMode, CopyEvent, LogLevel, RunEvent, StepId, StepOutcome, TableVerdict,
 };
 use crate::engine::ident::TableName;
-use crate::engine::plan::{command_lines, Plan, StepKind};
+use crate::engine::plan::{Plan, StepKind};
 use crate::engine::runner::{RunEnd, RunResult};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -239,18 +239,8 @@ impl RunState {
                 title: s.title.clone(),
                 kind: s.kind,
                 why: s.why.clone(),
-                commands: s
-                    .commands
-                    .iter()
-                    .flat_map(command_lines)
-                    .take(STEP_LINES_KEPT)
-                    .collect(),
-                more_lines: s
-                    .commands
-                    .iter()
-                    .map(|c| command_lines(c).len())
-                    .sum::<usize>()
-                    .saturating_sub(STEP_LINES_KEPT),
+                commands: plan.step_lines(s).take(STEP_LINES_KEPT).collect(),
+                more_lines: plan.step_lines(s).count().saturating_sub(STEP_LINES_KEPT),
                 state: if s.already_done {
                     StepState::AlreadyDone
                 } else {
@@ -295,6 +285,7 @@ impl RunState {
             coverage: Default::default(),
             fingerprint: String::new(),
             trigger_batch: 1,
+            sequence_targets: None,
         };
         RunState::new(&plan, ConfirmMode::Automatic, "", now)
     }
