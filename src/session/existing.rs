@@ -81,8 +81,7 @@ fn journals(s: &Settings) -> Vec<(PathBuf, JournalData)> {
             name.starts_with("journal-") && name.ends_with(".json")
         })
         .filter_map(|e| {
-            let text = std::fs::read_to_string(e.path()).ok()?;
-            let data = serde_json::from_str::<JournalData>(&text).ok()?;
+            let data = JournalData::read(&e.path()).ok()?;
             Some((e.path(), data))
         })
         .collect()
@@ -120,9 +119,8 @@ pub fn forget_journals(s: &Settings, forget_created: bool) -> Result<(), EngineE
         if !entry.file_name().to_string_lossy().starts_with("journal-") {
             continue;
         }
-        let data = std::fs::read_to_string(entry.path())
+        let data = JournalData::read(&entry.path())
             .ok()
-            .and_then(|t| serde_json::from_str::<JournalData>(&t).ok())
             .filter(|d| !forget_created && !d.created.is_empty());
         match data {
             Some(d) => Journal::open(&s.state_dir(), &d.fingerprint)?.discard()?,

@@ -251,8 +251,7 @@ pub fn journal_data(sb: &Sandbox) -> Option<JournalData> {
             let n = e.file_name().to_string_lossy().to_string();
             n.starts_with("journal-") && n.ends_with(".json")
         })
-        .and_then(|e| std::fs::read_to_string(e.path()).ok())
-        .and_then(|t| serde_json::from_str(&t).ok())
+        .and_then(|e| JournalData::read(&e.path()).ok())
 }
 
 pub async fn client(c: &bucardo_bootstrap::sandbox::Cluster) -> tokio_postgres::Client {

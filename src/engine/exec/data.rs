@@ -51,12 +51,16 @@ impl LiveExecutor {
         self.assert_no_sync_run("before").await?;
         let s = &self.settings;
         let done = self.tables_done();
-        let todo: Vec<TableInfo> = plan
-            .tables
-            .iter()
-            .filter(|t| !done.contains(&t.name))
-            .cloned()
-            .collect();
+        // A copy of every table's catalog row only when some are left out (6 MB at 10,000).
+        let todo: std::borrow::Cow<[TableInfo]> = if done.is_empty() {
+            std::borrow::Cow::Borrowed(&plan.tables)
+        } else {
+            plan.tables
+                .iter()
+                .filter(|t| !done.contains(&t.name))
+                .cloned()
+                .collect()
+        };
         let partial: Vec<RangesDone> = self.with_journal(|j| {
             Ok(todo
                 .iter()
@@ -119,25 +123,38 @@ impl LiveExecutor {
         let journal_errors = std::sync::Arc::new(std::sync::Mutex::new(None::<EngineError>));
         let je = journal_errors.clone();
         let forwarder = async {
-            while let Some(ev) = rx.recv().await {
-                let recorded = match &ev {
-                    RunEvent::Copy(CopyEvent::TableSplit { table, split }) => {
-                        self.with_journal(|j| j.record_split(table, split))
+            let mut batch: Vec<RunEvent> = Vec::new();
+            while rx.recv_many(&mut batch, 256).await > 0 {
+                // What finished since the last pass goes to the journal in one write.
+                let mut progress: Vec<Progress> = Vec::new();
+                let mut recorded = Ok(());
+                for ev in &batch {
+                    match ev {
+                        RunEvent::Copy(CopyEvent::TableSplit { table, split }) => {
+                            let p = std::mem::take(&mut progress);
+                            recorded = recorded
+                                .and_then(|()| self.with_journal(|j| j.record_progress(&p)))
+                                .and_then(|()| self.with_journal(|j| j.record_split(table, split)));
+                        }
+                        RunEvent::Copy(CopyEvent::RangeDone { table, part }) => {
+                            progress.push(Progress::Range(table.clone(), *part));
+                        }
+                        RunEvent::Copy(CopyEvent::TableFinished { table, .. }) => {
+                            progress.push(Progress::Table(table.clone()));
+                        }
+                        _ => {}
                     }
-                    RunEvent::Copy(CopyEvent::RangeDone { table, part }) => {
-                        self.with_journal(|j| j.record_range(table, *part))
-                    }
-                    RunEvent::Copy(CopyEvent::TableFinished { table, .. }) => {
-                        self.with_journal(|j| j.record_table(table))
-                    }
-                    _ => Ok(()),
-                };
+                }
+                let recorded =
+                    recorded.and_then(|()| self.with_journal(|j| j.record_progress(&progress)));
                 if let Err(e) = recorded {
                     if let Ok(mut slot) = je.lock() {
                         slot.get_or_insert(e);
                     }
                 }
-                let _ = forward.send(ev).await;
+                for ev in batch.drain(..) {
+                    let _ = forward.send(ev).await;
+                }
             }
         };
         let copy = async {

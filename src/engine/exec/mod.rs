@@ -14,7 +14,7 @@ use crate::engine::event::{CopyEvent, LogLevel, RunEvent, TableVerdict};
 use crate::engine::files::private_dir;
 use crate::engine::governor::probe::Governed;
 use crate::engine::ident::{quote_ident, quote_literal, TableName};
-use crate::engine::journal::{Journal, ServerObject};
+use crate::engine::journal::{Journal, Progress, ServerObject};
 use crate::engine::plan::{
     self, Command, Facts, Plan, SqlSecret, Step, StepKind, BUCARDO_PASS_VAR,
 };
