@@ -144,32 +144,12 @@ fn commands(sb: &Sandbox, there: &str) {
 
 /// The binary run headless against the sandbox, as an operator would.
 fn tool(sb: &Sandbox, cmd: &str) -> Command {
-    let home = sb.root.join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bucardo-bootstrap"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("PGPASSWORD", &sb.password)
-        .env("BUCARDOPASS", zoo::BUCARDO_PASS)
-        .args([cmd, "--tables", "all"])
-        .args([
-            "--here",
-            &sb.here.uri("zoo"),
-            "--there",
-            &sb.there.uri("zoo"),
-        ])
-        .arg("--bucardo-db")
-        .arg(format!(
-            "postgres://bucardo@{}:{}/bucardo",
-            sb.here.host, sb.here.port
-        ))
-        .arg("--bucardo-piddir")
-        .arg(&sb.piddir)
-        .arg("--bucardo-logdir")
-        .arg(&sb.logdir)
-        .arg("--log-dir")
-        .arg(sb.root.join("state"))
+    let mut c = sb.tool_command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_bucardo-bootstrap")),
+        zoo::BUCARDO_PASS,
+    );
+    c.args([cmd, "--tables", "all"])
+        .args(sb.tool_flags("zoo"))
         .stdin(Stdio::null());
     c
 }

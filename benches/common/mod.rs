@@ -65,28 +65,12 @@ pub fn median(v: &[f64]) -> f64 {
 /// the flags the test suite uses, then `extra`. Its stderr goes, timestamped, to
 /// `tool-stderr.log` in the sandbox. Panics with the output when the run fails.
 pub fn run_tool(sb: &Sandbox, db: &str, bucardo_pass: &str, extra: &[String]) -> ToolRun {
-    let state = sb.root.join("state");
-    let home = sb.root.join("home");
-    fs::create_dir_all(&home).expect("home");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucardo-bootstrap"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("PGPASSWORD", &sb.password)
-        .env("BUCARDOPASS", bucardo_pass)
-        .args(["run", "--yes", "--tables", "all"])
-        .args(["--here", &sb.here.uri(db), "--there", &sb.there.uri(db)])
-        .arg("--bucardo-db")
-        .arg(format!(
-            "postgres://bucardo@{}:{}/bucardo",
-            sb.here.host, sb.here.port
-        ))
-        .arg("--bucardo-piddir")
-        .arg(&sb.piddir)
-        .arg("--bucardo-logdir")
-        .arg(&sb.logdir)
-        .arg("--log-dir")
-        .arg(&state)
+    let mut cmd = sb.tool_command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_bucardo-bootstrap")),
+        bucardo_pass,
+    );
+    cmd.args(["run", "--yes", "--tables", "all"])
+        .args(sb.tool_flags(db))
         .args(["--kick-timeout", "120"])
         .args(extra)
         // Settings of the tool's own (BUCARDO_BOOTSTRAP_LOG, the copy's knobs, ...) pass through.

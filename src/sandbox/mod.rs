@@ -152,6 +152,42 @@ impl Sandbox {
         self.there.restart()
     }
 
+    /// The tool's connection flags for database `db` on both clusters, with Bucardo's control
+    /// database on HERE and the sandbox's own PID, log and state directories.
+    pub fn tool_flags(&self, db: &str) -> Vec<String> {
+        vec![
+            "--here".into(),
+            self.here.uri(db),
+            "--there".into(),
+            self.there.uri(db),
+            "--bucardo-db".into(),
+            format!(
+                "postgres://bucardo@{}:{}/bucardo",
+                self.here.host, self.here.port
+            ),
+            "--bucardo-piddir".into(),
+            self.piddir.display().to_string(),
+            "--bucardo-logdir".into(),
+            self.logdir.display().to_string(),
+            "--log-dir".into(),
+            self.root.join("state").display().to_string(),
+        ]
+    }
+
+    /// `bin` (the tool) with the passwords only in its environment and the sandbox's own home:
+    /// no ~/.pgpass or other setting of the machine to lean on.
+    pub fn tool_command(&self, bin: &Path, bucardo_pass: &str) -> std::process::Command {
+        let home = self.root.join("home");
+        let _ = fs::create_dir_all(&home);
+        let mut c = std::process::Command::new(bin);
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("PGPASSWORD", &self.password)
+            .env("BUCARDOPASS", bucardo_pass);
+        c
+    }
+
     /// Raises `max_locks_per_transaction` on both clusters (and restarts them) to what the
     /// preflight asks of a bootstrap over `tables` tables, when PostgreSQL's 64 is not enough;
     /// returns the value set, if any.

@@ -53,36 +53,18 @@ pub fn conn_flags(sb: &Sandbox, tables: &str) -> Vec<String> {
 /// The connection flags alone for database `db` on both sandbox clusters: no `--tables`, no
 /// names; what `status` and `verify` make do with after a bootstrap.
 pub fn db_flags(sb: &Sandbox, db: &str) -> Vec<String> {
-    vec![
-        "--here".into(),
-        sb.here.uri(db),
-        "--there".into(),
-        sb.there.uri(db),
-        "--bucardo-db".into(),
-        format!(
-            "postgres://bucardo@{}:{}/bucardo",
-            sb.here.host, sb.here.port
-        ),
-        "--bucardo-piddir".into(),
-        sb.piddir.display().to_string(),
-        "--bucardo-logdir".into(),
-        sb.logdir.display().to_string(),
-        "--log-dir".into(),
-        state_dir(sb).display().to_string(),
-        "--kick-timeout".into(),
-        "120".into(),
-    ]
+    let mut flags = sb.tool_flags(db);
+    flags.extend(["--kick-timeout".into(), "120".into()]);
+    flags
 }
 
 /// The real binary, with passwords only in its environment and no ~/.pgpass to lean on.
 pub fn tool(sb: &Sandbox) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bucardo-bootstrap"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", sb.root.join("home"))
-        .env("PGPASSWORD", &sb.password)
-        .env("BUCARDOPASS", BUCARDO_PASS)
-        .env("BUCARDO_BOOTSTRAP_LOG", "debug");
+    let mut c = sb.tool_command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_bucardo-bootstrap")),
+        BUCARDO_PASS,
+    );
+    c.env("BUCARDO_BOOTSTRAP_LOG", "debug");
     c
 }
 
