@@ -284,13 +284,20 @@ impl Journal {
         }
         let f = match &mut self.progress {
             Some(f) => f,
-            None => self.progress.insert(
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .mode(0o600)
-                    .open(progress_path(&self.path))?,
-            ),
+            None => {
+                let path = progress_path(&self.path);
+                // A line an earlier run left torn must not swallow the first one of this run.
+                if std::fs::read(&path).is_ok_and(|b| b.last().is_some_and(|c| *c != b'\n')) {
+                    lines.insert(0, '\n');
+                }
+                self.progress.insert(
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .mode(0o600)
+                        .open(path)?,
+                )
+            }
         };
         f.write_all(lines.as_bytes())?;
         f.sync_data()?;
@@ -486,9 +493,13 @@ mod tests {
             .open(&progress)
             .unwrap();
         f.write_all(b"{\"Table\":{\"sche").unwrap();
-        let again = Journal::open(dir.path(), "p").unwrap();
+        let mut again = Journal::open(dir.path(), "p").unwrap();
         assert_eq!(again.data.tables_done.len(), 1001);
         assert!(again.step_done(StepKind::AddSync));
+        // The next run's first line is not glued to the torn one.
+        again.record_table(&t(1001)).unwrap();
+        let again = Journal::open(dir.path(), "p").unwrap();
+        assert_eq!(again.data.tables_done.len(), 1002);
         // A split table's ranges, then the table: its ranges are forgotten.
         let mut j = again;
         let split = Split {
