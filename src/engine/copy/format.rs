@@ -70,18 +70,22 @@ WITH RECURSIVE cols AS (
            CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, w.depth + 1
       FROM walk w JOIN pg_type t ON t.oid = w.typ
      WHERE w.depth < 16 AND (t.typtype = 'd' OR (t.typelem <> 0 AND t.typlen = -1))
-)
-SELECT c.i::int, c.attname::text, c.type_sql, c.base_sql,
-       (SELECT t.typcollation = 0 FROM pg_type t WHERE t.oid = c.typ) AS collation_free,
-       (SELECT coalesce(bool_and(
+), binary_ok AS (
+    -- Grouped once: a subquery per column scanned all of walk for each one, and 10,000 tables
+    -- (40,000 columns) took a minute.
+    SELECT w.i, w.attnum, bool_and(
                    t.typsend::oid <> 0 AND t.typreceive::oid <> 0
                    AND t.typtype NOT IN ('c', 'p')
                    AND (t.oid < 16384 OR t.typtype IN ('d', 'e'))
                    AND NOT (t.oid < 16384 AND t.typname LIKE 'reg%')
-                   AND NOT (t.typelem <> 0 AND t.typlen = -1 AND t.typelem >= 16384)), false)
-          FROM walk w JOIN pg_type t ON t.oid = w.typ
-         WHERE w.i = c.i AND w.attnum = c.attnum) AS binary_ok
-  FROM cols c
+                   AND NOT (t.typelem <> 0 AND t.typlen = -1 AND t.typelem >= 16384)) AS ok
+      FROM walk w JOIN pg_type t ON t.oid = w.typ
+     GROUP BY w.i, w.attnum
+)
+SELECT c.i::int, c.attname::text, c.type_sql, c.base_sql,
+       (SELECT t.typcollation = 0 FROM pg_type t WHERE t.oid = c.typ) AS collation_free,
+       coalesce(b.ok, false) AS binary_ok
+  FROM cols c LEFT JOIN binary_ok b ON b.i = c.i AND b.attnum = c.attnum
  ORDER BY c.i, c.attnum
 "#;
 
