@@ -234,13 +234,19 @@ impl RunState {
         let steps = plan
             .steps
             .iter()
-            .map(|s| StepRow {
+            .map(|s| {
+                // One pass: the sequences' lines are rendered as they are counted.
+                let mut lines = plan.step_lines(s);
+                let commands: Vec<String> = lines.by_ref().take(STEP_LINES_KEPT).collect();
+                (s, commands, lines.count())
+            })
+            .map(|(s, commands, more_lines)| StepRow {
                 id: s.id,
                 title: s.title.clone(),
                 kind: s.kind,
                 why: s.why.clone(),
-                commands: plan.step_lines(s).take(STEP_LINES_KEPT).collect(),
-                more_lines: plan.step_lines(s).count().saturating_sub(STEP_LINES_KEPT),
+                commands,
+                more_lines,
                 state: if s.already_done {
                     StepState::AlreadyDone
                 } else {

@@ -27,18 +27,11 @@ pub(super) async fn pg_dump_locks(c: &Client) -> Vec<Finding> {
         Ok(r) => r.get(0),
         Err(_) => return vec![],
     };
-    let (Ok(slots), Ok(connections)) = (
-        bucardo::lock_slots(c, Side::Here).await,
-        c.query_one("SELECT current_setting('max_connections')::bigint", &[])
-            .await
-            .map(|r| r.get::<_, i64>(0)),
-    ) else {
+    let Some((slots, connections)) = lock_table(c, Side::Here).await else {
         return vec![];
     };
     let tables = tables.max(0) as u64;
-    let per_tx = (2 * tables)
-        .div_ceil(connections.max(1) as u64)
-        .next_multiple_of(64);
+    let per_tx = (2 * tables).div_ceil(connections).next_multiple_of(64);
     let fix = format!(
         "on HERE: ALTER SYSTEM SET max_locks_per_transaction = {per_tx}; then restart PostgreSQL"
     );
@@ -72,21 +65,28 @@ pub const SYNC_LOCKS_PER_TABLE: u64 = 6;
 /// cannot, a warning when that run would take more than half of it (the application's locks
 /// share it), with the `max_locks_per_transaction` that leaves half free.
 pub(super) async fn sync_locks(c: &Client, group: &str, side: Side, tables: usize) -> Vec<Finding> {
-    let (Ok(slots), Ok(connections)) = (
-        bucardo::lock_slots(c, side).await,
-        c.query_one(
+    let Some((slots, connections)) = lock_table(c, side).await else {
+        return vec![];
+    };
+    sync_locks_finding(group, tables as u64, slots, connections)
+        .into_iter()
+        .collect()
+}
+
+/// The lock table's size in locks and the connections that share it (`max_connections` +
+/// `max_prepared_transactions`); None when the server does not say.
+async fn lock_table(c: &Client, side: Side) -> Option<(u64, u64)> {
+    let slots = bucardo::lock_slots(c, side).await.ok()?;
+    let connections: i64 = c
+        .query_one(
             "SELECT current_setting('max_connections')::bigint
                     + current_setting('max_prepared_transactions')::bigint",
             &[],
         )
         .await
-        .map(|r| r.get::<_, i64>(0)),
-    ) else {
-        return vec![];
-    };
-    sync_locks_finding(group, tables as u64, slots, connections.max(1) as u64)
-        .into_iter()
-        .collect()
+        .ok()?
+        .get(0);
+    Some((slots, connections.max(1) as u64))
 }
 
 /// The `max_locks_per_transaction` at which one run of a sync over `tables` tables takes at most
