@@ -119,6 +119,10 @@ pub const REBASE_AFTER: Duration = Duration::from_secs(6);
 /// rate must be past `critical_load` before the work pauses: the first and the last window do
 /// not overlap, so one bad second throttles but does not pause.
 pub const CRITICAL_HOLD_SAMPLES: usize = 5;
+/// The pace follows the median loss of the one-second windows ending at this many samples
+/// (two seconds of them): an application's rate moves by ±20 % from one second to the next
+/// (pgbench on this machine kind), and steering by each window halved the pace for noise.
+pub const STEER_SAMPLES: usize = 9;
 /// The slowest the work goes short of a pause, and where it restarts after one.
 pub const MIN_DUTY: f64 = 0.05;
 pub const RESTART_DUTY: f64 = 0.1;
@@ -177,6 +181,8 @@ pub struct Control {
     /// Copy workers that may take a new piece.
     pub workers: usize,
     pub paused: bool,
+    /// Paused by the operator: even light work waits ([`Pace::admit_light`]).
+    pub held: bool,
 }
 
 impl Control {
@@ -185,6 +191,7 @@ impl Control {
             duty: 1.0,
             workers: jobs.max(1),
             paused: false,
+            held: false,
         }
     }
 }
@@ -380,11 +387,13 @@ impl Governor {
                 duty: self.duty,
                 workers: self.workers,
                 paused: true,
+                held: self.mode == Mode::Held,
             },
             Mode::Full | Mode::Throttled => Control {
                 duty: self.duty.min(self.cap),
                 workers: self.workers,
                 paused: false,
+                held: false,
             },
         }
     }
@@ -604,6 +613,16 @@ impl Governor {
         self.loss_at(self.samples.len().checked_sub(1)?)
     }
 
+    /// The loss the pace follows: see [`STEER_SAMPLES`].
+    fn steering_loss(&self) -> Option<f64> {
+        let n = self.samples.len();
+        let mut losses: Vec<f64> = (1..=STEER_SAMPLES.min(n))
+            .filter_map(|back| self.loss_at(n - back))
+            .map(|(l, _, _)| l)
+            .collect();
+        (!losses.is_empty()).then(|| median(&mut losses))
+    }
+
     /// [`Self::loss`] as of sample `i`.
     fn loss_at(&self, i: usize) -> Option<(f64, f64, f64)> {
         let b = self.baseline?;
@@ -634,8 +653,8 @@ impl Governor {
                 worst = (sev, why);
             }
         };
-        if let Some((loss, max, crit)) = self.loss() {
-            let why = || {
+        if let (Some((loss, max, crit)), Some(steer)) = (self.loss(), self.steering_loss()) {
+            let why = |loss: f64| {
                 format!(
                     "HERE's rate is {}% below its {}baseline",
                     pct(loss),
@@ -652,10 +671,10 @@ impl Governor {
                     .is_some_and(|(l, _, c)| l >= c)
             });
             if loss >= crit && held {
-                raise(Severity::Critical, why());
-            } else if loss >= max {
-                raise(Severity::High, why());
-            } else if loss >= max / 2.0 {
+                raise(Severity::Critical, why(loss));
+            } else if steer >= max {
+                raise(Severity::High, why(steer));
+            } else if steer >= max / 2.0 {
                 raise(Severity::Ok, String::new());
             }
         }
@@ -746,13 +765,14 @@ impl Governor {
         if now.saturating_sub(self.last_adjust) < ADJUST_EVERY {
             return None;
         }
+        let at_floor = self.duty <= MIN_DUTY && self.workers == 1;
         match sev {
             Severity::High => {
                 self.last_adjust = now;
                 let was = self.mode;
                 self.mode = Mode::Throttled;
                 self.why = why.clone();
-                if self.duty <= MIN_DUTY && self.workers == 1 {
+                if at_floor {
                     let since = *self.stuck_since.get_or_insert(now);
                     if now.saturating_sub(since) >= REBASE_AFTER {
                         // Nothing slower is left to try: measure HERE without the work.
@@ -769,7 +789,11 @@ impl Governor {
                 (was == Mode::Full).then(|| Note(format!("governor: throttling: {why}")))
             }
             Severity::Ok => {
-                self.stuck_since = None;
+                // At the floor, a loss that dips under max_load now and then has not recovered:
+                // only headroom (Low) ends the wait for a re-base.
+                if !at_floor {
+                    self.stuck_since = None;
+                }
                 None
             }
             Severity::Low => {
@@ -939,6 +963,17 @@ impl Pace {
             }
             self.nap(MAX_NAP).await;
         }
+    }
+
+    /// Light work (reading back by key the rows Bucardo replayed): it waits only while the
+    /// operator holds the work. When it runs Bucardo's sync is live, and what lowers HERE then
+    /// is mostly the sync, which no throttle removes: slowing the light work down only keeps
+    /// the bootstrap on HERE longer (measured in README, "Load on HERE").
+    pub async fn admit_light(&self) {
+        while self.control().held {
+            self.nap(MAX_NAP).await;
+        }
+        self.mark();
     }
 
     /// After `worked` of heavy work: rests so that the work keeps to the governor's duty, and
