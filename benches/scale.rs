@@ -185,7 +185,13 @@ fn summary(results: &[Case]) {
             .reduce(|a, b| a + b)
         };
         let copy = |c: &Case| c.step("Copy the data");
-        let verify = |c: &Case| c.step("Verify both sides");
+        // The comparison is two steps: the chunks before the sync is enabled, the rounds after.
+        let verify = |c: &Case| {
+            ["Compare the copy", "Verify both sides"]
+                .iter()
+                .filter_map(|p| c.step(p))
+                .reduce(|a, b| a + b)
+        };
         let whole = |c: &Case| Some(c.total_s);
         let other = |c: &Case| {
             Some(c.total_s - bucardo(c).unwrap_or(0.0) - copy(c).unwrap_or(0.0) - verify(c)?)

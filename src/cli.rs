@@ -125,8 +125,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
-    /// Carry out the bootstrap headless: preflight, schema, Bucardo, copy, sequences, enable,
-    /// verify. Run it again after an interruption to finish it.
+    /// Carry out the bootstrap headless: preflight, schema, Bucardo, copy, sequences, compare,
+    /// enable, replay, verify. Run it again after an interruption to finish it.
     #[command(after_help = RUN_AFTER_HELP)]
     Run {
         #[command(flatten)]

@@ -361,11 +361,14 @@ fn done() {
     let t = finish_steps_with(&mut app, plan.steps.len(), 0.5, 3.0, true, |step, sec| {
         let rate = match kinds[step] {
             StepKind::CopyData => [1180.0, 1020.0, 1110.0][sec % 3],
-            StepKind::Verify => 1240.0,
+            StepKind::Compare | StepKind::Verify => 1240.0,
             StepKind::Drain | StepKind::Enable => 1190.0,
             _ => 1430.0 - (sec as f64) * 10.0,
         };
-        let mode = if matches!(kinds[step], StepKind::CopyData | StepKind::Verify) {
+        let mode = if matches!(
+            kinds[step],
+            StepKind::CopyData | StepKind::Compare | StepKind::Verify
+        ) {
             Mode::Throttled
         } else {
             Mode::Full

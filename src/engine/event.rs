@@ -182,12 +182,14 @@ impl TableVerdict {
         }
     }
 
+    /// The counts are taken as each chunk is read, before the rows changed since are compared
+    /// again: counts that differ are the rows still to replay then, not a difference.
     fn rows_said(&self) -> String {
         if self.here_rows == self.there_rows {
             format!("{} rows", self.here_rows)
         } else {
             format!(
-                "HERE {} rows, THERE {} rows",
+                "HERE {} rows, THERE {} rows when read",
                 self.here_rows, self.there_rows
             )
         }
@@ -406,7 +408,7 @@ mod tests {
         assert_eq!(v(10, 100, 10, 0, 0).state(), VerdictState::Changing);
         assert_eq!(
             v(100, 99, 99, 0, 0).line(),
-            "public.t: identical (HERE 100 rows, THERE 99 rows, 99 compared at once)"
+            "public.t: identical (HERE 100 rows, THERE 99 rows when read, 99 compared at once)"
         );
     }
 

@@ -56,6 +56,8 @@ pub enum StepKind {
     CopyData,
     RefreshMatviews,
     Sequences,
+    /// The first pass of the verification, before the sync is enabled.
+    Compare,
     Enable,
     Drain,
     Verify,
@@ -491,6 +493,15 @@ impl Plan {
                 cmds,
             );
         }
+        push(
+            StepKind::Compare,
+            "Compare the copy",
+            "every table's rows on both sides before Bucardo replays anything, so HERE carries only the application and this read".into(),
+            vec![Command::Internal(format!(
+                "per table, key range by key range ({} rows), each in a short snapshot on each side at the governor's pace: the row count and a sum of 64-bit row hashes; keys in Bucardo's delta tables (changed since the triggers went in) are left out, for Verify",
+                thousands(crate::engine::exec::CHUNK_ROWS)
+            ))],
+        );
         // autokick=1 creates a kick trigger on every table in one transaction; past one batch
         // they go in batch by batch first, and Bucardo then finds them in place.
         let kick = bucardo_cli::kick_trigger(&s.names.sync).filter(|_| batched);
@@ -548,9 +559,9 @@ impl Plan {
         push(
             StepKind::Verify,
             "Verify both sides",
-            "row count and an order-independent checksum of every row, per table".into(),
+            "what Compare left out, once Bucardo has replayed it; rows that keep changing are counted, never called identical".into(),
             vec![Command::Internal(
-                "per table, in a snapshot on each side: count(*) and the sum of md5(row) as 64-bit numbers, leaving out only keys changed since the check began (Bucardo's delta tables); a mismatch is re-checked after a kick".into(),
+                format!("the rows changed since the triggers went in, and any that differed, read by key on both sides in up to {} rounds, a kick before each after the first; a run that did not compare (resumed) compares every table as Compare does", crate::engine::exec::VERIFY_ROUNDS),
             )],
         );
         let fingerprint = fingerprint(s, &tables);
@@ -696,6 +707,9 @@ impl Plan {
                         }
                     }
                 }
+                StepKind::Compare => out.push_str(
+                    "# the script compares each table whole, in its Verify step, after the replay\n",
+                ),
                 StepKind::Verify => out.push_str(&script_verify(s, self)),
                 StepKind::Sequences => out.push_str(&script_sequences(s, self)),
                 StepKind::ConvertGenerated => out.push_str(&crate::engine::generated::script(

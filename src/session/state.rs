@@ -174,6 +174,8 @@ pub struct RunState {
     pub copy_started: Option<Duration>,
     pub copy_ended: Option<Duration>,
     pub verdicts: Vec<TableVerdict>,
+    /// Where each table's verdict is in `verdicts`: 10,000 of them arrive one by one.
+    verdict_at: std::collections::HashMap<TableName, usize>,
     pub aborting: bool,
     pub finished: Option<Finish>,
     pub result: Option<RunResult>,
@@ -275,6 +277,7 @@ impl RunState {
             copy_started: None,
             copy_ended: None,
             verdicts: Vec::new(),
+            verdict_at: Default::default(),
             account: plan.coverage.report(),
             here: HereHistory::default(),
             aborting: false,
@@ -363,10 +366,13 @@ impl RunState {
                 }
             }
             RunEvent::Copy(c) => self.apply_copy(c, now),
-            RunEvent::Verified(v) => {
-                self.verdicts.retain(|x| x.table != v.table);
-                self.verdicts.push(v);
-            }
+            RunEvent::Verified(v) => match self.verdict_at.get(&v.table) {
+                Some(&i) => self.verdicts[i] = v,
+                None => {
+                    self.verdict_at.insert(v.table.clone(), self.verdicts.len());
+                    self.verdicts.push(v);
+                }
+            },
             RunEvent::Log { level, message } => self.push_log(level, message),
             RunEvent::Here(view) => {
                 let step = self.current_step().map(|s| s.id);

@@ -68,6 +68,11 @@ pub struct LiveExecutor {
     governed: Governed,
     /// What the Verify step found, for the run's last line.
     verdicts: std::sync::Mutex<Vec<TableVerdict>>,
+    /// What this run's Compare step left for its Verify step.
+    compared: std::sync::Mutex<Option<verification::Compared>>,
+    /// When this run's Drain step began, on each side's clock: every delta logged before then
+    /// was replayed.
+    drained: std::sync::Mutex<Option<(String, String)>>,
 }
 
 impl LiveExecutor {
@@ -115,6 +120,8 @@ impl LiveExecutor {
             tables: Default::default(),
             governed: Governed::unlimited(),
             verdicts: Default::default(),
+            compared: Default::default(),
+            drained: Default::default(),
         })
     }
 
@@ -446,6 +453,7 @@ impl LiveExecutor {
             StepKind::ConvertGenerated => self.convert_generated(plan, step, events, cancel).await,
             StepKind::Sequences => self.sequences(plan, events).await,
             StepKind::Drain => self.drain(step, events, cancel).await,
+            StepKind::Compare => self.compare(plan, events, cancel).await,
             StepKind::Verify => self.verify(plan, events, cancel).await,
             StepKind::InstallBucardo => {
                 if bucardo::control_installed(&self.control_as_bucardo())

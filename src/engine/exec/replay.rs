@@ -60,6 +60,9 @@ impl LiveExecutor {
                 last_kick = tokio::time::Instant::now();
             }
             if pending.is_empty() && runs.last_good_ended.is_some() {
+                if let Ok(mut d) = self.drained.lock() {
+                    *d = Some((here_t0.clone(), there_t0.clone()));
+                }
                 log(
                     events,
                     LogLevel::Info,

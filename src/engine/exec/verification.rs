@@ -6,6 +6,14 @@
 //! (over all tables at once, after every table's chunks) once Bucardo has had time to replay
 //! them. What keeps changing through every round is counted, never called identical; what
 //! differs and does not change is DIFFERENT.
+//!
+//! In a run the walk and the rounds are two steps. Compare walks the chunks right after the
+//! copy, before the sync is enabled: Bucardo replays nothing yet, so HERE carries only the
+//! application and the walk, and every key in the delta tables waits for the rounds. Verify,
+//! after the replay, runs the rounds over what is left, paced as light work (measured: under
+//! pgbench on 2 cores, the walk after the replay ran 33 to 122 s at under half of HERE's
+//! baseline, as Bucardo's own sync held HERE there). A run that did not compare (resumed after
+//! Compare) walks every table in its Verify step.
 
 use super::*;
 use crate::engine::event::VerdictState;
@@ -14,21 +22,73 @@ use crate::engine::verify::{Chunk, Digest, Key, Within};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl LiveExecutor {
+    /// The Compare step: the walk is kept for this run's Verify step.
+    pub(super) async fn compare(
+        &self,
+        plan: &Plan,
+        events: &mpsc::Sender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let walked = compare_copy(
+            &self.settings,
+            &plan.tables,
+            &self.governed.pace,
+            events,
+            cancel,
+        )
+        .await?;
+        if let Ok(mut c) = self.compared.lock() {
+            *c = Some(Compared {
+                fingerprint: plan.fingerprint.clone(),
+                walked,
+            });
+        }
+        Ok(())
+    }
+
+    /// The Verify step: the rounds after this run's Compare, or (resumed, or Compare skipped)
+    /// every table in full.
     pub(super) async fn verify(
         &self,
         plan: &Plan,
         events: &mpsc::Sender<RunEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), EngineError> {
-        let verdicts = verify_tables(
-            &self.settings,
-            &plan.tables,
-            Some(&self.cli_nudge()),
-            &self.governed.pace,
-            events,
-            cancel,
-        )
-        .await?;
+        let compared = self
+            .compared
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take())
+            .filter(|c| c.fingerprint == plan.fingerprint);
+        let drained = self.drained.lock().ok().and_then(|d| d.clone());
+        let kick = self.cli_nudge();
+        let pace = &self.governed.pace;
+        let verdicts = match compared {
+            Some(c) => {
+                verify_compared(
+                    &self.settings,
+                    &plan.tables,
+                    c.walked,
+                    drained,
+                    Some(&kick),
+                    pace,
+                    events,
+                    cancel,
+                )
+                .await?
+            }
+            None => {
+                verify_tables(
+                    &self.settings,
+                    &plan.tables,
+                    Some(&kick),
+                    pace,
+                    events,
+                    cancel,
+                )
+                .await?
+            }
+        };
         if let Ok(mut v) = self.verdicts.lock() {
             *v = verdicts.clone();
         }
@@ -131,6 +191,8 @@ struct Cx<'a> {
     /// How chunks are summed: see [`verify::Digest`].
     digest: Digest,
     pace: &'a Pace,
+    /// The rounds after this run's replay: paced as light work ([`Pace::admit_light`]).
+    light: bool,
     cancel: &'a CancellationToken,
     chunk_rows: i64,
 }
@@ -141,12 +203,16 @@ impl Cx<'_> {
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => Err(EngineError::Aborted),
-            () = self.pace.admit(0) => Ok(()),
+            () = self.pace.admit(0), if !self.light => Ok(()),
+            () = self.pace.admit_light(), if self.light => Ok(()),
         }
     }
 
     /// After `worked` of reading: rests as the governor's duty says.
     async fn breathe(&self, worked: Duration) -> Result<(), EngineError> {
+        if self.light {
+            return Ok(());
+        }
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => Err(EngineError::Aborted),
@@ -219,121 +285,267 @@ pub async fn verify_tables_mode(
     events: &mpsc::Sender<RunEvent>,
     cancel: &CancellationToken,
 ) -> Result<(Vec<TableVerdict>, Vec<Differences>), EngineError> {
-    let here = s.here.connect(Side::Here).await?;
-    let there = s.there.connect(Side::There).await?;
-    let here_keys = s.here.connect(Side::Here).await?;
-    let there_keys = s.there.connect(Side::There).await?;
-    // Key values travel as text from one session to another: all print alike.
-    for (c, side) in [
-        (&here, Side::Here),
-        (&there, Side::There),
-        (&here_keys, Side::Here),
-        (&there_keys, Side::There),
-    ] {
-        verify::prepare_session(c, side).await?;
-    }
-    let live = verify::has_deltas(&here, Side::Here).await?
-        && verify::has_deltas(&there, Side::There).await?;
-    let mut here_t0 = bucardo::server_now(&here, Side::Here).await?;
-    let mut there_t0 = bucardo::server_now(&there, Side::There).await?;
-    let mut backlog = None;
-    if live {
-        if let Some(k) = kick {
-            let _ = process::run(k, Duration::from_secs(60)).await;
-            let deadline = tokio::time::Instant::now() + BACKLOG_WAIT;
-            let mut pending;
-            loop {
-                pending =
-                    interim_pending(s, (&here_keys, &here_t0), (&there_keys, &there_t0)).await?;
-                if pending.is_empty() || tokio::time::Instant::now() >= deadline {
-                    break;
-                }
-                tokio::time::sleep(BACKLOG_POLL).await;
-            }
-            if !pending.is_empty() {
-                // Bucardo is behind (it may never catch up under this traffic): rather than wait,
-                // every key changed since its oldest unreplicated delta counts as in flight, is
-                // left out of the chunks and compared by key in the rounds.
-                let (n, sync, group) = (
-                    pending.iter().map(|(_, n)| n).sum::<i64>(),
-                    &s.names.sync,
-                    &s.names.dbgroup,
-                );
-                if let Some(t) =
-                    bucardo::oldest_pending_before(&here_keys, Side::Here, sync, group, &here_t0)
-                        .await?
-                {
-                    here_t0 = t;
-                }
-                if let Some(t) =
-                    bucardo::oldest_pending_before(&there_keys, Side::There, sync, group, &there_t0)
-                        .await?
-                {
-                    there_t0 = t;
-                }
-                backlog = Some((here_t0.clone(), there_t0.clone()));
-                let _ = events
-                    .send(RunEvent::Log {
-                        level: LogLevel::Notice,
-                        message: format!(
-                            "verify: Bucardo has {n} changes logged before the verification still to replicate; \
-                             rows changed since {here_t0} (HERE's clock) are compared by key once replayed, \
-                             or counted as still changing"
-                        ),
-                    })
-                    .await;
-            }
+    let mut cx = Cx::connect(s, kick, mode, pace, cancel).await?;
+    cx.since_now(s, events).await?;
+    let walked = walk_tables(&cx, tables, true, events).await?;
+    finish(&cx, tables, walked, events).await
+}
+
+/// What the chunk walk left for later: the tables it settled, the keyed tables with keys to
+/// compare again, and the keyless tables it left alone.
+struct Walked {
+    done: Vec<Option<(TableVerdict, Differences)>>,
+    open: Vec<Open>,
+    keyless: Vec<usize>,
+}
+
+/// The chunk walk of the Compare step, before the sync is enabled, waiting for the Verify step.
+pub(super) struct Compared {
+    fingerprint: String,
+    walked: Walked,
+}
+
+/// The Compare step: every keyed table's chunks, while Bucardo replays nothing yet, so nothing
+/// is waited for and HERE carries only the application and this walk. Every key changed since
+/// the triggers went in is left out of its chunk (all of Bucardo's deltas count) and waits, with
+/// the rows that differed, for the Verify step's rounds after the replay.
+async fn compare_copy(
+    s: &Settings,
+    tables: &[TableInfo],
+    pace: &Pace,
+    events: &mpsc::Sender<RunEvent>,
+    cancel: &CancellationToken,
+) -> Result<Walked, EngineError> {
+    let cx = Cx::connect(s, None, verify::VerifyMode::Checksum, pace, cancel).await?;
+    let walked = walk_tables(&cx, tables, false, events).await?;
+    let keys: usize = walked.open.iter().map(|o| o.again.len()).sum();
+    let tables_left = walked.open.len() + walked.keyless.len();
+    let _ = events
+        .send(RunEvent::Log {
+            level: LogLevel::Notice,
+            message: format!(
+                "compare: {} tables settled; {keys} rows of {tables_left} tables changed since the triggers went in (or differed) and are compared again after the replay",
+                walked.done.iter().flatten().count()
+            ),
+        })
+        .await;
+    Ok(walked)
+}
+
+/// The Verify step after a Compare step: the rounds over what the walk left. After this run's
+/// Drain (`drained`: when it began on each side's clock) everything logged before is replayed,
+/// so the rounds start at once and only later changes count as in flight; otherwise Bucardo is
+/// waited for as [`verify_tables_mode`] does.
+#[allow(clippy::too_many_arguments)]
+async fn verify_compared(
+    s: &Settings,
+    tables: &[TableInfo],
+    walked: Walked,
+    drained: Option<(String, String)>,
+    kick: Option<&Invocation>,
+    pace: &Pace,
+    events: &mpsc::Sender<RunEvent>,
+    cancel: &CancellationToken,
+) -> Result<Vec<TableVerdict>, EngineError> {
+    let mut cx = Cx::connect(s, kick, verify::VerifyMode::Checksum, pace, cancel).await?;
+    cx.light = true;
+    match drained {
+        Some((here_t0, there_t0)) => {
+            cx.here_t0 = here_t0;
+            cx.there_t0 = there_t0;
         }
+        None => cx.since_now(s, events).await?,
     }
-    let digest = if mode == verify::VerifyMode::Fast {
-        Digest::Count
-    } else if catalog::server_info(&here, Side::Here).await?.version_num >= verify::HASH_SINCE
-        && catalog::server_info(&there, Side::There).await?.version_num >= verify::HASH_SINCE
-    {
-        Digest::Hash
-    } else {
-        Digest::Md5
+    finish(&cx, tables, walked, events).await.map(|(v, _)| v)
+}
+
+impl<'a> Cx<'a> {
+    /// Four sessions set up alike, with every change since the triggers counting as recent
+    /// (see [`Cx::since_now`] for a verification after the sync is live).
+    async fn connect(
+        s: &Settings,
+        kick: Option<&'a Invocation>,
+        mode: verify::VerifyMode,
+        pace: &'a Pace,
+        cancel: &'a CancellationToken,
+    ) -> Result<Cx<'a>, EngineError> {
+        let here = s.here.connect(Side::Here).await?;
+        let there = s.there.connect(Side::There).await?;
+        let here_keys = s.here.connect(Side::Here).await?;
+        let there_keys = s.there.connect(Side::There).await?;
+        // Key values travel as text from one session to another: all print alike.
+        for (c, side) in [
+            (&here, Side::Here),
+            (&there, Side::There),
+            (&here_keys, Side::Here),
+            (&there_keys, Side::There),
+        ] {
+            verify::prepare_session(c, side).await?;
+        }
+        let live = verify::has_deltas(&here, Side::Here).await?
+            && verify::has_deltas(&there, Side::There).await?;
+        let digest = if mode == verify::VerifyMode::Fast {
+            Digest::Count
+        } else if catalog::server_info(&here, Side::Here).await?.version_num >= verify::HASH_SINCE
+            && catalog::server_info(&there, Side::There).await?.version_num >= verify::HASH_SINCE
+        {
+            Digest::Hash
+        } else {
+            Digest::Md5
+        };
+        Ok(Cx {
+            here,
+            there,
+            here_keys,
+            there_keys,
+            live,
+            here_t0: SINCE_TRIGGERS.into(),
+            there_t0: SINCE_TRIGGERS.into(),
+            backlog: None,
+            kick,
+            fast: mode == verify::VerifyMode::Fast,
+            digest,
+            pace,
+            light: false,
+            cancel,
+            chunk_rows: chunk_rows(),
+        })
+    }
+
+    /// Only changes from now on count as recent: with Bucardo's delta tables present,
+    /// everything logged before is replayed first (kick, then a bounded wait); what Bucardo has
+    /// not replayed by then moves the start back to its oldest pending change.
+    async fn since_now(
+        &mut self,
+        s: &Settings,
+        events: &mpsc::Sender<RunEvent>,
+    ) -> Result<(), EngineError> {
+        self.here_t0 = bucardo::server_now(&self.here, Side::Here).await?;
+        self.there_t0 = bucardo::server_now(&self.there, Side::There).await?;
+        let Some(k) = self.kick.filter(|_| self.live) else {
+            return Ok(());
+        };
+        let _ = process::run(k, Duration::from_secs(60)).await;
+        let deadline = tokio::time::Instant::now() + BACKLOG_WAIT;
+        let mut pending;
+        loop {
+            pending = interim_pending(
+                s,
+                (&self.here_keys, &self.here_t0),
+                (&self.there_keys, &self.there_t0),
+            )
+            .await?;
+            if pending.is_empty() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(BACKLOG_POLL).await;
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // Bucardo is behind (it may never catch up under this traffic): rather than wait, every
+        // key changed since its oldest unreplicated delta counts as in flight, is left out of
+        // the chunks and compared by key in the rounds.
+        let (n, sync, group) = (
+            pending.iter().map(|(_, n)| n).sum::<i64>(),
+            &s.names.sync,
+            &s.names.dbgroup,
+        );
+        if let Some(t) =
+            bucardo::oldest_pending_before(&self.here_keys, Side::Here, sync, group, &self.here_t0)
+                .await?
+        {
+            self.here_t0 = t;
+        }
+        if let Some(t) = bucardo::oldest_pending_before(
+            &self.there_keys,
+            Side::There,
+            sync,
+            group,
+            &self.there_t0,
+        )
+        .await?
+        {
+            self.there_t0 = t;
+        }
+        self.backlog = Some((self.here_t0.clone(), self.there_t0.clone()));
+        let _ = events
+            .send(RunEvent::Log {
+                level: LogLevel::Notice,
+                message: format!(
+                    "verify: Bucardo has {n} changes logged before the verification still to replicate; \
+                     rows changed since {} (HERE's clock) are compared by key once replayed, \
+                     or counted as still changing",
+                    self.here_t0
+                ),
+            })
+            .await;
+        Ok(())
+    }
+}
+
+/// "Recent" from the first delta on: before the sync is enabled nothing has been replayed.
+const SINCE_TRIGGERS: &str = "-infinity";
+
+/// Every keyed table's chunks (and, with `keyless`, every keyless table whole); a table whose
+/// chunks all matched with no key to compare again is settled and reported at once.
+async fn walk_tables(
+    cx: &Cx<'_>,
+    tables: &[TableInfo],
+    keyless: bool,
+    events: &mpsc::Sender<RunEvent>,
+) -> Result<Walked, EngineError> {
+    let mut walked = Walked {
+        done: vec![None; tables.len()],
+        open: Vec::new(),
+        keyless: Vec::new(),
     };
-    let cx = Cx {
-        here,
-        there,
-        here_keys,
-        there_keys,
-        live,
-        here_t0,
-        there_t0,
-        backlog,
-        kick,
-        fast: mode == verify::VerifyMode::Fast,
-        digest,
-        pace,
-        cancel,
-        chunk_rows: chunk_rows(),
-    };
-    let mut done: Vec<Option<(TableVerdict, Differences)>> = vec![None; tables.len()];
-    let mut open = Vec::new();
     for (i, t) in tables.iter().enumerate() {
-        if cancel.is_cancelled() {
+        if cx.cancel.is_cancelled() {
             return Err(EngineError::Aborted);
         }
         if t.key_columns.is_empty() {
-            let v = verify_keyless(&cx, t).await?;
-            let _ = events.send(RunEvent::Verified(v.clone())).await;
-            done[i] = Some((v, vec![]));
+            if keyless {
+                let v = verify_keyless(cx, t).await?;
+                let _ = events.send(RunEvent::Verified(v.clone())).await;
+                walked.done[i] = Some((v, vec![]));
+            } else {
+                walked.keyless.push(i);
+            }
             continue;
         }
-        let o = walk_chunks(&cx, i, t).await?;
+        let o = walk_chunks(cx, i, t).await?;
         if o.again.is_empty() {
             let _ = events.send(RunEvent::Verified(o.v.clone())).await;
-            done[i] = Some((o.v, vec![]));
+            walked.done[i] = Some((o.v, vec![]));
         } else {
-            open.push(o);
+            walked.open.push(o);
         }
     }
-    compare_again(&cx, &mut open).await?;
+    Ok(walked)
+}
+
+/// The rounds over the open tables, then each one settled, and the keyless tables left.
+async fn finish(
+    cx: &Cx<'_>,
+    tables: &[TableInfo],
+    walked: Walked,
+    events: &mpsc::Sender<RunEvent>,
+) -> Result<(Vec<TableVerdict>, Vec<Differences>), EngineError> {
+    let Walked {
+        mut done,
+        mut open,
+        keyless,
+    } = walked;
+    for i in keyless {
+        let v = verify_keyless(cx, &tables[i]).await?;
+        let _ = events.send(RunEvent::Verified(v.clone())).await;
+        done[i] = Some((v, vec![]));
+    }
+    compare_again(cx, tables, &mut open).await?;
     for o in open {
         let i = o.index;
-        let (v, d) = settle(&cx, o).await?;
+        let (v, d) = settle(cx, &tables[i], o).await?;
         let _ = events.send(RunEvent::Verified(v.clone())).await;
         done[i] = Some((v, d));
     }
@@ -341,9 +553,8 @@ pub async fn verify_tables_mode(
 }
 
 /// A keyed table whose chunks are read, with keys to compare again.
-struct Open<'t> {
+struct Open {
     index: usize,
-    t: &'t TableInfo,
     v: TableVerdict,
     here_deltas: Vec<String>,
     there_deltas: Vec<String>,
@@ -354,11 +565,7 @@ struct Open<'t> {
 }
 
 /// A table with a key: its chunks, each in its own snapshot pair.
-async fn walk_chunks<'t>(
-    cx: &Cx<'_>,
-    index: usize,
-    t: &'t TableInfo,
-) -> Result<Open<'t>, EngineError> {
+async fn walk_chunks(cx: &Cx<'_>, index: usize, t: &TableInfo) -> Result<Open, EngineError> {
     let mut v = TableVerdict::new(t.name.clone());
     let (here_deltas, there_deltas) = if cx.live {
         (
@@ -449,7 +656,6 @@ async fn walk_chunks<'t>(
     }
     Ok(Open {
         index,
-        t,
         v,
         here_deltas,
         there_deltas,
@@ -462,7 +668,11 @@ async fn walk_chunks<'t>(
 /// once for all of them, so the waits do not add up table by table. Behind a backlog Bucardo
 /// had not cleared, replays take longer than rounds wait: one round catches what did replay,
 /// the rest counts as in flight.
-async fn compare_again(cx: &Cx<'_>, open: &mut [Open<'_>]) -> Result<(), EngineError> {
+async fn compare_again(
+    cx: &Cx<'_>,
+    tables: &[TableInfo],
+    open: &mut [Open],
+) -> Result<(), EngineError> {
     let rounds = if cx.backlog.is_some() {
         1
     } else {
@@ -482,7 +692,7 @@ async fn compare_again(cx: &Cx<'_>, open: &mut [Open<'_>]) -> Result<(), EngineE
             for batch in keys.chunks(ROUND_BATCH) {
                 cx.admit().await?;
                 let started = std::time::Instant::now();
-                let t = o.t;
+                let t = &tables[o.index];
                 let (hr, tr) = cx
                     .in_snapshots(async {
                         tokio::try_join!(
@@ -516,9 +726,12 @@ async fn compare_again(cx: &Cx<'_>, open: &mut [Open<'_>]) -> Result<(), EngineE
 /// (or since the start of a backlog Bucardo had not cleared): its replay may still be to come,
 /// as the rounds' kicks do not wait for a sync run. A row that differs with no change since then
 /// is a difference: everything logged before was replicated.
-async fn settle(cx: &Cx<'_>, o: Open<'_>) -> Result<(TableVerdict, Differences), EngineError> {
+async fn settle(
+    cx: &Cx<'_>,
+    t: &TableInfo,
+    o: Open,
+) -> Result<(TableVerdict, Differences), EngineError> {
     let Open {
-        t,
         mut v,
         here_deltas,
         there_deltas,

@@ -69,7 +69,7 @@ fn phase_of(kind: StepKind) -> &'static str {
         | StepKind::AddSync => "Set up Bucardo",
         StepKind::CopyData | StepKind::RefreshMatviews | StepKind::Sequences => "Copy the data",
         StepKind::Enable | StepKind::Drain => "Go live",
-        StepKind::Verify => "Verify",
+        StepKind::Compare | StepKind::Verify => "Verify",
     }
 }
 
