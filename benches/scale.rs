@@ -97,8 +97,15 @@ struct Case {
     here_mb: f64,
     tables: usize,
     total_s: f64,
-    steps: Vec<(String, f64)>,
+    /// Each step's label, seconds, and the peak RSS (kB) reached by its end.
+    steps: Vec<(String, f64, u64)>,
+    /// The whole process tree's peak (the kernel's `wait4` figure: the tool and every program
+    /// it ran, pg_dump and Bucardo's CLI among them).
     peak_kb: u64,
+    /// The tool's own peak, as last read while it ran.
+    own_kb: u64,
+    /// Each program's largest peak seen in the tree.
+    programs: BTreeMap<String, u64>,
     /// The seed's `pg_dump --data-only | psql` on the same data, when measured.
     seed_s: Option<f64>,
     /// The tool's own lines about locks on HERE and its copy workers.
@@ -109,27 +116,37 @@ impl Case {
     fn step(&self, prefix: &str) -> Option<f64> {
         self.steps
             .iter()
-            .filter(|(l, _)| {
+            .filter(|(l, _, _)| {
                 l.split_once(' ')
                     .map(|x| x.1)
                     .unwrap_or(l)
                     .starts_with(prefix)
             })
-            .map(|(_, s)| *s)
+            .map(|(_, s, _)| *s)
             .reduce(|a, b| a + b)
     }
 
     fn print(&self) {
         eprintln!(
-            "  {}: HERE {:.0} MB, {} tables; whole run {:.1} s, peak RSS {:.1} MB",
+            "  {}: HERE {:.0} MB, {} tables; whole run {:.1} s, peak RSS {:.1} MB (the tool's own {:.1} MB)",
             self.name,
             self.here_mb,
             self.tables,
             self.total_s,
-            self.peak_kb as f64 / 1024.0
+            self.peak_kb as f64 / 1024.0,
+            self.own_kb as f64 / 1024.0
         );
-        for (label, s) in &self.steps {
-            eprintln!("    {label:<48} {s:>8.1} s");
+        let programs: Vec<String> = self
+            .programs
+            .iter()
+            .map(|(p, kb)| format!("{p} {:.1} MB", *kb as f64 / 1024.0))
+            .collect();
+        eprintln!("    peak RSS by program: {}", programs.join(", "));
+        for (label, s, kb) in &self.steps {
+            eprintln!(
+                "    {label:<48} {s:>8.1} s   peak by its end {:>6.1} MB",
+                *kb as f64 / 1024.0
+            );
         }
         if let (Some(seed), Some(copy)) = (self.seed_s, self.step("Copy the data")) {
             eprintln!(
@@ -153,7 +170,7 @@ fn summary(results: &[Case]) {
         by.values().map(Vec::len).max().unwrap_or(0)
     });
     eprintln!(
-        "{:<14} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}",
+        "{:<14} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}",
         "case",
         "HERE MB",
         "tables",
@@ -164,7 +181,8 @@ fn summary(results: &[Case]) {
         "ratio",
         "verify s",
         "other",
-        "RSS MB"
+        "RSS MB",
+        "own MB"
     );
     for ((_, name), cs) in by {
         let m = |f: &dyn Fn(&Case) -> Option<f64>| -> Option<f64> {
@@ -198,7 +216,7 @@ fn summary(results: &[Case]) {
         };
         let ratio = |c: &Case| Some(copy(c)? / c.seed_s?);
         eprintln!(
-            "{:<14} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8}",
+            "{:<14} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}",
             name,
             fmt(m(&|c| Some(c.here_mb)), 0),
             cs[0].tables,
@@ -210,6 +228,7 @@ fn summary(results: &[Case]) {
             fmt(m(&verify), 1),
             fmt(m(&other), 1),
             fmt(m(&|c| Some(c.peak_kb as f64 / 1024.0)), 1),
+            fmt(m(&|c| Some(c.own_kb as f64 / 1024.0)), 1),
         );
     }
 }
@@ -265,9 +284,11 @@ fn finish(
         steps: run
             .spans
             .iter()
-            .map(|s| (s.label.clone(), s.end - s.start))
+            .map(|s| (s.label.clone(), s.end - s.start, run.peak_by(s.end)))
             .collect(),
         peak_kb: run.peak_kb,
+        own_kb: run.hwm.last().map_or(0, |(_, kb)| *kb),
+        programs: run.programs.clone(),
         seed_s,
         notes,
     }

@@ -2,6 +2,7 @@
 //! its step lines timestamped as they arrive, its peak RSS, and the arithmetic on the figures.
 
 use bucardo_bootstrap::sandbox::{measure, Sandbox};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Command, Stdio};
@@ -21,6 +22,87 @@ pub struct ToolRun {
     pub spans: Vec<Span>,
     pub lines: Vec<(f64, String)>,
     pub peak_kb: u64,
+    /// The process's peak RSS so far (kB, the kernel's `VmHWM`) as each line arrived: what
+    /// tells which step raised the peak.
+    pub hwm: Vec<(f64, u64)>,
+    /// The largest peak RSS (kB) seen of each program in the process tree, the tool itself
+    /// included: `peak_kb` is the kernel's figure for the whole tree (`wait4` counts the
+    /// children it waited for), and this says whose it is.
+    pub programs: BTreeMap<String, u64>,
+}
+
+impl ToolRun {
+    /// The peak RSS (kB) the process had reached by time `t`, as last read before it.
+    pub fn peak_by(&self, t: f64) -> u64 {
+        self.hwm
+            .iter()
+            .take_while(|(at, _)| *at <= t)
+            .last()
+            .map_or(0, |(_, kb)| *kb)
+    }
+}
+
+/// `VmHWM` of process `pid` in kB, while it runs.
+fn vm_hwm(pid: u32) -> Option<u64> {
+    status_of(pid).map(|(_, kb)| kb)
+}
+
+/// The program name and `VmHWM` (kB) of a live process.
+fn status_of(pid: u32) -> Option<(String, u64)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let kb = field("VmHWM:")?.split_whitespace().next()?.parse().ok()?;
+    Some((field("Name:")?.to_string(), kb))
+}
+
+/// Samples a process tree every 50 ms for the peak RSS of each program in it.
+struct ProgramPeaks {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<BTreeMap<String, u64>>,
+}
+
+impl ProgramPeaks {
+    fn watch(root: u32) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peaks: BTreeMap<String, u64> = BTreeMap::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut pids = vec![root];
+                while let Some(pid) = pids.pop() {
+                    if let Some((name, kb)) = status_of(pid) {
+                        let e = peaks.entry(name).or_default();
+                        *e = (*e).max(kb);
+                    }
+                    let tasks = fs::read_dir(format!("/proc/{pid}/task"))
+                        .into_iter()
+                        .flatten();
+                    for task in tasks.flatten() {
+                        let children = fs::read_to_string(task.path().join("children"));
+                        pids.extend(
+                            children
+                                .unwrap_or_default()
+                                .split_whitespace()
+                                .filter_map(|p| p.parse::<u32>().ok()),
+                        );
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            peaks
+        });
+        ProgramPeaks { stop, thread }
+    }
+
+    fn stop(self) -> BTreeMap<String, u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
 }
 
 pub fn now() -> f64 {
@@ -79,15 +161,21 @@ pub fn run_tool(sb: &Sandbox, db: &str, bucardo_pass: &str, extra: &[String]) ->
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("bucardo-bootstrap starts");
+    let programs = ProgramPeaks::watch(child.id());
     let stderr = child.stderr.take().expect("piped stderr");
     let mut log = fs::File::create(sb.root.join("tool-stderr.log")).expect("tool log");
     let mut lines: Vec<(f64, String)> = Vec::new();
+    let mut hwm = Vec::new();
     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
         let t = now();
         let _ = writeln!(log, "{t:.3} {line}");
         lines.push((t, line));
+        if let Some(kb) = vm_hwm(child.id()) {
+            hwm.push((t, kb));
+        }
     }
     let (status, peak_kb) = measure::wait_with_peak_rss(&mut child).expect("bucardo-bootstrap");
+    let programs = programs.stop();
     assert!(
         status.success(),
         "bucardo-bootstrap run failed ({status}):\n{}",
@@ -101,6 +189,8 @@ pub fn run_tool(sb: &Sandbox, db: &str, bucardo_pass: &str, extra: &[String]) ->
         spans: step_spans(&lines),
         lines,
         peak_kb,
+        hwm,
+        programs,
     }
 }
 

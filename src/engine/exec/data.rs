@@ -3,6 +3,21 @@
 
 use super::*;
 
+/// Sequences set up per round trip on each side.
+const SEQUENCE_BATCH: usize = 100;
+
+/// Each sequence's `ALTER` apart, and its `setval`s as the columns of one `SELECT`.
+fn split_batch(sqls: impl Iterator<Item = String>) -> (Vec<String>, Vec<String>) {
+    sqls.map(|sql| {
+        let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
+        (
+            alter.to_string(),
+            select.trim_start_matches("SELECT ").to_string(),
+        )
+    })
+    .unzip()
+}
+
 impl LiveExecutor {
     pub(super) async fn copy_roles(
         &self,
@@ -212,39 +227,61 @@ impl LiveExecutor {
         for (side, c) in [(Side::Here, &here), (Side::There, &there)] {
             crate::engine::giveway::prepare_session(c, side).await?;
         }
-        for f in plan::sequence_uses(&plan.tables) {
-            let q = &f.sequence;
-            let sql = plan::interleave_here_sql(&f);
-            let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
-            let gave_way = crate::engine::giveway::run_sql(&here, Side::Here, alter).await?;
+        // A batch of sequences per round trip on each side: one at a time, 10,000 sequences
+        // took 23 s of four round trips each (measured).
+        let feeds = plan::sequence_uses(&plan.tables);
+        for batch in feeds.chunks(SEQUENCE_BATCH) {
+            let (alters, selects) = split_batch(batch.iter().map(plan::interleave_here_sql));
+            // Each ALTER in its own transaction, so that each lock gives way on its own; the
+            // statements are pipelined.
+            let gave_way: u32 = futures_util::future::try_join_all(
+                alters
+                    .iter()
+                    .map(|a| crate::engine::giveway::run_sql(&here, Side::Here, a)),
+            )
+            .await?
+            .into_iter()
+            .sum();
             self.gave_way
                 .fetch_add(gave_way, std::sync::atomic::Ordering::Relaxed);
-            let n: i64 = here
-                .query_one(select, &[])
+            let what = || match batch {
+                [f] => f.sequence.to_string(),
+                _ => format!("{} sequences from {}", batch.len(), batch[0].sequence),
+            };
+            let row = here
+                .query_one(format!("SELECT {}", selects.join(", ")).as_str(), &[])
                 .await
-                .map_err(|e| EngineError::sql(Side::Here, format!("restarting {q}"), &e))?
-                .get(0);
-            let sql = plan::interleave_there_sql(q, "$1::bigint + 1");
-            let (alter, select) = sql.split_once('\n').unwrap_or((&sql, ""));
+                .map_err(|e| EngineError::sql(Side::Here, format!("restarting {}", what()), &e))?;
+            let values: Vec<i64> = (0..batch.len()).map(|i| row.get(i)).collect();
+            let (alters, selects) = split_batch(batch.iter().enumerate().map(|(i, f)| {
+                plan::interleave_there_sql(&f.sequence, &format!("${}::bigint + 1", i + 1))
+            }));
             there
-                .batch_execute(alter)
+                .batch_execute(&alters.join("\n"))
                 .await
-                .map_err(|e| EngineError::sql(Side::There, format!("altering {q}"), &e))?;
+                .map_err(|e| EngineError::sql(Side::There, format!("altering {}", what()), &e))?;
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+                .iter()
+                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
             there
-                .query_one(select, &[&n])
+                .query_one(format!("SELECT {}", selects.join(", ")).as_str(), &params)
                 .await
-                .map_err(|e| EngineError::sql(Side::There, format!("restarting {q}"), &e))?;
-            log(
-                events,
-                LogLevel::Info,
-                format!(
-                    "{q}: HERE hands out {n}, {}, ...; THERE {}, {}, ...",
-                    n + 2,
-                    n + 1,
-                    n + 3
-                ),
-            )
-            .await;
+                .map_err(|e| EngineError::sql(Side::There, format!("restarting {}", what()), &e))?;
+            for (f, n) in batch.iter().zip(values) {
+                log(
+                    events,
+                    LogLevel::Info,
+                    format!(
+                        "{}: HERE hands out {n}, {}, ...; THERE {}, {}, ...",
+                        f.sequence,
+                        n + 2,
+                        n + 1,
+                        n + 3
+                    ),
+                )
+                .await;
+            }
         }
         Ok(())
     }
