@@ -297,3 +297,56 @@ async fn past_one_batch_the_triggers_go_in_batch_by_batch_under_writes() {
         assert_eq!(left.trim(), "0 0", "{}: {}", c.name, show(&out));
     }
 }
+
+/// Setting up the sequences waits behind an application transaction that took a value (its
+/// lock on the sequence): the batch of `ALTER SEQUENCE` gives way, goes again one sequence per
+/// transaction, and finishes once the application commits; the application's transaction is
+/// never the one that fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn setting_up_the_sequences_gives_way_to_a_transaction_that_took_a_value() {
+    let sb = tokio::task::spawn_blocking(|| sandbox_with_widgets(1))
+        .await
+        .unwrap();
+    let app = client(&sb.here).await;
+    let watch = client(&sb.here).await;
+    app.batch_execute("BEGIN; SELECT nextval('public.invoice_number_seq')")
+        .await
+        .unwrap();
+    let r = spawn_run(&sb, &[]);
+    wait_until(
+        &watch,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                         WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER SEQUENCE%')",
+        "an ALTER SEQUENCE waits for the application's transaction",
+    )
+    .await;
+    // The tool's lock timeout ends its wait; once it has given way at least once, let go.
+    wait_until(
+        &watch,
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity
+                             WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER SEQUENCE%')",
+        "the ALTER SEQUENCE gives up its wait",
+    )
+    .await;
+    app.batch_execute("COMMIT")
+        .await
+        .expect("the application's transaction commits");
+    let (code, out) = tokio::task::block_in_place(|| r.finish());
+    assert_eq!(code, 0, "the run finishes once the lock is released: {out}");
+    assert!(
+        out.contains("gave way to the application"),
+        "the closing note counts the give-way: {out}"
+    );
+    let step = sb
+        .here
+        .psql(
+            "widgets",
+            "SELECT increment_by FROM pg_sequences WHERE schemaname = 'public' AND sequencename = 'invoice_number_seq'",
+        )
+        .unwrap();
+    assert_eq!(
+        step.trim(),
+        "2",
+        "the held sequence is set up for two masters too"
+    );
+}

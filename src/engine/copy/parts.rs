@@ -153,7 +153,7 @@ pub async fn split(
         .map(|r| r.get(0))
         .collect();
     let mut cuts = quantile_cuts(&bounds, n);
-    if cuts.is_empty() && INTEGER_TYPES.contains(&ty.as_str()) {
+    if cuts.is_empty() && INTEGER_TYPES.contains(&&**ty) {
         let k = quote_ident(key);
         let r = snap
             .query_one(
@@ -183,7 +183,7 @@ pub async fn split(
         .collect();
     Ok(Some(Split {
         key: key.clone(),
-        key_type: ty.clone(),
+        key_type: ty.to_string(),
         cuts: sorted,
     }))
 }
