@@ -3,7 +3,9 @@
 //! How do the whole bootstrap's time and memory grow with the data and with the table count?
 //! Each case gets fresh sandbox clusters and runs the release binary's `run --yes --tables all`
 //! (verification on), timing every step from its headless lines and reading its peak RSS from
-//! the kernel (`wait4`'s `ru_maxrss`). Two series:
+//! the kernel (`wait4`'s `ru_maxrss`, which counts the programs the tool ran too: pg_dump,
+//! Bucardo's CLI). It also prints each program's own peak, sampled in the process tree, and the
+//! tool's own peak by the end of each step. Two series:
 //!
 //! - `data`: `assets/bench/dataset.sql` (four large tables of ledger rows, jsonb, bytea and text,
 //!   and 220 small tables) at 1×, 4× and 16× a base size (`SCALE_BENCH_BASE_MB`, 1024 MB). Before
