@@ -1,5 +1,5 @@
-//! The data steps: roles, the parallel copy from one snapshot, and the sequences interleaved for
-//! two masters.
+//! The data steps: roles, the parallel copy (a fresh snapshot on HERE per piece), and the
+//! sequences interleaved for two masters.
 
 use super::*;
 
