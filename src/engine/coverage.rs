@@ -466,6 +466,7 @@ fn account<'a>(
             (why.join("; "), fix, false)
         }
     };
+    out.coverage.entries.reserve_exact(all.len());
     for t in all {
         let kind = if t.relkind == 'p' {
             Kind::Partitioned

@@ -424,25 +424,14 @@ impl Plan {
             },
             add_sync,
         );
-        let mut copy_cmds = vec![Command::Internal(format!(
+        // A line per table follows, rendered when shown ([`Plan::step_lines`]).
+        let copy_cmds = vec![Command::Internal(format!(
             "export one snapshot on HERE (taken after the triggers committed); {} workers stream \
              COPY ... TO STDOUT into COPY ... FROM STDIN on THERE with session_replication_role = \
              replica, largest table first; then copy sequence values; check that no sync run \
              touched THERE",
             s.jobs
         ))];
-        for t in &tables {
-            let cols = t
-                .copy_columns()
-                .iter()
-                .map(|c| quote_ident(&c.name))
-                .collect::<Vec<_>>()
-                .join(", ");
-            copy_cmds.push(Command::Internal(format!(
-                "COPY (SELECT {cols} FROM ONLY {tn}) TO STDOUT  =>  COPY {tn} ({cols}) FROM STDIN",
-                tn = t.name.sql()
-            )));
-        }
         push(
             StepKind::CopyData,
             "Copy the data",
@@ -592,6 +581,13 @@ impl Plan {
                     .flat_map(|c| command_lines(&c))
                 }))
             }
+            (_, StepKind::CopyData) => Box::new(
+                step.commands.iter().flat_map(command_lines).chain(
+                    self.tables
+                        .iter()
+                        .flat_map(|t| command_lines(&copy_line(t))),
+                ),
+            ),
             _ => Box::new(step.commands.iter().flat_map(command_lines)),
         }
     }
@@ -897,6 +893,21 @@ pub fn psql_invocation(spec: &ConnSpec, passfile: PassfileRef, strict: bool) -> 
 }
 
 /// The display lines of one command (review, confirm gate).
+/// The Copy step's line for one table (the review's; the copy itself may split the table or
+/// move it in binary).
+fn copy_line(t: &TableInfo) -> Command {
+    let cols = t
+        .copy_columns()
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Command::Internal(format!(
+        "COPY (SELECT {cols} FROM ONLY {tn}) TO STDOUT  =>  COPY {tn} ({cols}) FROM STDIN",
+        tn = t.name.sql()
+    ))
+}
+
 pub fn command_lines(c: &Command) -> Vec<String> {
     match c {
         Command::Run(inv) => vec![display_invocation(inv)],

@@ -192,7 +192,9 @@ struct Piece {
     copy_out: Box<str>,
     copy_in: Box<str>,
     est_bytes: i64,
-    order: (TableName, usize),
+    /// The table's place in the chosen tables, then the range's number: ties in size go in that
+    /// order.
+    order: (usize, usize),
     defer: Vec<DeferredIndex>,
     /// Its key range's number, when the table is split.
     part: Option<usize>,
@@ -358,14 +360,14 @@ async fn plan_pieces(
     };
     drop(there_c);
 
-    let mut pieces = Vec::new();
+    let mut pieces = Vec::with_capacity(tables.len());
     let mut text_reasons: Vec<String> = Vec::new();
     let mut splits: Vec<String> = Vec::new();
     let mut deferred = 0usize;
-    for (i, t) in tables.iter().enumerate() {
+    for (ti, t) in tables.iter().enumerate() {
         // Each table's columns are let go as its pieces are built: at 10,000 tables the two
         // maps and the pieces together were 22 MB of the copy's peak (measured, heaptrack).
-        let (h, th) = (here_cols[i].take(), there_cols[i].take());
+        let (h, th) = (here_cols[ti].take(), there_cols[ti].take());
         let h = h.as_deref();
         let (fmt, why) = format::choose(opts.format, same_major, h, th.as_deref());
         if let (Format::Text, Some(why)) = (fmt, why) {
@@ -458,7 +460,7 @@ async fn plan_pieces(
                 copy_out,
                 copy_in,
                 est_bytes: t.total_bytes,
-                order: (t.name.clone(), 0),
+                order: (ti, 0),
                 defer,
                 part: None,
                 clear: None,
@@ -486,7 +488,7 @@ async fn plan_pieces(
                     copy_out,
                     copy_in: copy_in.clone(),
                     est_bytes: t.total_bytes / ranges.len() as i64,
-                    order: (t.name.clone(), i),
+                    order: (ti, i),
                     defer: vec![],
                     part: Some(i),
                     clear: earlier.map(|_| format!("DELETE FROM ONLY {tn} WHERE {pred}")),
