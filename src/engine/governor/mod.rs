@@ -828,7 +828,16 @@ impl Governor {
         let rate = self.window_rate()?;
         let b = self.baseline.as_mut()?;
         let before = b.rate;
-        b.rate = rate.max(MIN_STEERING_RATE);
+        let least = if b.by_commits {
+            MIN_COMMIT_STEERING_RATE
+        } else {
+            MIN_STEERING_RATE
+        };
+        // Below what a rate can be steered by, HERE is as good as idle without the work (its
+        // baseline was autovacuum's transactions, say): raising the reference to the least rate
+        // paused the work again at once, for ever. The probe, lock waiters and standbys steer.
+        let quiet = rate < least;
+        b.rate = if quiet { 0.0 } else { rate };
         if let Some(last) = self.samples.back() {
             b.probe_ms = b.probe_ms.max(last.probe.as_secs_f64() * 1000.0);
             b.lock_waiting = b.lock_waiting.max(last.lock_waiting);
@@ -840,6 +849,14 @@ impl Governor {
         self.workers = 1;
         self.last_adjust = now;
         self.stuck_since = None;
+        if quiet {
+            return Some(Note(format!(
+                "governor: {why} with the bootstrap's heavy work paused: HERE stays at {} tx/s ({} tx/s before), \
+                 too few to steer by: from now on its rate is not steered by, its probe, lock waiters and standbys are",
+                rate.round() as i64,
+                before.round() as i64
+            )));
+        }
         Some(Note(format!(
             "governor: {why} with the bootstrap's heavy work paused: HERE stays at {} tx/s ({}% of its {} tx/s before), \
              the cost of Bucardo's triggers and sync, which no throttle removes. Measuring against it from now on, \

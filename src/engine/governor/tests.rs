@@ -455,6 +455,34 @@ fn a_nearly_idle_here_is_not_steered_by_its_rate() {
 }
 
 #[test]
+fn a_baseline_that_was_background_writes_and_stops_lets_the_work_go_on() {
+    // 7 write transactions a second before the work (autovacuum analysing freshly loaded
+    // tables), then none, with or without the work: measured once in the scale benchmark,
+    // where the copy was paused again every few seconds for minutes.
+    let mut s = Sim::new(limits(), 2);
+    s.run(3.5, 7.0, false);
+    assert!(s.notes[0].contains("baseline is 7 write"), "{:?}", s.notes);
+    s.run(2.0, 7.0, true);
+    s.run(3.0, 0.0, true);
+    assert_eq!(s.g.mode(), Mode::Paused);
+    s.run(REBASE_AFTER.as_secs_f64() + 0.5, 0.0, false);
+    assert!(
+        s.notes.last().unwrap().contains("too few to steer by"),
+        "{:?}",
+        s.notes
+    );
+    let pauses = s.notes.iter().filter(|n| n.contains("pausing")).count();
+    s.run(30.0, 0.0, true);
+    assert_eq!(
+        s.notes.iter().filter(|n| n.contains("pausing")).count(),
+        pauses,
+        "paused again: {:?}",
+        s.notes
+    );
+    assert_eq!(s.control(), Control::full(2), "{:?}", s.g.view());
+}
+
+#[test]
 fn seconds_of_the_bootstraps_own_load_do_not_refine_the_baseline() {
     let mut s = Sim::new(limits(), 2);
     s.run(3.5, 100.0, false);
