@@ -892,7 +892,6 @@ pub fn psql_invocation(spec: &ConnSpec, passfile: PassfileRef, strict: bool) -> 
         .passfile(passfile)
 }
 
-/// The display lines of one command (review, confirm gate).
 /// The Copy step's line for one table (the review's; the copy itself may split the table or
 /// move it in binary).
 fn copy_line(t: &TableInfo) -> Command {
@@ -908,6 +907,7 @@ fn copy_line(t: &TableInfo) -> Command {
     ))
 }
 
+/// The display lines of one command (review, confirm gate).
 pub fn command_lines(c: &Command) -> Vec<String> {
     match c {
         Command::Run(inv) => vec![display_invocation(inv)],
