@@ -172,7 +172,7 @@ fn summary(results: &[Case]) {
         by.values().map(Vec::len).max().unwrap_or(0)
     });
     eprintln!(
-        "{:<14} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}",
+        "{:<14} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}",
         "case",
         "HERE MB",
         "tables",
@@ -181,6 +181,7 @@ fn summary(results: &[Case]) {
         "copy s",
         "seed s",
         "ratio",
+        "vacuum s",
         "verify s",
         "other",
         "RSS MB",
@@ -205,6 +206,7 @@ fn summary(results: &[Case]) {
             .reduce(|a, b| a + b)
         };
         let copy = |c: &Case| c.step("Copy the data");
+        let vacuum = |c: &Case| c.step("Vacuum and analyse THERE");
         // The comparison is two steps: the chunks before the sync is enabled, the rounds after.
         let verify = |c: &Case| {
             ["Compare the copy", "Verify both sides"]
@@ -214,11 +216,17 @@ fn summary(results: &[Case]) {
         };
         let whole = |c: &Case| Some(c.total_s);
         let other = |c: &Case| {
-            Some(c.total_s - bucardo(c).unwrap_or(0.0) - copy(c).unwrap_or(0.0) - verify(c)?)
+            Some(
+                c.total_s
+                    - bucardo(c).unwrap_or(0.0)
+                    - copy(c).unwrap_or(0.0)
+                    - vacuum(c).unwrap_or(0.0)
+                    - verify(c)?,
+            )
         };
         let ratio = |c: &Case| Some(copy(c)? / c.seed_s?);
         eprintln!(
-            "{:<14} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}",
+            "{:<14} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}",
             name,
             fmt(m(&|c| Some(c.here_mb)), 0),
             cs[0].tables,
@@ -227,6 +235,7 @@ fn summary(results: &[Case]) {
             fmt(m(&copy), 1),
             fmt(m(&|c| c.seed_s), 1),
             fmt(m(&ratio), 2),
+            fmt(m(&vacuum), 1),
             fmt(m(&verify), 1),
             fmt(m(&other), 1),
             fmt(m(&|c| Some(c.peak_kb as f64 / 1024.0)), 1),

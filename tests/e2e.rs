@@ -120,6 +120,26 @@ async fn run_bootstraps_master_master_under_live_writes() {
         "a password leaked: {stderr}"
     );
 
+    // Every replicated table was vacuumed and analysed by hand on THERE (autovacuum counts apart).
+    assert!(
+        stderr.contains("vacuumed and analysed 6 tables on THERE in "),
+        "the Vacuum step reports: {stderr}"
+    );
+    for t in REPLICATED {
+        let counts = sb
+            .there
+            .psql(
+                "widgets",
+                &format!(
+                    "SELECT vacuum_count > 0 AND analyze_count > 0 FROM pg_stat_user_tables \
+                     WHERE relid = '{}'::regclass",
+                    t.replace('\'', "''")
+                ),
+            )
+            .unwrap();
+        assert_eq!(counts.trim(), "t", "{t} vacuumed and analysed on THERE");
+    }
+
     let grant = sb
         .there
         .psql(

@@ -56,6 +56,8 @@ pub enum StepKind {
     CopyData,
     RefreshMatviews,
     Sequences,
+    /// `VACUUM (ANALYZE)` of THERE's freshly copied tables.
+    Vacuum,
     /// The first pass of the verification, before the sync is enabled.
     Compare,
     Enable,
@@ -482,6 +484,21 @@ impl Plan {
                 cmds,
             );
         }
+        let vacuumed = vacuum_order(&tables).len();
+        if vacuumed > 0 {
+            push(
+                StepKind::Vacuum,
+                "Vacuum and analyse THERE",
+                format!(
+                    "{vacuumed} table{}, as after any bulk load: sets the copied rows' hint bits (their first read would rewrite every page) and gives THERE's planner statistics, before Compare reads every row",
+                    if vacuumed == 1 { "" } else { "s" }
+                ),
+                vec![Command::Internal(format!(
+                    "{} sessions on THERE at once, largest table first; HERE is not touched",
+                    s.jobs.max(1)
+                ))],
+            );
+        }
         push(
             StepKind::Compare,
             "Compare the copy",
@@ -581,6 +598,13 @@ impl Plan {
                     .flat_map(|c| command_lines(&c))
                 }))
             }
+            (_, StepKind::Vacuum) => Box::new(
+                step.commands.iter().flat_map(command_lines).chain(
+                    vacuum_order(&self.tables)
+                        .into_iter()
+                        .map(|t| format!("# {}", vacuum_sql(t))),
+                ),
+            ),
             (_, StepKind::CopyData) => Box::new(
                 step.commands.iter().flat_map(command_lines).chain(
                     self.tables
@@ -706,6 +730,13 @@ impl Plan {
                 StepKind::Compare => out.push_str(
                     "# the script compares each table whole, in its Verify step, after the replay\n",
                 ),
+                StepKind::Vacuum => {
+                    let sql: Vec<String> = vacuum_order(&self.tables)
+                        .into_iter()
+                        .map(vacuum_sql)
+                        .collect();
+                    out.push_str(&script_sql(&s.there, &sql.join(";\n")));
+                }
                 StepKind::Verify => out.push_str(&script_verify(s, self)),
                 StepKind::Sequences => out.push_str(&script_sequences(s, self)),
                 StepKind::ConvertGenerated => out.push_str(&crate::engine::generated::script(
@@ -894,6 +925,23 @@ pub fn psql_invocation(spec: &ConnSpec, passfile: PassfileRef, strict: bool) -> 
 
 /// The Copy step's line for one table (the review's; the copy itself may split the table or
 /// move it in binary).
+/// The tables the Vacuum step vacuums, largest first. A partitioned parent is vacuumed through
+/// its leaves; only one without a chosen leaf is named itself (its leaves are vacuumed with it).
+pub fn vacuum_order(tables: &[TableInfo]) -> Vec<&TableInfo> {
+    let chosen: std::collections::HashSet<&TableName> = tables.iter().map(|t| &t.name).collect();
+    let mut out: Vec<&TableInfo> = tables
+        .iter()
+        .filter(|t| t.relkind == 'r' || !t.partitions.iter().any(|l| chosen.contains(l)))
+        .collect();
+    out.sort_by_key(|t| std::cmp::Reverse(t.total_bytes));
+    out
+}
+
+/// One table's statement in the Vacuum step.
+pub fn vacuum_sql(t: &TableInfo) -> String {
+    format!("VACUUM (ANALYZE) {}", t.name.sql())
+}
+
 fn copy_line(t: &TableInfo) -> Command {
     let cols = t
         .copy_columns()

@@ -35,6 +35,7 @@ mod locks;
 mod objects;
 mod prepare;
 mod replay;
+mod vacuum;
 mod verification;
 
 pub use prepare::{
@@ -453,6 +454,7 @@ impl LiveExecutor {
             StepKind::ConvertGenerated => self.convert_generated(plan, step, events, cancel).await,
             StepKind::Sequences => self.sequences(plan, events).await,
             StepKind::Drain => self.drain(step, events, cancel).await,
+            StepKind::Vacuum => self.vacuum(plan, events, cancel).await,
             StepKind::Compare => self.compare(plan, events, cancel).await,
             StepKind::Verify => self.verify(plan, events, cancel).await,
             StepKind::InstallBucardo => {

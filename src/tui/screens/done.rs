@@ -67,7 +67,9 @@ fn phase_of(kind: StepKind) -> &'static str {
         | StepKind::AddTables
         | StepKind::AddDbgroup
         | StepKind::AddSync => "Set up Bucardo",
-        StepKind::CopyData | StepKind::RefreshMatviews | StepKind::Sequences => "Copy the data",
+        StepKind::CopyData | StepKind::RefreshMatviews | StepKind::Sequences | StepKind::Vacuum => {
+            "Copy the data"
+        }
         StepKind::Enable | StepKind::Drain => "Go live",
         StepKind::Compare | StepKind::Verify => "Verify",
     }
