@@ -494,8 +494,11 @@ impl Plan {
                     if vacuumed == 1 { "" } else { "s" }
                 ),
                 vec![Command::Internal(format!(
-                    "{} sessions on THERE at once, largest table first; HERE is not touched",
-                    s.jobs.max(1)
+                    "{} on THERE at once, largest table first; HERE is not touched",
+                    match s.jobs.max(1) {
+                        1 => "1 session".to_string(),
+                        n => format!("{n} sessions"),
+                    }
                 ))],
             );
         }
@@ -923,8 +926,6 @@ pub fn psql_invocation(spec: &ConnSpec, passfile: PassfileRef, strict: bool) -> 
         .passfile(passfile)
 }
 
-/// The Copy step's line for one table (the review's; the copy itself may split the table or
-/// move it in binary).
 /// The tables the Vacuum step vacuums, largest first. A partitioned parent is vacuumed through
 /// its leaves; only one without a chosen leaf is named itself (its leaves are vacuumed with it).
 pub fn vacuum_order(tables: &[TableInfo]) -> Vec<&TableInfo> {
@@ -942,6 +943,8 @@ pub fn vacuum_sql(t: &TableInfo) -> String {
     format!("VACUUM (ANALYZE) {}", t.name.sql())
 }
 
+/// The Copy step's line for one table (the review's; the copy itself may split the table or
+/// move it in binary).
 fn copy_line(t: &TableInfo) -> Command {
     let cols = t
         .copy_columns()
