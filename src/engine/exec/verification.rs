@@ -409,12 +409,12 @@ impl<'a> Cx<'a> {
             && verify::has_deltas(&there, Side::There).await?;
         let digest = if mode == verify::VerifyMode::Fast {
             Digest::Count
-        } else if catalog::server_info(&here, Side::Here).await?.version_num >= verify::HASH_SINCE
-            && catalog::server_info(&there, Side::There).await?.version_num >= verify::HASH_SINCE
-        {
-            Digest::Hash
         } else {
-            Digest::Md5
+            let (h, th) = (
+                catalog::server_info(&here, Side::Here).await?.version_num,
+                catalog::server_info(&there, Side::There).await?.version_num,
+            );
+            verify::digest_for(h, th)
         };
         Ok(Cx {
             here,
