@@ -418,7 +418,15 @@ impl LiveExecutor {
             .store(plan.tables.len(), std::sync::atomic::Ordering::Relaxed);
         let own = matches!(
             step.kind,
-            StepKind::AddTables | StepKind::AddSync | StepKind::Enable | StepKind::Sequences
+            StepKind::BucardoRole
+                | StepKind::InstallBucardo
+                | StepKind::StartDaemon
+                | StepKind::AddDatabases
+                | StepKind::AddTables
+                | StepKind::AddDbgroup
+                | StepKind::AddSync
+                | StepKind::Enable
+                | StepKind::Sequences
         );
         self.governed.pace.own_traffic(own);
         let r = self.execute_kind(plan, step, events, cancel).await;

@@ -339,10 +339,11 @@ pub struct Governor {
     /// Since when it has been paused, or throttled to the floor, without recovering.
     stuck_since: Option<Duration>,
     last_work: Option<Duration>,
-    /// HERE's rate at each sample before the heavy work first ran (see `refine_baseline`).
-    pre_work: Vec<f64>,
+    /// HERE's (write, commit) rates at each sample before the heavy work first ran, the
+    /// bootstrap's own load left out (see `refine_baseline`).
+    pre_work: Vec<(f64, f64)>,
     /// The baseline as the first seconds gave it.
-    pre_work_taken: f64,
+    taken: Option<Baseline>,
 }
 
 impl Governor {
@@ -368,7 +369,7 @@ impl Governor {
             stuck_since: None,
             last_work: None,
             pre_work: Vec::new(),
-            pre_work_taken: 0.0,
+            taken: None,
         }
     }
 
@@ -473,41 +474,61 @@ impl Governor {
 
     /// Until the heavy work first runs, every second measured refines the baseline: its median
     /// over all of them, not only the first 3 s (which may catch the bootstrap's own DDL, or a
-    /// burst of the application's: both seen, 35 % too low and 15 % too high). Said in the log
-    /// when the heavy work starts, if it moved.
+    /// burst of the application's: both seen, 35 % too low and 15 % too high), and what it is
+    /// steered by. Said in the log when the heavy work starts, if it moved.
     fn refine_baseline(&mut self, first_work: bool) -> Option<Note> {
         if self.rebased || self.pre_work.len() >= PRE_WORK_MAX {
             return None;
         }
-        let b = self.baseline?;
+        let was = self.taken?;
         if !first_work {
             if self.samples.back()?.own {
                 return None;
             }
-            let (w, c) = self.rates_at(self.samples.len().checked_sub(1)?)?;
-            self.pre_work.push(if b.by_commits { c } else { w });
+            let r = self.rates_at(self.samples.len().checked_sub(1)?)?;
+            self.pre_work.push(r);
         }
-        let mut rates = self.pre_work.clone();
-        let rate = median(&mut rates);
-        let least = if b.by_commits {
-            MIN_COMMIT_STEERING_RATE
-        } else {
-            MIN_STEERING_RATE
-        };
-        if rate < least {
+        if self.pre_work.is_empty() {
             return None;
         }
-        if let Some(b) = self.baseline.as_mut() {
+        let (mut writes, mut commits): (Vec<f64>, Vec<f64>) = self.pre_work.iter().copied().unzip();
+        let (w, c) = (median(&mut writes), median(&mut commits));
+        let (rate, by_commits, quiet) = steering(w, c);
+        for b in [self.baseline.as_mut()?, self.first.as_mut()?] {
             b.rate = rate;
+            b.by_commits = by_commits;
         }
-        self.first.as_mut()?.rate = rate;
-        let taken = self.pre_work_taken;
-        let moved = (rate / taken.max(f64::MIN_POSITIVE) - 1.0).abs() > 0.05;
-        (first_work && moved).then(|| {
+        if !first_work {
+            return None;
+        }
+        if self.mode == Mode::Full && !quiet && was.rate == 0.0 {
+            self.mode = Mode::Throttled;
+            self.duty = START_DUTY;
+            self.workers = 1;
+        } else if self.mode == Mode::Throttled && quiet {
+            self.mode = Mode::Full;
+            self.duty = 1.0;
+            self.workers = self.jobs;
+        }
+        let secs = self.pre_work.len() / 4;
+        if quiet {
+            // Its first seconds were the bootstrap's own DDL: HERE itself is nearly idle.
+            return (was.rate > 0.0).then(|| {
+                Note(format!(
+                    "governor: HERE, over the {secs} s before the heavy work began, is nearly idle ({} write \
+                     transactions/s, {} commits/s): its rate is not steered by, its probe, lock waiters and standbys are",
+                    w.round() as i64,
+                    c.round() as i64
+                ))
+            });
+        }
+        let moved = by_commits != was.by_commits
+            || (rate / was.rate.max(f64::MIN_POSITIVE) - 1.0).abs() > 0.05;
+        moved.then(|| {
             Note(format!(
-                "governor: HERE's baseline, over the {} s before the heavy work began: {} tx/s",
-                self.pre_work.len() / 4,
-                rate.round() as i64
+                "governor: HERE's baseline, over the {secs} s before the heavy work began: {} {}/s",
+                rate.round() as i64,
+                if by_commits { "commits" } else { "tx" }
             ))
         })
     }
@@ -521,33 +542,30 @@ impl Governor {
         let mut commits = Vec::new();
         let mut probes = Vec::new();
         let mut waiting = Vec::new();
+        let mut own_left_out = Vec::new();
         for (i, s) in self.samples.iter().enumerate() {
             probes.push(s.probe.as_secs_f64() * 1000.0);
             waiting.push(s.lock_waiting as f64);
             if let Some(r) = self.rates_at(i) {
                 writes.push(r.0);
                 commits.push(r.1);
+                if !s.own {
+                    own_left_out.push(r);
+                }
             }
         }
+        self.pre_work = own_left_out;
         let (w, c) = (median(&mut writes), median(&mut commits));
-        let by_commits = w < MIN_STEERING_RATE;
-        let quiet = by_commits && c < MIN_COMMIT_STEERING_RATE;
-        self.pre_work = if by_commits { commits } else { writes };
-        self.pre_work_taken = if by_commits { c } else { w };
+        let (rate, by_commits, quiet) = steering(w, c);
         let b = Baseline {
-            rate: if quiet {
-                0.0
-            } else if by_commits {
-                c
-            } else {
-                w
-            },
+            rate,
             probe_ms: median(&mut probes),
             lock_waiting: median(&mut waiting).round() as u32,
             by_commits,
         };
         self.baseline = Some(b);
         self.first = Some(b);
+        self.taken = Some(b);
         self.mode = Mode::Throttled;
         self.duty = START_DUTY;
         self.workers = 1;
@@ -902,6 +920,18 @@ impl Governor {
     }
 }
 
+/// What a (write, commit) rate is steered by: `(rate, by_commits, quiet)`. Too few writes to
+/// steer by, the commits; too few of those, nothing (`quiet`, rate 0).
+fn steering(writes: f64, commits: f64) -> (f64, bool, bool) {
+    if writes >= MIN_STEERING_RATE {
+        (writes, false, false)
+    } else if commits >= MIN_COMMIT_STEERING_RATE {
+        (commits, true, false)
+    } else {
+        (0.0, true, true)
+    }
+}
+
 fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -945,11 +975,11 @@ impl Pace {
         *self.rx.borrow()
     }
 
-    /// Marks the bootstrap's own steps that load HERE (registering tables with Bucardo, which
-    /// connects to HERE once per table, and installing its triggers): the seconds they run do
-    /// not refine the baseline. On a quiet HERE they tripled its commit rate (10,000 tables:
-    /// 125 tx/s), and the copy after them was throttled for a loss that was never the
-    /// application's.
+    /// Marks the bootstrap's own steps that load HERE (installing Bucardo's control database
+    /// and starting its daemon, both of which write in HERE's cluster when the control database
+    /// lives there, registering tables with Bucardo, which connects to HERE once per table, and
+    /// installing its triggers): the seconds they run do not refine the baseline. On a quiet HERE they tripled its commit rate (10,000 tables: 125 tx/s), and the
+    /// copy after them was throttled for a loss that was never the application's.
     pub fn own_traffic(&self, on: bool) {
         self.own.store(on, Ordering::Relaxed);
     }
