@@ -712,3 +712,96 @@ async fn sequence_values_arrive_as_pg_dump_sets_them_batch_after_batch() {
         );
     }
 }
+
+const FREEZE_SQL: &str = r#"
+CREATE TABLE public.parent (id integer PRIMARY KEY, v text);
+INSERT INTO public.parent SELECT g, md5(g::text) FROM generate_series(1, 5000) g;
+CREATE TABLE public.child (id integer PRIMARY KEY, parent_id integer REFERENCES public.parent, v text);
+INSERT INTO public.child SELECT g, 1 + g % 5000, md5(g::text) FROM generate_series(1, 20000) g;
+CREATE INDEX child_parent ON public.child (parent_id);
+CREATE TABLE public.solo (id bigint PRIMARY KEY, v text);
+INSERT INTO public.solo SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;
+CREATE TABLE public.split (id bigint PRIMARY KEY, v text);
+INSERT INTO public.split SELECT g, md5(g::text) FROM generate_series(1, 30000) g;
+CREATE TABLE public.noted (id integer PRIMARY KEY);
+INSERT INTO public.noted SELECT generate_series(1, 1000);
+CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'truncated'; END$$;
+CREATE TRIGGER noted_truncate BEFORE TRUNCATE ON public.noted FOR EACH STATEMENT EXECUTE FUNCTION public.refuse();
+"#;
+
+/// Tables copied whole arrive frozen and all-visible on THERE (nothing left for a vacuum to
+/// write), unless another table's foreign key references them, they are split into key ranges,
+/// or a TRUNCATE trigger would fire in replica mode; every table arrives whole either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_copied_whole_arrive_frozen_when_there_lets_them() {
+    let sb = tokio::task::spawn_blocking(start_sandbox).await.unwrap();
+    load(&sb, "fz", FREEZE_SQL);
+    sb.there
+        .psql(
+            "fz",
+            "CREATE EXTENSION pg_visibility; ALTER TABLE public.noted ENABLE ALWAYS TRIGGER noted_truncate",
+        )
+        .unwrap();
+    let names = [
+        "public.parent",
+        "public.child",
+        "public.solo",
+        "public.split",
+        "public.noted",
+    ];
+    let mut infos = tables(&sb.here, "fz", &names).await;
+    for t in &mut infos {
+        if t.name.to_string() == "public.split" {
+            t.total_bytes = 40_000_000;
+        }
+    }
+    let opts = CopyOptions {
+        split_bytes: 8_000_000,
+        ..CopyOptions::new(2)
+    };
+    let (r, events) = run_copy(&sb, "fz", &infos, &opts).await;
+    let copied = r.expect("copy");
+    assert!(
+        events.iter().any(|e| matches!(e, RunEvent::Log { message, .. } if message.contains("2 tables written frozen"))),
+        "{events:?}"
+    );
+    for t in names {
+        assert_eq!(digest(&sb.here, "fz", t), digest(&sb.there, "fz", t), "{t}");
+        let pages: i64 = query(
+            &sb.there,
+            "fz",
+            &format!("SELECT pg_relation_size('{t}') / current_setting('block_size')::int"),
+        )
+        .parse()
+        .unwrap();
+        let (visible, frozen) = {
+            let s = query(
+                &sb.there,
+                "fz",
+                &format!(
+                    "SELECT all_visible || ' ' || all_frozen FROM pg_visibility_map_summary('{t}')"
+                ),
+            );
+            let mut it = s.split(' ').map(|v| v.parse::<i64>().unwrap());
+            (it.next().unwrap(), it.next().unwrap())
+        };
+        let expect_frozen = matches!(t, "public.child" | "public.solo");
+        assert!(pages > 0, "{t} has pages");
+        if expect_frozen {
+            assert_eq!((visible, frozen), (pages, pages), "{t} arrives frozen");
+        } else {
+            assert_eq!(
+                (visible, frozen),
+                (0, 0),
+                "{t} is written as a plain COPY writes"
+            );
+        }
+    }
+    let split = copied
+        .iter()
+        .find(|c| c.table.to_string() == "public.split")
+        .unwrap();
+    assert!(split.parts > 1, "public.split was split: {split:?}");
+    // The frozen child's deferred index was rebuilt in its transaction, as on HERE.
+    assert_eq!(indexes(&sb.here, "fz"), indexes(&sb.there, "fz"));
+}

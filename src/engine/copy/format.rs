@@ -30,6 +30,14 @@ impl Format {
             Format::Binary => " (FORMAT binary)",
         }
     }
+
+    /// The options of a COPY FROM that writes its rows frozen ([`super::freeze`]).
+    pub fn frozen_copy_option(self) -> &'static str {
+        match self {
+            Format::Text => " (FREEZE)",
+            Format::Binary => " (FORMAT binary, FREEZE)",
+        }
+    }
 }
 
 /// What the operator (or the benchmark) asks for; `Auto` means binary wherever it is safe.

@@ -17,12 +17,14 @@
 //! range of a table larger than [`CopyOptions::split_bytes`] ([`parts`]). Each piece commits in
 //! its own THERE transaction; a table is finished when its last piece committed. A table with
 //! deferrable secondary indexes is copied whole, its indexes dropped and rebuilt in its copy's transaction
-//! ([`indexes`]): the measurements favoured deferred builds over key ranges. The format of each
+//! ([`indexes`]): the measurements favoured deferred builds over key ranges. A table copied whole
+//! is written frozen where THERE allows it ([`freeze`]). The format of each
 //! table is chosen in [`format`], the bytes move in [`stream`], THERE's own progress views are
 //! read by [`monitor`], and [`standalone`] is the engine of the `copy` command. A split table announces its cut points before its first range starts and each range
 //! after it committed, so that the journal can resume it range by range ([`parts`]).
 
 pub mod format;
+pub mod freeze;
 pub mod indexes;
 pub mod monitor;
 pub mod parts;
@@ -191,6 +193,9 @@ struct Piece {
     format: Format,
     copy_out: Box<str>,
     copy_in: Box<str>,
+    /// For a table copied whole that THERE lets the copy's transaction truncate: the COPY that
+    /// writes its rows frozen ([`freeze`]).
+    frozen: Option<Box<str>>,
     est_bytes: i64,
     /// The table's place in the chosen tables, then the range's number: ties in size go in that
     /// order.
@@ -358,12 +363,14 @@ async fn plan_pieces(
     } else {
         HashMap::new()
     };
+    let freezable = freeze::freezable(&there_c, &names).await?;
     drop(there_c);
 
     let mut pieces = Vec::with_capacity(tables.len());
     let mut text_reasons: Vec<String> = Vec::new();
     let mut splits: Vec<String> = Vec::new();
     let mut deferred = 0usize;
+    let mut frozen = 0usize;
     for (ti, t) in tables.iter().enumerate() {
         // Each table's columns are let go as its pieces are built: at 10,000 tables the two
         // maps and the pieces together were 22 MB of the copy's peak (measured, heaptrack).
@@ -454,11 +461,16 @@ async fn plan_pieces(
                 )
             }
             .into();
+            let frozen_in = freezable.contains(&t.name).then(|| {
+                frozen += 1;
+                format!("COPY {tn} ({cols}) FROM STDIN{}", fmt.frozen_copy_option()).into()
+            });
             pieces.push(Piece {
                 tally,
                 format: fmt,
                 copy_out,
                 copy_in,
+                frozen: frozen_in,
                 est_bytes: t.total_bytes,
                 order: (ti, 0),
                 defer,
@@ -487,6 +499,7 @@ async fn plan_pieces(
                     format: fmt,
                     copy_out,
                     copy_in: copy_in.clone(),
+                    frozen: None,
                     est_bytes: t.total_bytes / ranges.len() as i64,
                     order: (ti, i),
                     defer: vec![],
@@ -519,6 +532,11 @@ async fn plan_pieces(
     if deferred > 0 {
         msg.push_str(&format!(
             "; {deferred} secondary indexes rebuilt after their table's rows, in the same transaction"
+        ));
+    }
+    if frozen > 0 {
+        msg.push_str(&format!(
+            "; {frozen} tables written frozen (COPY FREEZE: no second write of their pages on THERE)"
         ));
     }
     let _ = events
@@ -717,11 +735,33 @@ async fn copy_piece(
                 .await
                 .map_err(err)?;
         }
+        let copy_in = match &piece.frozen {
+            Some(frozen) => match dst.batch_execute(&freeze::truncate_sql(&tally.table)).await {
+                Ok(()) => frozen,
+                Err(e) => {
+                    dst.batch_execute(freeze::UNDO_SQL).await.map_err(err)?;
+                    let _ = events
+                        .send(RunEvent::Log {
+                            level: LogLevel::Info,
+                            message: format!(
+                                "{}: copied without FREEZE, THERE refused to truncate it: {}",
+                                tally.table,
+                                crate::engine::secret::redact(&crate::engine::error::pg_message(
+                                    &e
+                                ))
+                            ),
+                        })
+                        .await;
+                    &piece.copy_in
+                }
+            },
+            None => &piece.copy_in,
+        };
         let moved = stream::pump(
             src,
             dst,
             &piece.copy_out,
-            &piece.copy_in,
+            copy_in,
             piece.format,
             tally,
             events,
