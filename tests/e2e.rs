@@ -262,6 +262,23 @@ async fn run_bootstraps_master_master_under_live_writes() {
         text.contains("key (7): different"),
         "--deep names the row: {text}"
     );
+    // In chunks of 500 rows the customers' 10,000 are walked by two lanes at once; the one
+    // tampered row is still found, and nothing else.
+    let mut lanes = tool(&sb);
+    lanes
+        .arg("verify")
+        .args(conn_flags(&sb, "all"))
+        .arg("--deep")
+        .env("BUCARDO_BOOTSTRAP_VERIFY_CHUNK_ROWS", "500");
+    let out = tokio::task::block_in_place(|| lanes.output()).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text.contains("key (7): different")
+            && text.matches("\tDIFFERENT\t").count() == 1
+            && text.matches(": different").count() == 1,
+        "in lanes, the one tampered row and nothing else: {text}"
+    );
     let out = tokio::task::block_in_place(|| verify(&["--fast"]));
     assert_eq!(
         out.status.code(),
