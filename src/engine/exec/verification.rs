@@ -553,14 +553,20 @@ const SINCE_TRIGGERS: &str = "-infinity";
 /// read from a cold cache) `verify` took 116.3 and 101.4 s with one lane, 94.0 and 79.3 s with
 /// two, the cores then 84 % busy.
 fn lanes_for(s: &Settings, tables: &[TableInfo]) -> usize {
-    let chunky = tables
+    let rows = chunk_rows();
+    if tables
         .iter()
-        .any(|t| !t.key_columns.is_empty() && t.est_rows > 4 * chunk_rows());
-    if chunky {
+        .any(|t| !t.key_columns.is_empty() && many_chunks(t, rows))
+    {
         s.jobs.max(1)
     } else {
         1
     }
+}
+
+/// A table walked by every lane: more than four chunks, by its estimate.
+fn many_chunks(t: &TableInfo, chunk_rows: i64) -> bool {
+    t.est_rows > 4 * chunk_rows
 }
 
 /// Every keyed table's chunks (and, with `keyless`, every keyless table whole); a table whose
@@ -672,7 +678,7 @@ async fn walk_chunks(
         .map(|o| (o.here_deltas.clone(), o.there_deltas.clone()))
         .map_err(|_| EngineError::Io("the verification's tally was poisoned".into()))?;
     let cursor: Cursor = tokio::sync::Mutex::new(Some(None));
-    let many = t.est_rows > 4 * cx.chunk_rows;
+    let many = many_chunks(t, cx.chunk_rows);
     let walkers = std::iter::once(cx)
         .chain(lanes.iter().filter(|_| many))
         .map(|lane| walk_lane(lane, t, &cursor, &deltas, &o));
@@ -724,9 +730,9 @@ async fn walk_lane(
         let Some(read) = read else {
             return Ok(());
         };
-        if let Ok(mut o) = o.lock() {
-            o.tally(read);
-        }
+        o.lock()
+            .map_err(|_| EngineError::Io("the verification's tally was poisoned".into()))?
+            .tally(read);
         cx.breathe(started.elapsed()).await?;
     }
 }
