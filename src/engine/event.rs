@@ -278,16 +278,23 @@ pub fn verification_summary(verdicts: &[TableVerdict]) -> String {
     ] {
         let names = named(state);
         if !names.is_empty() {
+            let more = match names.len().saturating_sub(NAMED) {
+                0 => String::new(),
+                n => format!(" and {n} more, each on its own line"),
+            };
             out.push_str(&format!(
-                ", {} table{} {what} ({})",
+                ", {} table{} {what} ({}{more})",
                 names.len(),
                 if names.len() == 1 { "" } else { "s" },
-                names.join(", ")
+                names[..names.len().min(NAMED)].join(", ")
             ));
         }
     }
     out
 }
+
+/// How many tables of one verdict the summary names.
+const NAMED: usize = 10;
 
 /// `99.98%`: rounded down, so that anything short of everything never reads 100%.
 fn share(part: i64, whole: i64) -> String {
@@ -447,6 +454,18 @@ mod tests {
         assert_eq!(
             verification_summary(&[v(0, 0, 0, 0, 0)]),
             "every table empty"
+        );
+        let many: Vec<TableVerdict> = (1..=12)
+            .map(|i| TableVerdict {
+                table: TableName::new("public", format!("t{i}")),
+                differing: 1,
+                ..v(10, 10, 9, 0, 0)
+            })
+            .collect();
+        assert_eq!(
+            verification_summary(&many),
+            "90% of 120 rows compared, 12 tables DIFFERENT (public.t1, public.t2, public.t3, public.t4, \
+             public.t5, public.t6, public.t7, public.t8, public.t9, public.t10 and 2 more, each on its own line)"
         );
         assert_eq!(share(1_999_999, 2_000_000), "99.99%");
         assert_eq!(share(1, 2), "50%");

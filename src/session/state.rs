@@ -176,6 +176,9 @@ pub struct RunState {
     pub verdicts: Vec<TableVerdict>,
     /// Where each table's verdict is in `verdicts`: 10,000 of them arrive one by one.
     verdict_at: std::collections::HashMap<TableName, usize>,
+    /// Where each table is in `tables`: the copy's events name one table each, several per
+    /// table, and a search of 10,000 for each made the front end what the copy waited on.
+    table_at: std::collections::HashMap<TableName, usize>,
     pub aborting: bool,
     pub finished: Option<Finish>,
     pub result: Option<RunResult>,
@@ -264,6 +267,11 @@ impl RunState {
             .collect();
         // The copy goes largest first; list the tables in that order.
         tables.sort_by(|a, b| b.est_bytes.cmp(&a.est_bytes).then(a.table.cmp(&b.table)));
+        let table_at = tables
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.table.clone(), i))
+            .collect();
         RunState {
             now,
             mode,
@@ -278,6 +286,7 @@ impl RunState {
             copy_ended: None,
             verdicts: Vec::new(),
             verdict_at: Default::default(),
+            table_at,
             account: plan.coverage.report(),
             here: HereHistory::default(),
             aborting: false,
@@ -304,14 +313,20 @@ impl RunState {
     }
 
     fn table_mut(&mut self, t: &TableName) -> &mut TableProgress {
-        let idx = match self.tables.iter().position(|p| &p.table == t) {
-            Some(i) => i,
+        let idx = match self.table_at.get(t) {
+            Some(&i) => i,
             None => {
                 self.tables.push(TableProgress::waiting(t.clone(), 0, 0));
+                self.table_at.insert(t.clone(), self.tables.len() - 1);
                 self.tables.len() - 1
             }
         };
         &mut self.tables[idx]
+    }
+
+    /// One table's copy progress.
+    pub fn table(&self, t: &TableName) -> Option<&TableProgress> {
+        self.table_at.get(t).and_then(|&i| self.tables.get(i))
     }
 
     fn push_log(&mut self, level: LogLevel, message: String) {

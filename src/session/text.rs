@@ -359,23 +359,23 @@ pub fn here_summary(run: &RunState) -> Option<String> {
 /// only remembers when it last printed each table.
 #[derive(Default)]
 pub struct CopyLines {
-    last: Vec<(TableName, Duration)>,
+    last: std::collections::HashMap<TableName, Duration>,
 }
 
 impl CopyLines {
     /// The lines `ev` calls for, once it has been folded into `run`.
     pub fn lines(&mut self, run: &RunState, ev: &CopyEvent) -> Vec<String> {
         let now = run.now;
-        let find = |t: &TableName| run.tables.iter().find(|p| &p.table == t);
+        let find = |t: &TableName| run.table(t);
         match ev {
             CopyEvent::TableStarted { table, .. } => {
                 self.mark(table, now);
                 vec![]
             }
             CopyEvent::Advanced { table, .. } => {
-                let due = match self.last.iter_mut().find(|(t, _)| t == table) {
-                    Some((_, at)) if now.saturating_sub(*at) < PROGRESS_EVERY => false,
-                    Some((_, at)) => {
+                let due = match self.last.get_mut(table) {
+                    Some(at) if now.saturating_sub(*at) < PROGRESS_EVERY => false,
+                    Some(at) => {
                         *at = now;
                         true
                     }
@@ -418,10 +418,7 @@ impl CopyLines {
     }
 
     fn mark(&mut self, table: &TableName, now: Duration) {
-        match self.last.iter_mut().find(|(t, _)| t == table) {
-            Some((_, at)) => *at = now,
-            None => self.last.push((table.clone(), now)),
-        }
+        self.last.insert(table.clone(), now);
     }
 }
 

@@ -1,5 +1,6 @@
-//! The Vacuum step: `VACUUM (ANALYZE)` of every table the copy filled on THERE, largest first,
-//! with as many THERE sessions as the copy had workers, once every copy transaction has ended
+//! The Vacuum step: `VACUUM (ANALYZE)` of every table the copy filled on THERE, largest first
+//! and small tables in batches (`plan::vacuum_batches`), with as many THERE sessions as the copy
+//! had workers, once every copy transaction has ended
 //! (so that the rows are visible to all and their pages can be marked so). HERE is not touched.
 //!
 //! Measured before this step existed: THERE's first reads after the copy (Compare's) set the
@@ -22,7 +23,8 @@ impl LiveExecutor {
         events: &mpsc::Sender<RunEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), EngineError> {
-        let order = plan::vacuum_order(&plan.tables);
+        let tables = plan::vacuum_order(&plan.tables).len();
+        let order = plan::vacuum_batches(&plan.tables);
         let there = &self.settings.there;
         let sessions = self.settings.jobs.clamp(1, order.len().max(1));
         let mut clients = Vec::with_capacity(sessions);
@@ -40,25 +42,29 @@ impl LiveExecutor {
         }
         let started = Instant::now();
         let next = AtomicUsize::new(0);
-        let longest: Mutex<Option<(Duration, TableName)>> = Mutex::new(None);
+        let longest: Mutex<Option<(Duration, String)>> = Mutex::new(None);
         let work = clients.iter().map(|(c, _)| async {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(t) = order.get(i) else {
+                let Some(batch) = order.get(i) else {
                     return Ok::<(), EngineError>(());
                 };
+                let what = match batch.as_slice() {
+                    [t] => t.name.to_string(),
+                    [t, ..] => format!("{} tables from {} on", batch.len(), t.name),
+                    [] => continue,
+                };
                 let t0 = Instant::now();
-                c.batch_execute(&plan::vacuum_sql(t)).await.map_err(|e| {
-                    EngineError::sql(Side::There, format!("vacuuming {}", t.name), &e)
-                })?;
+                c.batch_execute(&plan::vacuum_sql(batch))
+                    .await
+                    .map_err(|e| EngineError::sql(Side::There, format!("vacuuming {what}"), &e))?;
                 let took = t0.elapsed();
                 if took >= SLOW {
                     log(
                         events,
                         LogLevel::Info,
                         format!(
-                            "vacuumed and analysed {} on THERE in {:.1} s",
-                            t.name,
+                            "vacuumed and analysed {what} on THERE in {:.1} s",
                             took.as_secs_f64()
                         ),
                     )
@@ -66,7 +72,7 @@ impl LiveExecutor {
                 }
                 if let Ok(mut l) = longest.lock() {
                     if l.as_ref().is_none_or(|(d, _)| took > *d) {
-                        *l = Some((took, t.name.clone()));
+                        *l = Some((took, what));
                     }
                 }
             }
@@ -92,9 +98,8 @@ impl LiveExecutor {
             events,
             LogLevel::Notice,
             format!(
-                "vacuumed and analysed {} table{} on THERE in {:.1} s with {sessions} session{}{longest}",
-                order.len(),
-                if order.len() == 1 { "" } else { "s" },
+                "vacuumed and analysed {tables} table{} on THERE in {:.1} s with {sessions} session{}{longest}",
+                if tables == 1 { "" } else { "s" },
                 started.elapsed().as_secs_f64(),
                 if sessions == 1 { "" } else { "s" },
             ),

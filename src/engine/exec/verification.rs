@@ -209,6 +209,8 @@ struct Cx<'a> {
     /// This one's place among the lanes that walk a table's chunks together: the governor
     /// admits lane `n` only while it allows `n + 1` workers.
     lane: usize,
+    /// Every table's delta tables on HERE and THERE, read once when first needed.
+    deltas: std::sync::Arc<tokio::sync::OnceCell<(DeltaNames, DeltaNames)>>,
 }
 
 impl Cx<'_> {
@@ -443,6 +445,7 @@ impl<'a> Cx<'a> {
             cancel,
             chunk_rows: chunk_rows(),
             lane: 0,
+            deltas: Default::default(),
         })
     }
 
@@ -467,6 +470,7 @@ impl<'a> Cx<'a> {
             c.light = self.light;
             c.replayed = self.replayed;
             c.lane = lane;
+            c.deltas = self.deltas.clone();
             out.push(c);
         }
         Ok(out)
@@ -785,11 +789,20 @@ async fn delta_tables(
     if !cx.live {
         return Ok((vec![], vec![]));
     }
-    tokio::try_join!(
-        verify::delta_tables(&cx.here_keys, Side::Here, t),
-        verify::delta_tables(&cx.there_keys, Side::There, t)
-    )
+    let (here, there) = cx
+        .deltas
+        .get_or_try_init(|| async {
+            tokio::try_join!(
+                verify::delta_names(&cx.here_keys, Side::Here),
+                verify::delta_names(&cx.there_keys, Side::There)
+            )
+        })
+        .await?;
+    let of = |m: &DeltaNames| m.get(&t.name).cloned().unwrap_or_default();
+    Ok((of(here), of(there)))
 }
+
+type DeltaNames = std::collections::HashMap<crate::engine::ident::TableName, Vec<String>>;
 
 /// What one chunk's reading found, before it is tallied into its table's [`Open`].
 struct ChunkRead {
