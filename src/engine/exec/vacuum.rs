@@ -23,8 +23,8 @@ impl LiveExecutor {
         events: &mpsc::Sender<RunEvent>,
         cancel: &CancellationToken,
     ) -> Result<(), EngineError> {
-        let tables = plan::vacuum_order(&plan.tables).len();
         let order = plan::vacuum_batches(&plan.tables);
+        let tables: usize = order.iter().map(Vec::len).sum();
         let there = &self.settings.there;
         let sessions = self.settings.jobs.clamp(1, order.len().max(1));
         let mut clients = Vec::with_capacity(sessions);
